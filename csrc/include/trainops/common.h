@@ -1,0 +1,132 @@
+// Torch-free helpers shared by the CPU and CUDA kernels: the host/device
+// qualifier, bit casts, and the fp16/bf16 <-> fp32 conversions.
+//
+// The conversions are written out in integer and float arithmetic (no
+// intrinsics) so that the CPU and the GPU round identically and so that the
+// C++ unit tests can check them without torch. They are branch-free, which
+// lets the compiler vectorise the CPU loops that call them.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define TRAINOPS_HD __host__ __device__ __forceinline__
+#else
+#define TRAINOPS_HD inline
+#endif
+
+namespace trainops {
+
+// Storage types for the two 16-bit formats: plain bit patterns, so that this
+// header needs neither c10 nor cuda_fp16.h. Layout-compatible with c10::Half /
+// c10::BFloat16 / __half / __nv_bfloat16 (one uint16_t).
+struct half_bits {
+  uint16_t x;
+};
+struct bf16_bits {
+  uint16_t x;
+};
+
+TRAINOPS_HD uint32_t float_as_u32(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return u;
+#endif
+}
+
+TRAINOPS_HD float u32_as_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+#endif
+}
+
+TRAINOPS_HD float bf16_to_float(bf16_bits h) {
+  return u32_as_float(static_cast<uint32_t>(h.x) << 16);
+}
+
+// Round to nearest even; NaN stays a (quiet) NaN with its sign.
+TRAINOPS_HD bf16_bits float_to_bf16(float f) {
+  const uint32_t u = float_as_u32(f);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const bool is_nan = (u & 0x7fffffffu) > 0x7f800000u;
+  const uint32_t out = is_nan ? ((u >> 16) | 0x0040u) : rounded;
+  return bf16_bits{static_cast<uint16_t>(out)};
+}
+
+// fp16 -> fp32, exact. Shifting the 15 exponent+mantissa bits into fp32
+// position and multiplying by 2^112 rebiases the exponent (15 -> 127) and turns
+// fp16 subnormals into the right fp32 normals in one exact multiply; inf/NaN
+// (exponent all ones) are patched afterwards.
+TRAINOPS_HD float half_to_float(half_bits h) {
+  constexpr float kRebias = 5.192296858534828e33f;  // 2^112
+  const uint32_t sign = static_cast<uint32_t>(h.x & 0x8000u) << 16;
+  const uint32_t em = static_cast<uint32_t>(h.x & 0x7fffu);
+  const float magnitude = u32_as_float(em << 13) * kRebias;
+  const uint32_t inf_nan = (em << 13) | 0x7f800000u;
+  const uint32_t bits = (em >= 0x7c00u) ? inf_nan : float_as_u32(magnitude);
+  return u32_as_float(bits | sign);
+}
+
+// fp32 -> fp16, round to nearest even, overflow to inf, NaN to quiet NaN.
+TRAINOPS_HD half_bits float_to_half(float f) {
+  const uint32_t u = float_as_u32(f);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t a = u & 0x7fffffffu;
+  // |f| >= 65520 rounds to inf (65504 is the largest finite half).
+  constexpr uint32_t kOverflow = 0x477ff000u;
+  // Below 2^-14 the result is an fp16 subnormal (or zero).
+  constexpr uint32_t kMinNormal = 0x38800000u;
+  uint32_t out;
+  if (a > 0x7f800000u) {
+    out = 0x7e00u;
+  } else if (a >= kOverflow) {
+    out = 0x7c00u;
+  } else if (a < kMinNormal) {
+    // Adding 0.5f aligns the value so that the float adder rounds it to a
+    // multiple of 2^-24 (the fp16 subnormal step), nearest even.
+    constexpr float kHalf = 0.5f;
+    const float shifted = u32_as_float(a) + kHalf;
+    out = float_as_u32(shifted) - float_as_u32(kHalf);
+  } else {
+    const uint32_t mant_odd = (a >> 13) & 1u;
+    // Rebias 127 -> 15 and round to nearest even on the 13 dropped bits.
+    out = (a - 0x38000000u + 0x0fffu + mant_odd) >> 13;
+  }
+  return half_bits{static_cast<uint16_t>(out | sign)};
+}
+
+// Load any supported element as the accumulation type.
+template <typename acc_t>
+TRAINOPS_HD acc_t load_as(float v) { return static_cast<acc_t>(v); }
+template <typename acc_t>
+TRAINOPS_HD acc_t load_as(double v) { return static_cast<acc_t>(v); }
+template <typename acc_t>
+TRAINOPS_HD acc_t load_as(half_bits v) { return static_cast<acc_t>(half_to_float(v)); }
+template <typename acc_t>
+TRAINOPS_HD acc_t load_as(bf16_bits v) { return static_cast<acc_t>(bf16_to_float(v)); }
+
+// Store an fp32/fp64 value into an element type, rounding once.
+TRAINOPS_HD void store_from(float* p, float v) { *p = v; }
+TRAINOPS_HD void store_from(double* p, double v) { *p = v; }
+TRAINOPS_HD void store_from(half_bits* p, float v) { *p = float_to_half(v); }
+TRAINOPS_HD void store_from(bf16_bits* p, float v) { *p = float_to_bf16(v); }
+
+// Accumulation type: fp32 for fp16/bf16/fp32 elements, fp64 for fp64.
+template <typename T>
+struct AccType {
+  using type = float;
+};
+template <>
+struct AccType<double> {
+  using type = double;
+};
+
+}  // namespace trainops

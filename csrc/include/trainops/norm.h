@@ -1,0 +1,183 @@
+// Torch-free norm math shared by the CPU and CUDA kernels.
+//
+// A p-norm is reduced in three levels, each in a fixed order so results are
+// bitwise reproducible for any thread count or launch grid:
+//   1. per element:  |x|^p in the accumulation type (fp32, fp64 for fp64),
+//      together with the running max |x| of the chunk;
+//   2. per chunk:    a NormPartial {max, scaled} meaning  max^p * scaled,
+//      i.e. the sum of |x|^p expressed relative to the chunk's largest value;
+//   3. across chunks and tensors: combine_partials(), in fp64, scaling every
+//      partial by the overall max first.
+// Keeping each partial relative to its own max is what makes the norm free of
+// spurious overflow and underflow: 1000 fp32 elements of 1e30 have a sum of
+// squares of 1e63 (fp32 overflows at 3.4e38) yet a norm of 3.2e31, which the
+// combine computes as 1e30 * sqrt(1000) without ever forming 1e63.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "trainops/common.h"
+
+namespace trainops {
+
+enum class NormKind : int32_t { kOne = 0, kTwo = 1, kInf = 2, kP = 3 };
+
+struct NormSpec {
+  NormKind kind;
+  double p;  // the order; +inf for kInf
+};
+
+// Classify a user norm order. Callers validate p > 0 (or +inf) beforehand.
+inline NormSpec make_norm_spec(double p) {
+  if (std::isinf(p)) return {NormKind::kInf, p};
+  if (p == 1.0) return {NormKind::kOne, p};
+  if (p == 2.0) return {NormKind::kTwo, p};
+  return {NormKind::kP, p};
+}
+
+inline bool is_valid_norm_order(double p) { return p > 0.0 && !std::isnan(p); }
+
+// Per-element contribution |x|^p of an absolute value a.
+// Also instantiated with CPU SIMD vector types for kOne / kTwo.
+template <NormKind K, typename acc_t>
+TRAINOPS_HD acc_t norm_term(acc_t a, acc_t p) {
+  if constexpr (K == NormKind::kTwo) {
+    return a * a;
+  } else if constexpr (K == NormKind::kP) {
+    return pow(a, p);
+  } else {
+    return a;  // kOne; for kInf unused, the max carries the result
+  }
+}
+
+// max that sticks to NaN once it has seen one (std::max would drop it), in a
+// form the vectoriser turns into compare + blend.
+template <typename acc_t>
+TRAINOPS_HD acc_t nan_max(acc_t m, acc_t a) {
+  return ((a > m) | (a != a)) ? a : m;
+}
+
+// A chunk's (or tensor's) reduced value: sum |x|^p == max^p * scaled.
+// max == 0 means an all-zero (or empty) range; a non-finite max (inf or NaN)
+// carries the inf/NaN result of the whole norm.
+struct NormPartial {
+  double max;
+  double scaled;
+};
+
+// Range of max^p (as a power of two) inside which a chunk's plain sum of |x|^p
+// in the accumulation type neither overflows nor loses small terms to
+// underflow. fp32: a chunk sums at most kChunkSize = 2^16 terms <= max^p, so
+// max^p <= 2^100 keeps the sum <= 2^116 < 2^128; max^p >= 2^-60 keeps every
+// term within 2^66 of the largest above fp32's subnormal range (2^-126).
+// fp64: the same reasoning with 2^+-900 against fp64's range of 2^+-1022.
+template <typename acc_t>
+struct PlainRange;
+template <>
+struct PlainRange<float> {
+  static constexpr int kMinExp = -60;
+  static constexpr int kMaxExp = 100;
+};
+template <>
+struct PlainRange<double> {
+  static constexpr int kMinExp = -900;
+  static constexpr int kMaxExp = 900;
+};
+
+TRAINOPS_HD double pow_p(double x, NormKind kind, double p) {
+  if (kind == NormKind::kOne) return x;
+  if (kind == NormKind::kTwo) return x * x;
+  return pow(x, p);
+}
+
+// True when a chunk with this max can be summed without rescaling.
+template <typename acc_t>
+TRAINOPS_HD bool plain_sum_is_safe(double max_abs, NormKind kind, double p) {
+  if (!(max_abs > 0.0) || !(max_abs <= std::numeric_limits<double>::max())) {
+    return true;  // zero, inf or NaN: the plain sum is already the answer
+  }
+  const double mp = pow_p(max_abs, kind, p);
+  return mp >= ldexp(1.0, PlainRange<acc_t>::kMinExp) &&
+         mp <= ldexp(1.0, PlainRange<acc_t>::kMaxExp);
+}
+
+// Exact power-of-two factor that brings max_abs into [1, 2): elements scaled by
+// it keep every bit, so a rescaled pass is as accurate as a plain one.
+TRAINOPS_HD double rescale_factor(double max_abs) {
+  int e = 0;
+  frexp(max_abs, &e);  // max_abs = m * 2^e, m in [0.5, 1)
+  return ldexp(1.0, 1 - e);
+}
+
+// Turn a chunk's sum of (scale*|x|)^p and its max |x| into a partial.
+// Plain sums pass scale = 1.
+TRAINOPS_HD NormPartial make_partial(double max_abs, double sum, double scale, NormKind kind,
+                                     double p) {
+  if (kind == NormKind::kInf) return {max_abs, max_abs > 0.0 ? 1.0 : 0.0};
+  if (!(max_abs > 0.0)) return {max_abs, sum};          // 0 or NaN
+  if (max_abs > std::numeric_limits<double>::max()) {   // inf element
+    return {max_abs, sum};
+  }
+  // sum == (scale*max)^p * scaled.
+  return {max_abs, sum / pow_p(scale * max_abs, kind, p)};
+}
+
+// Combine partials in index order. NaN anywhere wins, then inf.
+TRAINOPS_HD NormPartial combine_partials(const NormPartial* parts, int64_t n, NormKind kind,
+                                         double p) {
+  double m = 0.0;
+  bool has_nan = false;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = parts[i].max;
+    has_nan = has_nan || (v != v) || (parts[i].scaled != parts[i].scaled);
+    m = (v > m) ? v : m;
+  }
+  if (has_nan) return {NAN, NAN};
+  if (!(m > 0.0)) return {0.0, 0.0};
+  if (m > std::numeric_limits<double>::max()) return {m, 1.0};
+  if (kind == NormKind::kInf) return {m, 1.0};
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (parts[i].max > 0.0) s += pow_p(parts[i].max / m, kind, p) * parts[i].scaled;
+  }
+  return {m, s};
+}
+
+// The norm of a (combined) partial: max * scaled^(1/p).
+TRAINOPS_HD double partial_to_norm(NormPartial r, NormKind kind, double p) {
+  if (r.max != r.max || r.scaled != r.scaled) return NAN;
+  if (!(r.max > 0.0)) return 0.0;
+  if (r.max > std::numeric_limits<double>::max()) return r.max;
+  switch (kind) {
+    case NormKind::kInf:
+      return r.max;
+    case NormKind::kOne:
+      return r.max * r.scaled;
+    case NormKind::kTwo:
+      return r.max * sqrt(r.scaled);
+    default:
+      return r.max * pow(r.scaled, 1.0 / p);
+  }
+}
+
+// The clip coefficient of torch.nn.utils.clip_grads_with_norm_:
+// min(max_norm / (total + 1e-6), 1), evaluated in the total's dtype the way
+// torch evaluates it (reciprocal, then multiply), so that the scaled grads
+// match torch bit for bit. NaN stays NaN (clamp propagates it), so grads are
+// scaled by NaN exactly as torch would.
+template <typename T>
+TRAINOPS_HD T clip_coefficient(T total, double max_norm) {
+  constexpr T kEps = static_cast<T>(1e-6);
+  const T coef = (static_cast<T>(1) / (total + kEps)) * static_cast<T>(max_norm);
+  return (coef > static_cast<T>(1)) ? static_cast<T>(1) : coef;
+}
+
+// In-place clamp to [lo, hi] that keeps NaN (torch.clamp propagates it).
+template <typename acc_t>
+TRAINOPS_HD acc_t clamp_keep_nan(acc_t x, acc_t lo, acc_t hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
+}  // namespace trainops

@@ -1,0 +1,69 @@
+// The one schema file: every trainops op is declared here, once. Backends only
+// add TORCH_LIBRARY_IMPL(trainops, CPU|CUDA, m) in csrc/cpu and csrc/cuda.
+//
+// The compiled module is a Python limited-API (abi3) extension with an empty
+// module init: importing it runs the static registrations below, and the ops
+// are reached through torch.ops.trainops.*; there are no pybind11 bindings.
+#include <Python.h>
+#include <torch/library.h>
+
+#include <sstream>
+#include <string>
+
+#include "cpu/cpu_isa.h"
+#include "trainops/chunk_plan.h"
+
+#if !defined(TRAINOPS_TORCH_VERSION)
+#define TRAINOPS_TORCH_VERSION "unknown"
+#endif
+#if !defined(TRAINOPS_CUDA_ARCHS)
+#define TRAINOPS_CUDA_ARCHS ""
+#endif
+#if !defined(TRAINOPS_CUDA_VERSION)
+#define TRAINOPS_CUDA_VERSION ""
+#endif
+
+extern "C" {
+// Empty module: `import trainops._C` only loads the shared library.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr,
+  };
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace trainops {
+namespace {
+
+// "key=value;..." facts about this binary, read by `trainops info` and by the
+// import-time check that the extension matches the running torch.
+std::string build_info() {
+  std::ostringstream out;
+  out << "torch=" << TRAINOPS_TORCH_VERSION << ";cpu_isas=" << cpu::compiled_cpu_isas()
+      << ";cpu_isa=" << cpu::cpu_isa_name(cpu::current_cpu_isa())
+      << ";cuda=" << TRAINOPS_CUDA_VERSION << ";cuda_archs=" << TRAINOPS_CUDA_ARCHS
+      << ";chunk_size=" << kChunkSize;
+  return out.str();
+}
+
+}  // namespace
+
+TORCH_LIBRARY(trainops, m) {
+  // Global p-norm (p > 0 or inf) of a list of fp16/bf16/fp32/fp64 tensors on
+  // one device, as if they were concatenated. Returns (total, per_tensor):
+  // total is a 0-dim tensor, fp64 if any input is fp64 else fp32; per_tensor
+  // holds each tensor's norm from the same pass when per_tensor=True (else it
+  // is empty). No host sync.
+  m.def("multi_tensor_norm(Tensor[] tensors, float norm_type, bool per_tensor) -> (Tensor, Tensor)");
+  // In place: tensors *= min(max_norm / (total_norm + 1e-6), 1), the
+  // coefficient computed from the device tensor total_norm (no host sync on
+  // CUDA). Writes nothing when the coefficient is exactly 1.
+  m.def("multi_tensor_clip_scale_(Tensor(a!)[] tensors, Tensor total_norm, float max_norm) -> ()");
+  // In place: tensors = clamp(tensors, -clip_value, clip_value); NaN stays NaN.
+  m.def("multi_tensor_clamp_(Tensor(a!)[] tensors, float clip_value) -> ()");
+  // Facts about this build (see build_info above).
+  m.def("build_info() -> str", &build_info);
+}
+
+}  // namespace trainops

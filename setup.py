@@ -1,0 +1,149 @@
+"""Build of the trainops extension (trainops._C).
+
+Build switches (environment variables), all optional:
+
+  TRAINOPS_CUDA=auto|0|1   auto (default): compile the CUDA kernels when a CUDA
+                           toolkit is found and torch is a CUDA build (no GPU is
+                           needed at build time). 0: CPU only. 1: require CUDA.
+  CUDA_HOME / CUDA_PATH    the CUDA toolkit; default: the directory above the
+                           `nvcc` on PATH, else /usr/local/cuda.
+  TORCH_CUDA_ARCH_LIST     GPU architectures, default "8.0;9.0+PTX": machine
+                           code for A100 (sm_80) and H100/H200 (sm_90) plus PTX
+                           that newer GPUs JIT-compile.
+  MAX_JOBS                 parallel compile jobs (read by torch's ninja build).
+  TRAINOPS_DEBUG=1         -O0 -g builds.
+
+CPU kernels are always built, portable (no -march=native): the hot loops are
+compiled for baseline x86-64, AVX2 and AVX-512 and picked at run time
+(csrc/cpu/cpu_isa.h). The compiled module is a Python limited-API (abi3)
+extension with an empty module init; ops are registered with TORCH_LIBRARY.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+PY_LIMITED_API = "0x030A0000"  # CPython 3.10, the oldest torch >= 2.6 supports here
+
+
+def _find_cuda_home() -> str | None:
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if not home:
+        nvcc = shutil.which("nvcc")
+        if nvcc:
+            home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+        elif os.path.exists("/usr/local/cuda"):
+            home = "/usr/local/cuda"
+    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+        return home
+    return None
+
+
+def _nvidia_wheel_includes() -> list[str]:
+    """CUDA headers shipped in torch's `nvidia` pip packages (e.g. cusparse.h)."""
+    dirs = []
+    for entry in sys.path:
+        base = os.path.join(entry, "nvidia")
+        if os.path.isdir(base):
+            dirs += sorted(d for d in glob.glob(os.path.join(base, "*", "include")) if os.path.isdir(d))
+    return list(dict.fromkeys(dirs))
+
+
+# torch.utils.cpp_extension reads CUDA_HOME when it is imported: set it first.
+_cuda_home = _find_cuda_home()
+if _cuda_home and not os.environ.get("CUDA_HOME"):
+    os.environ["CUDA_HOME"] = _cuda_home
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+
+def _want_cuda() -> bool:
+    mode = os.environ.get("TRAINOPS_CUDA", "auto").lower()
+    available = _cuda_home is not None and torch.version.cuda is not None
+    if mode in ("0", "off", "false", "no"):
+        return False
+    if mode in ("1", "on", "true", "yes"):
+        if not available:
+            raise RuntimeError(
+                "TRAINOPS_CUDA=1 but no CUDA build is possible: "
+                f"CUDA toolkit={_cuda_home!r}, torch.version.cuda={torch.version.cuda!r}"
+            )
+        return True
+    return available
+
+
+def _version() -> str:
+    with open(os.path.join(ROOT, "trainops", "version.py")) as f:
+        scope: dict = {}
+        exec(f.read(), scope)
+    return scope["__version__"]
+
+
+def _extension():
+    debug = os.environ.get("TRAINOPS_DEBUG", "0") == "1"
+    with_cuda = _want_cuda()
+    torch_version = torch.__version__.split("+")[0]
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS) if with_cuda else ""
+    if with_cuda:
+        os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+    defines = [
+        f'-DTRAINOPS_TORCH_VERSION="{torch_version}"',
+        f'-DTRAINOPS_CUDA_ARCHS="{archs}"',
+        f'-DTRAINOPS_CUDA_VERSION="{torch.version.cuda if with_cuda else ""}"',
+        f"-DPy_LIMITED_API={PY_LIMITED_API}",
+    ]
+    opt = ["-O0", "-g"] if debug else ["-O3"]
+    # -ffp-contract=off: no ISA may fuse a multiply-add that another does not,
+    # so every CPU ISA (and the GPU, with --fmad=false) rounds identically.
+    cxx = opt + ["-std=c++17", "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-Wno-psabi"] + defines
+    sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    include_dirs = [os.path.join(ROOT, "csrc"), os.path.join(ROOT, "csrc", "include")]
+    kwargs = dict(
+        name="trainops._C",
+        include_dirs=include_dirs,
+        extra_link_args=["-fopenmp"],
+        py_limited_api=True,
+    )
+    if with_cuda:
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        nvcc = opt + ["-std=c++17", "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr"] + defines
+        include_dirs += _nvidia_wheel_includes()
+        return CUDAExtension(sources=sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs), {
+            "torch": torch_version,
+            "cuda": torch.version.cuda,
+            "cuda_archs": archs,
+        }
+    return CppExtension(sources=sources, extra_compile_args={"cxx": cxx}, **kwargs), {
+        "torch": torch_version,
+        "cuda": None,
+        "cuda_archs": "",
+    }
+
+
+def _write_build_meta(meta: dict) -> None:
+    # Read by `import trainops` *before* loading the binary, to refuse an
+    # extension built against another torch with a clear message.
+    with open(os.path.join(ROOT, "trainops", "_build_meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+ext, meta = _extension()
+_write_build_meta(meta)
+
+setup(
+    version=_version(),
+    packages=find_packages(include=["trainops", "trainops.*"]),
+    package_data={"trainops": ["_build_meta.json"]},
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)},
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
+)

@@ -1,0 +1,22 @@
+"""trainops: fused C++/CUDA kernels for the parts of a training step every loop runs.
+
+Gradient norms and clipping (drop-in for torch.nn.utils)::
+
+    import trainops
+    total = trainops.clip_grad_norm_(model.parameters(), max_norm=1.0)
+
+See ``trainops info`` for what this build contains.
+"""
+
+from . import _extension
+from .clip import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm, grad_norms
+from .version import __version__
+
+__all__ = [
+    "__version__",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
+    "grad_norms",
+]

@@ -1,0 +1,83 @@
+"""Loading of the compiled extension (trainops._C) and what it provides.
+
+Policy when the extension is missing or was built against another torch:
+``import trainops`` still works and warns once, with the reason and the command
+that rebuilds it; every op then runs on the pure-PyTorch fallback
+(``torch.nn.utils`` for clipping), which is correct but slower. Set
+``TRAINOPS_REQUIRE_EXTENSION=1`` to make the import fail instead (CI does, so
+that it never tests the fallback by accident). ``trainops info`` shows which
+case applies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import warnings
+
+import torch
+
+REBUILD_HINT = "rebuild it with `pip install --no-build-isolation -e .` (or `make build`) in the trainops checkout"
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _running_torch() -> str:
+    return torch.__version__.split("+")[0]
+
+
+def _read_build_meta() -> dict | None:
+    try:
+        with open(os.path.join(_HERE, "_build_meta.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _load() -> tuple[bool, str | None, dict | None]:
+    meta = _read_build_meta()
+    if meta is None:
+        return False, "the compiled extension trainops._C is not built", None
+    if meta.get("torch") != _running_torch():
+        return (
+            False,
+            f"trainops._C was built against torch {meta.get('torch')} but torch {_running_torch()} is running",
+            meta,
+        )
+    try:
+        importlib.import_module("trainops._C")
+    except ImportError as exc:  # missing file, undefined symbol, ...
+        return False, f"trainops._C could not be loaded ({exc})", meta
+    return True, None, meta
+
+
+LOADED, LOAD_ERROR, BUILD_META = _load()
+
+if not LOADED:
+    _msg = f"trainops: {LOAD_ERROR}; {REBUILD_HINT}."
+    if os.environ.get("TRAINOPS_REQUIRE_EXTENSION", "0") == "1":
+        raise ImportError(_msg)
+    warnings.warn(_msg + " Falling back to pure PyTorch (correct but slower).", RuntimeWarning, stacklevel=2)
+
+
+def _devices_with_kernel(op: str) -> frozenset[str]:
+    if not LOADED:
+        return frozenset()
+    keys = {"cpu": "CPU", "cuda": "CUDA"}
+    return frozenset(
+        dev for dev, key in keys.items() if torch._C._dispatch_has_kernel_for_dispatch_key(f"trainops::{op}", key)
+    )
+
+
+# Device types with a compiled kernel for the clipping ops, fixed at import so
+# that torch.compile sees a constant.
+CLIP_DEVICES: frozenset[str] = _devices_with_kernel("multi_tensor_norm")
+
+
+def build_info() -> dict[str, str]:
+    """Facts compiled into the loaded binary (empty if it is not loaded)."""
+    if not LOADED:
+        return {}
+    raw = torch.ops.trainops.build_info()
+    return dict(item.split("=", 1) for item in raw.split(";") if "=" in item)

@@ -1,0 +1,23 @@
+"""The ``trainops`` command: ``bench`` (the main job), ``info`` and ``diagnose``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trainops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from . import bench, diagnose, info
+
+    bench.add_arguments(sub.add_parser("bench", help="benchmark trainops against torch on the local device"))
+    info.add_arguments(sub.add_parser("info", help="versions and compiled backends"))
+    diagnose.add_arguments(sub.add_parser("diagnose", help="diagnose a train/validation loss curve"))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
