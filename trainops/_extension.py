@@ -61,6 +61,12 @@ if not LOADED:
     warnings.warn(_msg + " Falling back to pure PyTorch (correct but slower).", RuntimeWarning, stacklevel=2)
 
 
+if LOADED:
+    from . import _fake
+
+    _fake.register()
+
+
 def _devices_with_kernel(op: str) -> frozenset[str]:
     if not LOADED:
         return frozenset()

@@ -1,0 +1,86 @@
+"""The build and the import policy: build facts, `trainops info`, mismatched builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import torch
+
+import trainops
+from trainops import _extension
+from trainops.info import info_lines
+
+
+def test_extension_loaded_and_build_info():
+    assert _extension.LOADED, _extension.LOAD_ERROR
+    info = _extension.build_info()
+    assert info["torch"] == torch.__version__.split("+")[0]
+    assert info["cpu_isa"] in info["cpu_isas"].split(",")
+    assert "cpu" in _extension.CLIP_DEVICES
+
+
+def test_info_lines_name_versions_and_backends():
+    text = "\n".join(info_lines())
+    assert trainops.__version__ in text
+    assert torch.__version__ in text
+    assert "CPU kernels" in text and "in use:" in text
+
+
+def test_cli_info_runs():
+    out = subprocess.run([sys.executable, "-m", "trainops", "info"], capture_output=True, text=True, check=True)
+    assert "built against" in out.stdout
+
+
+def _copy_package_with_meta(tmp_path, meta: dict | None):
+    pkg = os.path.dirname(trainops.__file__)
+    dst = tmp_path / "trainops"
+    shutil.copytree(pkg, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    meta_file = dst / "_build_meta.json"
+    if meta is None:
+        meta_file.unlink()
+    else:
+        meta_file.write_text(json.dumps(meta))
+    return tmp_path
+
+
+def _run(code: str, path, require: bool):
+    env = dict(os.environ, PYTHONPATH=str(path), TRAINOPS_REQUIRE_EXTENSION="1" if require else "0")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(path))
+
+
+def test_mismatched_torch_warns_and_falls_back(tmp_path):
+    path = _copy_package_with_meta(tmp_path, {"torch": "0.0.1", "cuda": None, "cuda_archs": ""})
+    code = (
+        "import warnings, torch\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import trainops\n"
+        "    p = torch.nn.Parameter(torch.ones(4)); p.grad = torch.full((4,), 3.0)\n"
+        "    t = trainops.clip_grad_norm_([p], 1.0)\n"
+        "print(trainops._extension.LOADED, round(float(t), 4), round(float(p.grad[0]), 4))\n"
+        "print('|'.join(str(x.message) for x in w))\n"
+    )
+    out = _run(code, path, require=False)
+    assert out.returncode == 0, out.stderr
+    first, warns = out.stdout.splitlines()[:2]
+    assert first == "False 6.0 0.5"
+    assert "built against torch 0.0.1" in warns and "pip install --no-build-isolation" in warns
+    assert "falling back to torch.nn.utils" in warns
+
+
+def test_mismatched_torch_refused_when_required(tmp_path):
+    path = _copy_package_with_meta(tmp_path, {"torch": "0.0.1", "cuda": None, "cuda_archs": ""})
+    out = _run("import trainops", path, require=True)
+    assert out.returncode != 0
+    assert "built against torch 0.0.1" in out.stderr
+
+
+def test_missing_build_says_how_to_build(tmp_path):
+    path = _copy_package_with_meta(tmp_path, None)
+    out = _run("import trainops", path, require=True)
+    assert out.returncode != 0
+    assert "not built" in out.stderr and "pip install --no-build-isolation -e ." in out.stderr

@@ -1,0 +1,512 @@
+"""Gradient norms and clipping against a float64 oracle and torch.nn.utils."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import struct
+import warnings
+
+import pytest
+import torch
+
+import trainops
+from trainops import _extension, reference
+from trainops.clip import get_total_norm
+
+from .conftest import FLOAT_DTYPES, device_params
+
+CHUNK = int(_extension.build_info()["chunk_size"])
+NORM_TYPES = [1.0, 2.0, math.inf, 3.0, 0.5]
+SIZES = [0, 1, 15, 17, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5]
+
+
+def rel_err(a: torch.Tensor | float, b: torch.Tensor | float) -> float:
+    a, b = float(a), float(b)
+    if a == b:
+        return 0.0
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+def make_param(shape, dtype, device, scale=1.0, grad=True, gen=None):
+    p = torch.zeros(shape, dtype=dtype, device=device, requires_grad=True)
+    if grad:
+        p.grad = (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype=dtype, device=device)
+    return p
+
+
+# Tolerance on the total norm against the float64 oracle of the same inputs:
+# inputs are exact in both, so only accumulation error remains.
+def norm_tol(dtype: torch.dtype) -> float:
+    return 1e-12 if dtype == torch.float64 else 1e-6
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("p", NORM_TYPES)
+def test_norm_matches_oracle(device, dtype, p):
+    gen = torch.Generator().manual_seed(1)
+    tensors = [(torch.randn(n, generator=gen) * 3).to(dtype=dtype, device=device) for n in SIZES]
+    total, per = torch.ops.trainops.multi_tensor_norm(tensors, p, True)
+    assert total.dtype == reference.norm_result_dtype(tensors)
+    assert total.device.type == device
+    assert rel_err(total, reference.total_norm(tensors, p)) <= norm_tol(dtype)
+    for got, want in zip(per.cpu(), reference.per_tensor_norms(tensors, p)):
+        assert rel_err(got, want) <= norm_tol(dtype)
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_mixed_dtypes_in_one_call(device):
+    gen = torch.Generator().manual_seed(2)
+    tensors = [torch.randn(n, generator=gen).to(dtype=d, device=device) for n, d in zip([5, 70000, 33, 0, 1000], FLOAT_DTYPES + [torch.float16])]
+    for p in NORM_TYPES:
+        total, per = torch.ops.trainops.multi_tensor_norm(tensors, p, True)
+        assert total.dtype == torch.float64
+        assert rel_err(total, reference.total_norm(tensors, p)) <= 1e-6
+        assert per.shape == (len(tensors),)
+    no_fp64 = [t for t in tensors if t.dtype != torch.float64]
+    assert torch.ops.trainops.multi_tensor_norm(no_fp64, 2.0, False)[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_non_contiguous_tensors(device):
+    base = torch.randn(300, 200, device=device)
+    views = [base.t(), base[:, ::3], base[::2], base.unsqueeze(0).expand(2, 300, 200)]
+    for p in NORM_TYPES:
+        total, per = torch.ops.trainops.multi_tensor_norm(views, p, True)
+        assert rel_err(total, reference.total_norm(views, p)) <= 1e-6
+    # In-place ops on strided views write the right elements and nothing else.
+    a = torch.randn(64, 300, device=device, dtype=torch.float64)
+    b = a.clone()
+    view = a[:, ::3]
+    torch.ops.trainops.multi_tensor_clip_scale_([view], torch.tensor(4.0, device=device, dtype=torch.float64), 1.0)
+    expected = b.clone()
+    expected[:, ::3] *= 1.0 / (4.0 + 1e-6)
+    torch.testing.assert_close(a, expected, rtol=1e-15, atol=0)
+    view2 = a.t()
+    torch.ops.trainops.multi_tensor_clamp_([view2], 0.1)
+    assert a.abs().max() <= 0.1
+    with pytest.raises(ValueError, match="share memory"):
+        torch.ops.trainops.multi_tensor_clamp_([torch.randn(3, device=device).expand(4, 3)], 0.1)
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("p", NORM_TYPES)
+def test_empty_and_empty_tensor(device, p):
+    assert float(trainops.get_total_norm([])) == 0.0
+    e = torch.empty(0, device=device)
+    total = trainops.get_total_norm([e, torch.ones(4, device=device)], p)
+    assert rel_err(total, reference.total_norm([torch.ones(4)], p)) <= 1e-7
+    assert float(trainops.get_total_norm([e], p)) == 0.0
+
+
+def test_no_spurious_overflow_or_underflow():
+    big = torch.full((1000,), 1e30)
+    assert rel_err(trainops.get_total_norm([big]), 1e30 * math.sqrt(1000)) <= 1e-6
+    assert rel_err(trainops.get_total_norm([big], 1.0), 1e33) <= 1e-6
+    assert rel_err(trainops.get_total_norm([big], 3.0), 1e30 * 1000 ** (1 / 3)) <= 1e-6
+    tiny = torch.full((1000,), 1e-30)
+    assert rel_err(trainops.get_total_norm([tiny]), 1e-30 * math.sqrt(1000)) <= 1e-6
+    sub = torch.full((CHUNK + 3,), 1e-40)  # fp32 subnormals
+    assert rel_err(trainops.get_total_norm([sub]), reference.total_norm([sub], 2.0)) <= 1e-6
+    half = torch.full((1000,), 60000.0, dtype=torch.float16)
+    total = trainops.get_total_norm([half])
+    assert total.dtype == torch.float32
+    assert rel_err(total, 60000.0 * math.sqrt(1000)) <= 1e-6
+    huge64 = torch.full((10,), 1e300, dtype=torch.float64)
+    assert rel_err(trainops.get_total_norm([huge64]), 1e300 * math.sqrt(10)) <= 1e-14
+    # Huge and tiny chunks in one list: the combine keeps the small ones' share.
+    mixed = [torch.full((CHUNK,), 1e20), torch.full((CHUNK,), 1e-20)]
+    assert rel_err(trainops.get_total_norm(mixed, 1.0), reference.total_norm(mixed, 1.0)) <= 1e-6
+
+
+def test_nonfinite_like_torch():
+    for bad in (math.nan, math.inf, -math.inf):
+        for p in NORM_TYPES:
+            g = torch.randn(100)
+            g[7] = bad
+            got = trainops.get_total_norm([torch.randn(5), g], p)
+            want = torch.nn.utils.get_total_norm([torch.randn(5), g], p)
+            assert (math.isnan(got) and math.isnan(want)) or float(got) == float(want)
+    # nan and inf in one list: nan
+    assert math.isnan(trainops.get_total_norm([torch.tensor([math.inf]), torch.tensor([math.nan])]))
+
+
+def test_accuracy_gpt2_embedding_size():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(50257, 768, generator=gen)
+    want = reference.total_norm([x], 2.0).double()
+    assert rel_err(trainops.get_total_norm([x]), want) <= 1e-6
+    for p in (1.0, 3.0):
+        assert rel_err(trainops.get_total_norm([x], p), reference.total_norm([x], p)) <= 1e-6
+
+
+@pytest.mark.slow
+def test_accuracy_1e8_elements():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(100_000_000, generator=gen) + 0.5  # positive: worst case for summation error
+    want = torch.sqrt((x.double() ** 2).sum()).item()
+    assert rel_err(trainops.get_total_norm([x]), want) <= 1e-6
+    want1 = x.double().sum().item()
+    assert rel_err(trainops.get_total_norm([x], 1.0), want1) <= 1e-6
+
+
+@pytest.mark.slow
+def test_64bit_element_count():
+    n = 2**31 + 17
+    x = torch.ones(n, dtype=torch.bfloat16)
+    assert rel_err(trainops.get_total_norm([x]), math.sqrt(n)) <= 1e-7
+    assert float(trainops.get_total_norm([x], math.inf)) == 1.0
+    x[-1] = 3.0
+    assert float(trainops.get_total_norm([x], math.inf)) == 3.0
+    torch.ops.trainops.multi_tensor_clip_scale_([x], torch.tensor(2.0), 1.0 + 2e-6)
+    assert float(x[0]) == 0.5 and float(x[n // 2]) == 0.5 and float(x[-1]) == 1.5
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_bitwise_reproducible_threads_and_isa(dtype, threads, monkeypatch):
+    gen = torch.Generator().manual_seed(5)
+    tensors = [torch.randn(n, generator=gen).to(dtype) for n in [3 * CHUNK + 7, 100, CHUNK - 1, 0, 5000]] + [
+        torch.randn(100, generator=gen).to(dtype) for _ in range(300)
+    ]
+    results = []
+    for isa in ("baseline", "avx2", "avx512"):
+        monkeypatch.setenv("TRAINOPS_CPU_ISA", isa)
+        for n in (1, 2):
+            threads(n)
+            for _ in range(2):
+                results.append([torch.ops.trainops.multi_tensor_norm(tensors, p, True) for p in NORM_TYPES])
+    for other in results[1:]:
+        for (t0, per0), (t1, per1) in zip(results[0], other):
+            assert torch.equal(t0, t1) or (t0.isnan() and t1.isnan())
+            assert torch.equal(per0, per1)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_scale_and_clamp_identical_across_isas(dtype, monkeypatch):
+    gen = torch.Generator().manual_seed(6)
+    src = (torch.randn(CHUNK + 33, generator=gen) * 4).to(dtype)
+    src[5] = math.nan
+    outs = []
+    for isa in ("baseline", "avx2", "avx512"):
+        monkeypatch.setenv("TRAINOPS_CPU_ISA", isa)
+        a, b = src.clone(), src.clone()
+        torch.ops.trainops.multi_tensor_clip_scale_([a], torch.tensor(7.3), 1.1)
+        torch.ops.trainops.multi_tensor_clamp_([b], 0.7)
+        outs.append((a, b))
+    for a, b in outs[1:]:
+        assert torch.equal(a.view(torch.uint8), outs[0][0].view(torch.uint8))
+        assert torch.equal(b.view(torch.uint8), outs[0][1].view(torch.uint8))
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("max_norm", [1e-8, 0.5, 1e8])
+def test_clip_grad_norm_matches_torch(device, dtype, max_norm):
+    gen = torch.Generator().manual_seed(7)
+    ours = [make_param(s, dtype, device, gen=gen) for s in [(10, 10), (CHUNK + 1,), (0,), (3, 4, 5)]]
+    ours.append(make_param((4,), dtype, device, grad=False))
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    for a, b in zip(ours, theirs):
+        b.grad = None if a.grad is None else a.grad.clone()
+    want_total = reference.total_norm([p.grad for p in ours if p.grad is not None], 2.0)
+    total = trainops.clip_grad_norm_(ours, max_norm)
+    assert rel_err(total, want_total) <= norm_tol(dtype)
+    # Clip with torch's formula applied to the exact norm: grads must agree to
+    # the rounding of one multiply.
+    reference.clip_scale_([p.grad for p in theirs if p.grad is not None], want_total.to(device), max_norm)
+    for a, b in zip(ours, theirs):
+        if a.grad is None:
+            assert b.grad is None
+            continue
+        tol = {torch.float16: 1e-3, torch.bfloat16: 8e-3, torch.float32: 1e-6, torch.float64: 1e-12}[dtype]
+        torch.testing.assert_close(a.grad, b.grad, rtol=tol, atol=tol * 1e-6)
+
+
+def test_clip_matches_torch_bitwise_given_the_same_total():
+    gen = torch.Generator().manual_seed(8)
+    for dtype in FLOAT_DTYPES:
+        g = (torch.randn(CHUNK + 9, generator=gen) * 10).to(dtype)
+        for total_dtype in (torch.float32, torch.float64):
+            total = torch.tensor(123.456, dtype=total_dtype)
+            a, b = g.clone(), g.clone()
+            torch.ops.trainops.multi_tensor_clip_scale_([a], total, 1.0)
+            pa = torch.nn.Parameter(torch.zeros_like(b))
+            pa.grad = b
+            torch.nn.utils.clip_grads_with_norm_([pa], 1.0, total)
+            assert torch.equal(a, b), (dtype, total_dtype)
+
+
+def test_no_writes_when_not_clipping():
+    # A signalling NaN turns quiet when multiplied (even by 1): its bits show
+    # whether the kernel wrote the element.
+    snan = struct.unpack("<f", struct.pack("<I", 0x7FA00000))[0]
+    g = torch.randn(CHUNK + 5)
+    g.view(torch.int32)[77] = 0x7FA00000
+    p = torch.nn.Parameter(torch.zeros_like(g))
+    p.grad = g
+    before = g.clone()
+    trainops.clip_grads_with_norm_([p], max_norm=10.0, total_norm=torch.tensor(1.0))
+    assert torch.equal(g.view(torch.int32), before.view(torch.int32))
+    assert math.isnan(snan)
+    # ...and when clipping, every element is written (the sNaN is quieted).
+    trainops.clip_grads_with_norm_([p], max_norm=0.5, total_norm=torch.tensor(1.0))
+    assert int(g.view(torch.int32)[77]) != 0x7FA00000
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_clip_grad_value_matches_torch(device, dtype):
+    gen = torch.Generator().manual_seed(9)
+    for clip_value in (0.0, 0.3, 1.2345678, 1e6):
+        g = (torch.randn(CHUNK + 21, generator=gen) * 2).to(dtype=dtype, device=device)
+        g[3] = math.nan
+        g[4] = math.inf
+        g[5] = -math.inf
+        a = torch.nn.Parameter(torch.zeros_like(g))
+        b = torch.nn.Parameter(torch.zeros_like(g))
+        a.grad, b.grad = g.clone(), g.clone()
+        trainops.clip_grad_value_([a], clip_value)
+        if dtype == torch.float16 and clip_value > 65504:
+            # torch raises (the bound overflows fp16); trainops clamps to +-inf: a no-op.
+            assert torch.equal(a.grad.view(torch.uint8), g.view(torch.uint8))
+            continue
+        torch.nn.utils.clip_grad_value_([b], clip_value)
+        # Bitwise equal (signed zeros included) except NaN payloads: torch's
+        # vectorised bf16 path rewrites a NaN's bits; both keep NaN as NaN.
+        nan = a.grad.isnan()
+        assert torch.equal(nan, b.grad.isnan())
+        assert torch.equal(a.grad[~nan].view(torch.uint8), b.grad[~nan].view(torch.uint8)), clip_value
+
+
+def test_fuzz_against_oracle_and_torch():
+    rng = random.Random(1234)
+    sizes = [0, 1, 2, 15, 16, 17, 100, 1023, CHUNK - 1, CHUNK, CHUNK + 1]
+    for case in range(300):
+        n = rng.choice([1, 2, 5, 20, 60])
+        dtypes = rng.sample(FLOAT_DTYPES, rng.randint(1, 4))
+        p = rng.choice(NORM_TYPES + [1.5, 7.0])
+        max_norm = rng.choice([1e-6, 0.1, 1.0, 10.0, 1e9])
+        scale = rng.choice([1e-3, 1.0, 30.0])
+        gen = torch.Generator().manual_seed(case)
+        params = []
+        for _ in range(n):
+            size = rng.choice(sizes) if rng.random() < 0.7 else rng.randint(0, 3000)
+            params.append(make_param((size,), rng.choice(dtypes), "cpu", scale, grad=rng.random() > 0.15, gen=gen))
+        grads = [q.grad for q in params if q.grad is not None]
+        want = reference.total_norm(grads, p)
+        before = [g.clone() for g in grads]
+        total = trainops.clip_grad_norm_(iter(params), max_norm, p)
+        tol = 1e-12 if all(g.dtype == torch.float64 for g in grads) else 2e-6
+        assert rel_err(total, want) <= tol, (case, p)
+        if grads and torch.isfinite(want):
+            coef = min(max_norm / (float(want) + 1e-6), 1.0)
+            for g, g0 in zip(grads, before):
+                if coef == 1.0:
+                    assert torch.equal(g, g0)
+                else:
+                    exp = (g0.double() * coef).to(g.dtype)
+                    rtol = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-5, torch.float64: 4e-6}[g.dtype]
+                    torch.testing.assert_close(g, exp, rtol=rtol, atol=0, msg=lambda m: f"case {case} p {p} {g.dtype}: {m}")
+        if grads and p in (1.0, 2.0, math.inf) and all(g.numel() for g in grads):
+            torch_total = torch.nn.utils.get_total_norm(before, p)
+            if torch.isfinite(torch_total):  # torch's fp16/bf16 totals overflow
+                assert rel_err(total, torch_total.double()) <= (5e-2 if any(g.dtype in (torch.float16, torch.bfloat16) for g in grads) else 1e-4)
+
+
+@pytest.mark.parametrize("n_tensors", [10_000, 20_000])
+def test_long_lists(n_tensors):
+    gen = torch.Generator().manual_seed(10)
+    grads = [torch.randn(rng, generator=gen) for rng in [1 + (i * 37) % 150 for i in range(n_tensors)]]
+    total, per = torch.ops.trainops.multi_tensor_norm(grads, 2.0, True)
+    assert rel_err(total, reference.total_norm(grads, 2.0)) <= 1e-6
+    assert per.shape == (n_tensors,)
+    idx = [0, 1, n_tensors // 2, n_tensors - 1]
+    for i in idx:
+        assert rel_err(per[i], reference.tensor_norm64(grads[i], 2.0)) <= 1e-6
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for q, g in zip(params, grads):
+        q.grad = g.clone()
+    norms = trainops.grad_norms(params)
+    assert norms.dtype == torch.float32 and norms.shape == (n_tensors,)
+    trainops.clip_grad_norm_(params, 1.0)
+    assert rel_err(trainops.get_total_norm([q.grad for q in params]), 1.0) <= 1e-5
+
+
+# --------------------------------------------------------------------------- API
+
+
+def test_single_tensor_and_generators():
+    p = make_param((5, 5), torch.float32, "cpu")
+    g0 = p.grad.clone()
+    total = trainops.clip_grad_norm_(p, 1e9)
+    assert rel_err(total, g0.double().norm()) <= 1e-6
+    assert float(trainops.get_total_norm(g0)) == pytest.approx(float(g0.double().norm()), rel=1e-6)
+    assert float(trainops.get_total_norm(x for x in [g0])) == pytest.approx(float(g0.double().norm()), rel=1e-6)
+    with pytest.warns(UserWarning, match="empty generator"):
+        out = trainops.clip_grad_norm_((x for x in []), 1.0)
+    assert out.device.type == "cpu" and float(out) == 0.0
+    assert float(trainops.clip_grad_norm_([], 1.0)) == 0.0
+    no_grad = [make_param((3,), torch.float32, "cpu", grad=False)]
+    assert float(trainops.clip_grad_norm_(no_grad, 1.0)) == 0.0
+    trainops.clip_grad_value_(no_grad, 1.0)
+    assert trainops.grad_norms(no_grad).shape == (0,)
+
+
+def test_foreach_accepted():
+    for foreach in (None, True, False):
+        p = make_param((10,), torch.float32, "cpu")
+        trainops.clip_grad_norm_([p], 1.0, foreach=foreach)
+        trainops.clip_grad_value_([p], 1.0, foreach=foreach)
+        trainops.get_total_norm([p.grad], foreach=foreach)
+        trainops.clip_grads_with_norm_([p], 1.0, torch.tensor(2.0), foreach=foreach)
+
+
+def test_error_if_nonfinite_leaves_grads_untouched():
+    params = [make_param((10,), torch.float32, "cpu") for _ in range(3)]
+    params[1].grad[2] = math.inf
+    before = [q.grad.clone() for q in params]
+    with pytest.raises(RuntimeError, match="non-finite"):
+        trainops.clip_grad_norm_(params, 1.0, error_if_nonfinite=True)
+    for q, b in zip(params, before):
+        assert torch.equal(q.grad, b)
+    # Without the flag: like torch, the total is inf and grads are scaled by 0 (nan at inf).
+    total = trainops.clip_grad_norm_(params, 1.0)
+    assert math.isinf(total)
+
+
+def test_fp16_total_is_float32_where_torch_overflows():
+    g = torch.full((100,), 10000.0, dtype=torch.float16)
+    assert torch.nn.utils.get_total_norm([g]).isinf()
+    ours = trainops.get_total_norm([g])
+    assert ours.dtype == torch.float32 and rel_err(ours, 1e5) <= 1e-6
+
+
+def test_grad_norms_per_parameter():
+    gen = torch.Generator().manual_seed(11)
+    params = [make_param(s, d, "cpu", gen=gen) for s, d in [((3, 4), torch.float32), ((0,), torch.float16), ((70000,), torch.bfloat16)]]
+    params.insert(1, make_param((2,), torch.float32, "cpu", grad=False))
+    for p in NORM_TYPES:
+        norms = trainops.grad_norms(params, p)
+        assert norms.dtype == torch.float32 and norms.shape == (3,)
+        want = [reference.tensor_norm64(q.grad, p) for q in params if q.grad is not None]
+        for got, w in zip(norms, want):
+            assert rel_err(got, w) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(max_norm=-1.0), ValueError, "max_norm"),
+        (dict(max_norm=math.nan), ValueError, "max_norm"),
+        (dict(max_norm=1.0, norm_type=0.0), ValueError, "norm_type"),
+        (dict(max_norm=1.0, norm_type=-2.0), ValueError, "norm_type"),
+        (dict(max_norm=1.0, norm_type=-math.inf), ValueError, "norm_type"),
+        (dict(max_norm=1.0, norm_type=math.nan), ValueError, "norm_type"),
+    ],
+)
+def test_bad_arguments_raise_before_touching_grads(kwargs, exc, match):
+    params = [make_param((10,), torch.float32, "cpu") for _ in range(2)]
+    before = [q.grad.clone() for q in params]
+    with pytest.raises(exc, match=match):
+        trainops.clip_grad_norm_(params, **kwargs)
+    for q, b in zip(params, before):
+        assert torch.equal(q.grad, b)
+
+
+def test_bad_tensors_raise_before_touching_grads():
+    good = make_param((10,), torch.float32, "cpu")
+    for bad_grad, exc, match in [
+        (torch.arange(4), TypeError, "dtype"),
+        (torch.randn(4, dtype=torch.complex64), TypeError, "dtype"),
+        (torch.randn(4, 4).to_sparse(), TypeError, "sparse"),
+        (torch.empty(4, device="meta"), ValueError, "meta"),
+    ]:
+        before = good.grad.clone()
+        with pytest.raises(exc, match=match):
+            trainops.get_total_norm([good.grad, bad_grad])
+        bad = torch.zeros(bad_grad.shape, dtype=bad_grad.dtype, device=bad_grad.device)
+        bad.grad = bad_grad
+        for fn in (lambda: trainops.clip_grad_norm_([good, bad], 1.0), lambda: trainops.clip_grad_value_([good, bad], 0.01)):
+            with pytest.raises(exc, match=match):
+                fn()
+            assert torch.equal(good.grad, before)
+    with pytest.raises(ValueError, match="clip_value"):
+        trainops.clip_grad_value_([good], -1.0)
+    with pytest.raises(ValueError, match="clip_value"):
+        trainops.clip_grad_value_([good], math.nan)
+
+
+def test_op_level_validation():
+    with pytest.raises(ValueError, match="norm_type"):
+        torch.ops.trainops.multi_tensor_norm([torch.randn(3)], -1.0, False)
+    with pytest.raises(TypeError, match="dtype"):
+        torch.ops.trainops.multi_tensor_norm([torch.arange(3)], 2.0, False)
+    with pytest.raises(ValueError, match="max_norm"):
+        torch.ops.trainops.multi_tensor_clip_scale_([torch.randn(3)], torch.tensor(1.0), -1.0)
+    with pytest.raises(ValueError, match="clip_value"):
+        torch.ops.trainops.multi_tensor_clamp_([torch.randn(3)], -1.0)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 1, reason="needs a CUDA device")
+def test_mixed_devices_in_one_op_call_rejected():
+    with pytest.raises(ValueError, match="one device"):
+        torch.ops.trainops.multi_tensor_norm([torch.randn(3, device="cuda"), torch.randn(3)], 2.0, False)
+
+
+def test_opcheck_all_ops():
+    tensors = [torch.randn(100), torch.randn(10, 10).half(), torch.randn(5).double(), torch.empty(0)]
+    cases = [
+        (torch.ops.trainops.multi_tensor_norm.default, (tensors, 2.0, True)),
+        (torch.ops.trainops.multi_tensor_norm.default, (tensors, math.inf, False)),
+        (torch.ops.trainops.multi_tensor_clip_scale_.default, (tensors, torch.tensor(100.0), 1.0)),
+        (torch.ops.trainops.multi_tensor_clamp_.default, (tensors, 0.5)),
+    ]
+    for op, args in cases:
+        result = torch.library.opcheck(op, args)
+        assert all(v == "SUCCESS" for v in result.values()), result
+
+
+def test_torch_compile_fullgraph():
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    model(torch.randn(8, 16)).pow(2).sum().backward()
+    params = list(model.parameters())
+    ref = [q.grad.clone() for q in params]
+
+    @torch.compile(fullgraph=True)
+    def step(ps):
+        total = trainops.clip_grad_norm_(ps, 0.1)
+        trainops.clip_grad_value_(ps, 0.05)
+        return total, trainops.grad_norms(ps)
+
+    total, norms = step(params)
+    want = reference.total_norm(ref, 2.0)
+    assert rel_err(total, want) <= 1e-6
+    coef = 0.1 / (float(want) + 1e-6)
+    for q, r in zip(params, ref):
+        torch.testing.assert_close(q.grad, (r * coef).clamp(-0.05, 0.05), rtol=1e-5, atol=1e-7)
+    assert norms.shape == (len(params),)
+
+
+def test_fallback_for_devices_without_kernel(monkeypatch):
+    import trainops.clip as clip_mod
+
+    monkeypatch.setattr(_extension, "CLIP_DEVICES", frozenset())
+    monkeypatch.setattr(clip_mod, "_warned_fallback", set())
+    params = [make_param((50,), torch.float32, "cpu") for _ in range(3)]
+    grads = [q.grad.clone() for q in params]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        total = trainops.clip_grad_norm_(params, 0.5)
+        trainops.clip_grad_norm_(params, 0.5)
+        trainops.clip_grad_value_(params, 0.01)
+    fallback_warnings = [w for w in caught if "falling back to torch.nn.utils" in str(w.message)]
+    assert len(fallback_warnings) == 1
+    assert rel_err(total, reference.total_norm(grads, 2.0)) <= 1e-5
+
+
+def test_get_total_norm_is_module_function():
+    assert get_total_norm is trainops.get_total_norm
+    assert set(trainops.clip.__all__) <= set(dir(trainops))

@@ -1,0 +1,32 @@
+"""Fake (meta) kernels of the clipping ops, for torch.compile and FakeTensor.
+
+They describe output shapes and dtypes only; the in-place ops return nothing.
+Registered when the compiled extension is loaded.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _result_dtype(tensors: list[Tensor]) -> torch.dtype:
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def register() -> None:
+    @torch.library.register_fake("trainops::multi_tensor_norm")
+    def _norm_fake(tensors: list[Tensor], norm_type: float, per_tensor: bool) -> tuple[Tensor, Tensor]:
+        device = tensors[0].device if tensors else torch.device("cpu")
+        dtype = _result_dtype(tensors)
+        total = torch.empty((), dtype=dtype, device=device)
+        per = torch.empty((len(tensors) if per_tensor else 0,), dtype=dtype, device=device)
+        return total, per
+
+    @torch.library.register_fake("trainops::multi_tensor_clip_scale_")
+    def _scale_fake(tensors: list[Tensor], total_norm: Tensor, max_norm: float) -> None:
+        return None
+
+    @torch.library.register_fake("trainops::multi_tensor_clamp_")
+    def _clamp_fake(tensors: list[Tensor], clip_value: float) -> None:
+        return None
