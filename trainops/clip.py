@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import types
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Union
 
 import torch
@@ -59,7 +59,9 @@ def _as_list(tensors: TensorOrTensors) -> list[Tensor]:
 
 
 def _grads_of(parameters: list[Tensor]) -> list[Tensor]:
-    return [p.grad for p in parameters if p.grad is not None]
+    # One .grad read per parameter: at 10,000 parameters each read costs as much
+    # as the whole kernel pass.
+    return [g for p in parameters if (g := p.grad) is not None]
 
 
 def _check_norm_type(norm_type: float) -> float:
@@ -118,13 +120,115 @@ def _fallback_norms(tensors: list[Tensor], p: float) -> Tensor:
     return torch.stack([torch.linalg.vector_norm(t.float() if t.dtype != torch.float64 else t, p) for t in tensors])
 
 
+def _spans_devices(tensors: list[Tensor]) -> bool:
+    first = tensors[0].device
+    return any(t.device != first for t in tensors)
+
+
+def _fast_path(tensors: list[Tensor]) -> bool:
+    """True when one fused op call can take the whole list.
+
+    Per-tensor checks cost ~0.3 us each in Python, as much as the kernel on a
+    list of 10,000 small grads, so the common case (one device with a kernel)
+    leaves validation to the op, which checks the whole list before touching
+    any data. Only the first tensor is inspected here: a meta tensor would be
+    dispatched to the shape-only fake kernel instead of raising.
+    """
+    first = tensors[0]
+    if isinstance(first, Tensor) and first.is_meta:
+        raise ValueError("tensor 0 is a meta tensor: it holds no data, so there is nothing to clip")
+    return isinstance(first, Tensor) and first.device.type in _extension.CLIP_DEVICES
+
+
 def _device_norm(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Tensor, Tensor]:
-    """(total, per-tensor) norm of tensors on one device."""
+    """(total, per-tensor) norm of validated tensors on one device."""
     if _has_kernel(tensors[0].device):
         return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
-    per = _fallback_norms(tensors, p) if tensors else torch.zeros(0)
-    total = torch.linalg.vector_norm(per, p) if tensors else torch.tensor(0.0)
+    per = _fallback_norms(tensors, p)
+    return torch.linalg.vector_norm(per, p), per
+
+
+def _norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Tensor, Tensor | None]:
+    """(total, per-tensor or None) of a non-empty list, on the first tensor's device."""
+    if _fast_path(tensors):
+        try:
+            return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
+        except (ValueError, NotImplementedError):
+            _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
+            if not _spans_devices(tensors):
+                raise
+    else:
+        _check_tensors(tensors)
+    first_device = tensors[0].device
+    groups = _group_by_device(tensors)
+    if len(groups) == 1:
+        return _device_norm(tensors, p, per_tensor)
+    # Several devices: the p-norm of the per-device norms is the global norm.
+    results = {dev: _device_norm(group, p, per_tensor) for dev, group in groups.items()}
+    partials = torch.stack([total.to(first_device) for total, _ in results.values()])
+    total, _ = _device_norm([partials], p, False)
+    if not per_tensor:
+        return total, None
+    per = torch.empty(len(tensors), dtype=total.dtype, device=first_device)
+    position = {dev: 0 for dev in groups}
+    for i, t in enumerate(tensors):
+        per[i] = results[t.device][1][position[t.device]]
+        position[t.device] += 1
     return total, per
+
+
+def _apply_in_place(tensors: list[Tensor], op: Callable[[list[Tensor]], None],
+                    fallback: Callable[[list[Tensor]], None]) -> None:
+    """Run an in-place op over the list: one fused call per device."""
+    if not tensors:
+        return
+    if _fast_path(tensors):
+        try:
+            op(tensors)
+            return
+        except (ValueError, NotImplementedError):
+            _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
+            if not _spans_devices(tensors):
+                raise
+    _check_tensors(tensors)  # every device group validated before any is written
+    for device, group in _group_by_device(tensors).items():
+        (op if _has_kernel(device) else fallback)(group)
+
+
+def _scale_by_norm(grads: list[Tensor], max_norm: float, total_norm: Tensor) -> None:
+    if not isinstance(total_norm, Tensor):
+        total_norm = torch.tensor(float(total_norm))
+    if total_norm.dtype not in (torch.float32, torch.float64):
+        total_norm = total_norm.float()
+    totals: dict[torch.device, Tensor] = {}
+
+    def on(device: torch.device) -> Tensor:
+        if device not in totals:
+            totals[device] = total_norm.to(device)
+        return totals[device]
+
+    def op(group: list[Tensor]) -> None:
+        torch.ops.trainops.multi_tensor_clip_scale_(group, on(group[0].device), max_norm)
+
+    def fallback(group: list[Tensor]) -> None:
+        coef = torch.clamp(max_norm / (on(group[0].device) + 1e-6), max=1.0)
+        for g in group:
+            g.mul_(coef)
+
+    _apply_in_place(grads, op, fallback)
+
+
+def _total_norm(tensors: list[Tensor], p: float, error_if_nonfinite: bool) -> Tensor:
+    if len(tensors) == 0:
+        return torch.tensor(0.0)
+    total, _ = _norms(tensors, p, False)
+    if error_if_nonfinite and not bool(torch.isfinite(total)):
+        raise RuntimeError(
+            f"The total norm of order {p} for gradients from `parameters` is non-finite, so it cannot be "
+            "clipped. To disable this error and scale the gradients by the non-finite norm anyway, set "
+            "`error_if_nonfinite=False`"
+        )
+    return total
 
 
 @torch.no_grad()
@@ -150,24 +254,7 @@ def get_total_norm(
     del foreach
     tensors = _as_list(tensors)
     p = _check_norm_type(norm_type)
-    if len(tensors) == 0:
-        return torch.tensor(0.0)
-    _check_tensors(tensors, "tensor")
-    first_device = tensors[0].device
-    groups = _group_by_device(tensors)
-    if len(groups) == 1:
-        total, _ = _device_norm(tensors, p, False)
-    else:
-        # The p-norm of the per-device norms is the global norm.
-        partials = [_device_norm(group, p, False)[0].to(first_device) for group in groups.values()]
-        total, _ = _device_norm([torch.stack(partials)], p, False)
-    if error_if_nonfinite and not bool(torch.isfinite(total)):
-        raise RuntimeError(
-            f"The total norm of order {p} for gradients from `parameters` is non-finite, so it cannot be "
-            "clipped. To disable this error and scale the gradients by the non-finite norm anyway, set "
-            "`error_if_nonfinite=False`"
-        )
-    return total
+    return _total_norm(tensors, p, error_if_nonfinite)
 
 
 @torch.no_grad()
@@ -191,22 +278,7 @@ def clip_grads_with_norm_(
     del foreach
     parameters = _as_list(parameters)
     max_norm = _check_nonnegative(max_norm, "max_norm")
-    grads = _grads_of(parameters)
-    if len(grads) == 0:
-        return
-    _check_tensors(grads)
-    if not isinstance(total_norm, Tensor):
-        total_norm = torch.tensor(float(total_norm))
-    if total_norm.dtype not in (torch.float32, torch.float64):
-        total_norm = total_norm.float()
-    for device, device_grads in _group_by_device(grads).items():
-        total_here = total_norm.to(device)
-        if _has_kernel(device):
-            torch.ops.trainops.multi_tensor_clip_scale_(device_grads, total_here, max_norm)
-        else:
-            coef = torch.clamp(max_norm / (total_here + 1e-6), max=1.0)
-            for g in device_grads:
-                g.mul_(coef)
+    _scale_by_norm(_grads_of(parameters), max_norm, total_norm)
 
 
 @torch.no_grad()
@@ -244,9 +316,10 @@ def clip_grad_norm_(
         if is_generator and len(parameters) == 0:
             warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2)
     max_norm = _check_nonnegative(max_norm, "max_norm")
+    p = _check_norm_type(norm_type)
     grads = _grads_of(parameters)
-    total_norm = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
-    clip_grads_with_norm_(parameters, max_norm, total_norm, foreach)
+    total_norm = _total_norm(grads, p, error_if_nonfinite)
+    _scale_by_norm(grads, max_norm, total_norm)
     return total_norm
 
 
@@ -269,14 +342,14 @@ def clip_grad_value_(
     del foreach
     parameters = _as_list(parameters)
     clip_value = _check_nonnegative(clip_value, "clip_value")
-    grads = _grads_of(parameters)
-    _check_tensors(grads)
-    for device, device_grads in _group_by_device(grads).items():
-        if _has_kernel(device):
-            torch.ops.trainops.multi_tensor_clamp_(device_grads, clip_value)
-        else:
-            for g in device_grads:
-                g.clamp_(min=-clip_value, max=clip_value)
+
+    def fallback(group: list[Tensor]) -> None:
+        for g in group:
+            g.clamp_(min=-clip_value, max=clip_value)
+
+    _apply_in_place(
+        _grads_of(parameters), lambda group: torch.ops.trainops.multi_tensor_clamp_(group, clip_value), fallback
+    )
 
 
 @torch.no_grad()
@@ -297,15 +370,4 @@ def grad_norms(parameters: TensorOrTensors, norm_type: float = 2.0) -> Tensor:
     grads = _grads_of(parameters)
     if len(grads) == 0:
         return torch.zeros(0, dtype=torch.float32)
-    _check_tensors(grads)
-    first_device = grads[0].device
-    groups = _group_by_device(grads)
-    if len(groups) == 1:
-        return _device_norm(grads, p, True)[1].to(torch.float32)
-    out = torch.empty(len(grads), dtype=torch.float32, device=first_device)
-    index = {id(g): i for i, g in enumerate(grads)}
-    for device_grads in groups.values():
-        per = _device_norm(device_grads, p, True)[1].to(device=first_device, dtype=torch.float32)
-        positions = torch.tensor([index[id(g)] for g in device_grads], device=first_device)
-        out[positions] = per
-    return out
+    return _norms(grads, p, True)[1].to(torch.float32)

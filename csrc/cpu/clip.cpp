@@ -74,12 +74,29 @@ struct FlatList {
   }
 };
 
+// Small tensors are separate allocations the hardware prefetcher cannot
+// predict: a list of 10,000 x 100 fp32 grads stalls on one cache miss per
+// tensor. Prefetching the first lines of the chunk kPrefetchDistance ahead
+// overlaps those misses.
+constexpr int64_t kPrefetchDistance = 2;
+constexpr int64_t kPrefetchBytes = 512;
+constexpr int64_t kCacheLine = 64;
+
 // Run fn(chunk) over every chunk of the plan, tasks in parallel.
 template <typename Fn>
-void for_each_chunk(const ChunkPlan& plan, const Fn& fn) {
+void for_each_chunk(const ChunkPlan& plan, const FlatList& flat, const Fn& fn) {
   at::parallel_for(0, plan.num_tasks(), 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      for (int64_t c = plan.task_begin[task]; c < plan.task_begin[task + 1]; ++c) {
+      const int64_t last = plan.task_begin[task + 1];
+      for (int64_t c = plan.task_begin[task]; c < last; ++c) {
+        if (c + kPrefetchDistance < last) {
+          const Chunk& ahead = plan.chunks[c + kPrefetchDistance];
+          const char* p = flat.chunk_ptr(ahead);
+          const int64_t bytes = ahead.length * static_cast<int64_t>(FlatList::element_size(flat.dtype[ahead.tensor]));
+          for (int64_t off = 0; off < bytes && off < kPrefetchBytes; off += kCacheLine) {
+            __builtin_prefetch(p + off);
+          }
+        }
         fn(c, plan.chunks[c]);
       }
     }
@@ -99,7 +116,7 @@ std::tuple<at::Tensor, at::Tensor> multi_tensor_norm_cpu(at::TensorList tensors,
   const ChunkPlan plan = make_chunk_plan(flat.numel);
   std::vector<NormPartial> chunk_parts(plan.chunks.size());
   const ClipKernels& k = clip_kernels();
-  for_each_chunk(plan, [&](int64_t c, const Chunk& chunk) {
+  for_each_chunk(plan, flat, [&](int64_t c, const Chunk& chunk) {
     chunk_parts[c] =
         k.norm_chunk(flat.dtype[chunk.tensor], flat.chunk_ptr(chunk), chunk.length, spec);
   });
@@ -142,7 +159,7 @@ void multi_tensor_clip_scale_cpu(at::TensorList tensors, const at::Tensor& total
   FlatList flat(tensors);
   const ChunkPlan plan = make_chunk_plan(flat.numel);
   const ClipKernels& k = clip_kernels();
-  for_each_chunk(plan, [&](int64_t, const Chunk& chunk) {
+  for_each_chunk(plan, flat, [&](int64_t, const Chunk& chunk) {
     k.scale_chunk(flat.dtype[chunk.tensor], flat.chunk_ptr(chunk), chunk.length, coef_double,
                   coef_float);
   });
@@ -172,7 +189,7 @@ void multi_tensor_clamp_cpu(at::TensorList tensors, double clip_value) {
   FlatList flat(tensors);
   const ChunkPlan plan = make_chunk_plan(flat.numel);
   const ClipKernels& k = clip_kernels();
-  for_each_chunk(plan, [&](int64_t, const Chunk& chunk) {
+  for_each_chunk(plan, flat, [&](int64_t, const Chunk& chunk) {
     const DType d = flat.dtype[chunk.tensor];
     k.clamp_chunk(d, flat.chunk_ptr(chunk), chunk.length, bound_in(d, -clip_value),
                   bound_in(d, clip_value));

@@ -1,0 +1,272 @@
+"""``trainops bench``: trainops against torch.nn.utils on the local device.
+
+Gradient sets (realistic shapes, random values):
+
+  gpt2        GPT-2 small: 124M parameters in 148 tensors
+  resnet50    ResNet-50: 25.6M parameters in 161 tensors
+  1k_x_1k     1,000 tensors of 1,000 elements
+  10k_x_100   10,000 tensors of 100 elements
+  llama       LLaMA-7B-shaped layers (hidden 4096, MLP 11008, vocab 32000),
+              as many as fit in --llama-gb of gradient memory
+
+For each set, dtype and clipping mode, the table shows the median time of
+``torch.nn.utils.clip_grad_norm_`` (foreach=True and False), of
+``trainops.clip_grad_norm_``, the speedup over torch's faster variant, the
+effective bandwidth of trainops (bytes that must move / time) and that as a
+fraction of the floor: the same bytes at the read bandwidth of one large
+``torch.sum`` pass and the write bandwidth of one ``fill_`` pass, both measured
+in the same run. "vs 1 norm pass" is trainops' time over one
+``torch.linalg.vector_norm`` pass over a buffer of the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from . import clip
+
+CASES = ("gpt2", "resnet50", "1k_x_1k", "10k_x_100", "llama")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ----------------------------------------------------------------- shapes
+
+
+def gpt2_shapes(n_layer: int = 12, d: int = 768, vocab: int = 50257, ctx: int = 1024) -> list[tuple[int, ...]]:
+    """Parameter shapes of GPT-2 small (HF Conv1D layout): 148 tensors, 124M elements."""
+    shapes: list[tuple[int, ...]] = [(vocab, d), (ctx, d)]
+    for _ in range(n_layer):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    return shapes + [(d,), (d,)]
+
+
+def resnet50_shapes() -> list[tuple[int, ...]]:
+    """Parameter shapes of torchvision's ResNet-50: 161 tensors, 25.6M elements."""
+    shapes: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
+    in_ch = 64
+    for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        out_ch = width * 4
+        for b in range(blocks):
+            shapes += [(width, in_ch, 1, 1), (width,), (width,)]
+            shapes += [(width, width, 3, 3), (width,), (width,)]
+            shapes += [(out_ch, width, 1, 1), (out_ch,), (out_ch,)]
+            if b == 0:
+                shapes += [(out_ch, in_ch, 1, 1), (out_ch,), (out_ch,)]
+            in_ch = out_ch
+    return shapes + [(1000, 2048), (1000,)]
+
+
+def llama_shapes(budget_bytes: float, elem_size: int) -> list[tuple[int, ...]]:
+    """LLaMA-7B-shaped parameters: embeddings plus as many layers as fit the budget."""
+    d, ff, vocab = 4096, 11008, 32000
+    layer = [(d,), (d, d), (d, d), (d, d), (d, d), (d,), (ff, d), (ff, d), (d, ff)]
+    layer_bytes = sum(math.prod(s) for s in layer) * elem_size
+    head = [(vocab, d), (d,), (vocab, d)]
+    head_bytes = sum(math.prod(s) for s in head) * elem_size
+    n_layers = max(1, int((budget_bytes - head_bytes) // layer_bytes))
+    return head[:1] + layer * n_layers + head[1:]
+
+
+def case_shapes(case: str, elem_size: int, llama_gb: float) -> list[tuple[int, ...]]:
+    if case == "gpt2":
+        return gpt2_shapes()
+    if case == "resnet50":
+        return resnet50_shapes()
+    if case == "1k_x_1k":
+        return [(1000,)] * 1000
+    if case == "10k_x_100":
+        return [(100,)] * 10_000
+    if case == "llama":
+        return llama_shapes(llama_gb * 2**30, elem_size)
+    raise ValueError(f"unknown case {case!r}; choose from {', '.join(CASES)}")
+
+
+def make_params(shapes: list[tuple[int, ...]], dtype: torch.dtype, device: str, seed: int = 0) -> list[torch.Tensor]:
+    """Parameters whose .grad holds N(0, 1e-3) values (the parameters themselves
+    are never written, so torch.empty leaves their pages unallocated)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    params = []
+    for s in shapes:
+        p = torch.empty(s, dtype=dtype, device=device)
+        p.grad = (torch.randn(s, generator=gen, device=device, dtype=torch.float32) * 1e-3).to(dtype)
+        params.append(p)
+    return params
+
+
+# ----------------------------------------------------------------- timing
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def median_ms(fn: Callable[[], object], device: str, min_reps: int = 5, budget_s: float = 2.0) -> float:
+    """Median wall time of fn in ms after one warm-up call (device-synchronised)."""
+    fn()
+    _sync(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < 50):
+        if device.startswith("cuda"):
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(begin.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+@dataclass
+class Floor:
+    read_gbs: float
+    write_gbs: float
+
+
+def measure_floor(device: str, nbytes: int) -> Floor:
+    """Read (torch.sum) and write (fill_) bandwidth over a buffer of >= 256 MiB."""
+    n = max(nbytes, 256 * 2**20) // 4
+    buf = torch.empty(n, dtype=torch.float32, device=device).normal_()
+    read_ms = median_ms(lambda: buf.sum(), device)
+    write_ms = median_ms(lambda: buf.fill_(1.0), device)
+    return Floor(read_gbs=4 * n / read_ms / 1e6, write_gbs=4 * n / write_ms / 1e6)
+
+
+@dataclass
+class Row:
+    case: str
+    dtype: str
+    clipping: bool
+    tensors: int
+    mbytes: float
+    torch_foreach_ms: float
+    torch_loop_ms: float
+    trainops_ms: float
+    speedup: float
+    gbs: float
+    pct_floor: float
+    vs_norm_pass: float
+
+
+def run_case(case: str, dtype_name: str, clipping: bool, device: str, floor: Floor, llama_gb: float) -> Row:
+    dtype = DTYPES[dtype_name]
+    elem = torch.empty(0, dtype=dtype).element_size()
+    params = make_params(case_shapes(case, elem, llama_gb), dtype, device)
+    grads = [p.grad for p in params]
+    nbytes = sum(g.numel() for g in grads) * elem
+    # Triggered: each call asks for a norm 0.1% below the current one, so every
+    # call scales (all elements written) while the values barely drift.
+    state = {"norm": float(clip.get_total_norm(grads))}
+
+    def max_norm() -> float:
+        if not clipping:
+            return state["norm"] * 10
+        state["norm"] *= 0.999
+        return state["norm"]
+
+    fns = {
+        "torch_foreach": lambda: torch.nn.utils.clip_grad_norm_(params, max_norm(), foreach=True),
+        "torch_loop": lambda: torch.nn.utils.clip_grad_norm_(params, max_norm(), foreach=False),
+        "trainops": lambda: clip.clip_grad_norm_(params, max_norm()),
+    }
+    ms = {name: median_ms(fn, device) for name, fn in fns.items()}
+    flat = torch.empty(nbytes // elem, dtype=dtype, device=device).normal_()
+    norm_pass_ms = median_ms(lambda: torch.linalg.vector_norm(flat), device)
+    del flat
+    moved = 3 * nbytes if clipping else nbytes  # read; or read + read-and-write
+    floor_s = nbytes / (floor.read_gbs * 1e9)
+    if clipping:
+        floor_s += nbytes / (floor.read_gbs * 1e9) + nbytes / (floor.write_gbs * 1e9)
+    ours = ms["trainops"]
+    return Row(
+        case=case,
+        dtype=dtype_name,
+        clipping=clipping,
+        tensors=len(grads),
+        mbytes=nbytes / 1e6,
+        torch_foreach_ms=ms["torch_foreach"],
+        torch_loop_ms=ms["torch_loop"],
+        trainops_ms=ours,
+        speedup=min(ms["torch_foreach"], ms["torch_loop"]) / ours,
+        gbs=moved / (ours * 1e6),
+        pct_floor=100 * floor_s * 1e3 / ours,
+        vs_norm_pass=ours / norm_pass_ms,
+    )
+
+
+def format_table(rows: list[Row], floor: Floor, device: str) -> str:
+    head = (
+        f"{'case':<10} {'dtype':<5} {'clip':<4} {'tensors':>7} {'MB':>8} {'torch ms':>9} {'loop ms':>9} "
+        f"{'trainops ms':>11} {'speedup':>8} {'GB/s':>7} {'% floor':>8} {'vs 1 norm pass':>15}"
+    )
+    lines = [
+        f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"floor: read {floor.read_gbs:.1f} GB/s (sum), write {floor.write_gbs:.1f} GB/s (fill_)",
+        head,
+        "-" * len(head),
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.case:<10} {r.dtype:<5} {'yes' if r.clipping else 'no':<4} {r.tensors:>7} {r.mbytes:>8.1f} "
+            f"{r.torch_foreach_ms:>9.2f} {r.torch_loop_ms:>9.2f} {r.trainops_ms:>11.2f} {r.speedup:>7.1f}x "
+            f"{r.gbs:>7.1f} {r.pct_floor:>7.0f}% {r.vs_norm_pass:>14.2f}x"
+        )
+    lines.append("torch ms = clip_grad_norm_(foreach=True); loop ms = foreach=False; speedup vs the faster of the two")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cases", default="gpt2,resnet50,1k_x_1k,10k_x_100,llama", help=f"comma list of {CASES}")
+    parser.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32, bf16, fp16")
+    parser.add_argument("--clip", default="both", choices=("both", "yes", "no"), help="clipping triggered or not")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    parser.add_argument("--llama-gb", type=float, default=4.0, help="gradient memory for the llama case (GiB)")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cases = [c for c in args.cases.split(",") if c]
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    for name in cases:
+        if name not in CASES:
+            print(f"trainops bench: unknown case {name!r}; choose from {', '.join(CASES)}", file=sys.stderr)
+            return 2
+    for name in dtypes:
+        if name not in DTYPES:
+            print(f"trainops bench: unknown dtype {name!r}; choose from {', '.join(DTYPES)}", file=sys.stderr)
+            return 2
+    modes = {"both": [False, True], "yes": [True], "no": [False]}[args.clip]
+    print(f"measuring the bandwidth floor on {device} ...", file=sys.stderr, flush=True)
+    floor = measure_floor(device, 256 * 2**20)
+    rows: list[Row] = []
+    todo = [(c, d, m) for c in cases for d in dtypes for m in modes]
+    for i, (case, dtype_name, clipping) in enumerate(todo, 1):
+        print(f"[{i}/{len(todo)}] {case} {dtype_name} clip={'yes' if clipping else 'no'}", file=sys.stderr, flush=True)
+        rows.append(run_case(case, dtype_name, clipping, device, floor, args.llama_gb))
+    print(format_table(rows, floor, device))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                       "floor": asdict(floor), "rows": [asdict(r) for r in rows]}, f, indent=1)
+    return 0
