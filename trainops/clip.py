@@ -31,12 +31,12 @@ from __future__ import annotations
 import types
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Union
+from typing import Any, Union
 
 import torch
 from torch import Tensor
 
-from . import _extension
+from . import _extension, distributed
 
 __all__ = [
     "clip_grad_norm_",
@@ -61,7 +61,12 @@ def _as_list(tensors: TensorOrTensors) -> list[Tensor]:
 def _grads_of(parameters: list[Tensor]) -> list[Tensor]:
     # One .grad read per parameter: at 10,000 parameters each read costs as much
     # as the whole kernel pass.
-    return [g for p in parameters if (g := p.grad) is not None]
+    grads = []
+    for p in parameters:
+        g = p.grad
+        if g is not None:
+            grads.append(g)
+    return grads
 
 
 def _check_norm_type(norm_type: float) -> float:
@@ -148,8 +153,35 @@ def _device_norm(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Ten
     return torch.linalg.vector_norm(per, p), per
 
 
-def _norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Tensor, Tensor | None]:
-    """(total, per-tensor or None) of a non-empty list, on the first tensor's device."""
+_OP_ERRORS = (ValueError, NotImplementedError, RuntimeError)
+
+
+def _norms(
+    tensors: list[Tensor],
+    p: float,
+    per_tensor: bool,
+    process_group: Any = None,
+    owners: list[Tensor] | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """(total, per-tensor or None) of a non-empty list; global over ranks for
+    DTensors or a process group (trainops.distributed)."""
+    if process_group is None and _fast_path(tensors):
+        try:
+            return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
+        except _OP_ERRORS:
+            if not distributed.has_dtensor(tensors):
+                _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
+                if not _spans_devices(tensors):
+                    raise
+    if process_group is not None or distributed.has_dtensor(tensors):
+        # Parameters (owners) or the tensors themselves may be marked replicated.
+        flags = _replicated_flags(owners) if owners is not None else [distributed.is_replicated(t) for t in tensors]
+        return distributed.norms(tensors, p, per_tensor, process_group, flags, _local_norms)
+    return _local_norms(tensors, p, per_tensor)
+
+
+def _local_norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Tensor, Tensor | None]:
+    """(total, per-tensor or None) of a non-empty list of local tensors, on the first one's device."""
     if _fast_path(tensors):
         try:
             return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
@@ -186,10 +218,18 @@ def _apply_in_place(tensors: list[Tensor], op: Callable[[list[Tensor]], None],
         try:
             op(tensors)
             return
-        except (ValueError, NotImplementedError):
-            _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
-            if not _spans_devices(tensors):
-                raise
+        except _OP_ERRORS:
+            if distributed.has_dtensor(tensors):
+                # DTensor grads: work on the local shards (views of the same storage).
+                tensors = distributed.local_tensors(tensors)
+                if not _spans_devices(tensors) and _fast_path(tensors):
+                    op(tensors)
+                    return
+            else:
+                _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
+                if not _spans_devices(tensors):
+                    raise
+    tensors = distributed.local_tensors(tensors)
     _check_tensors(tensors)  # every device group validated before any is written
     for device, group in _group_by_device(tensors).items():
         (op if _has_kernel(device) else fallback)(group)
@@ -218,10 +258,16 @@ def _scale_by_norm(grads: list[Tensor], max_norm: float, total_norm: Tensor) -> 
     _apply_in_place(grads, op, fallback)
 
 
-def _total_norm(tensors: list[Tensor], p: float, error_if_nonfinite: bool) -> Tensor:
+def _total_norm(
+    tensors: list[Tensor],
+    p: float,
+    error_if_nonfinite: bool,
+    process_group: Any = None,
+    owners: list[Tensor] | None = None,
+) -> Tensor:
     if len(tensors) == 0:
         return torch.tensor(0.0)
-    total, _ = _norms(tensors, p, False)
+    total, _ = _norms(tensors, p, False, process_group, owners)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(
             f"The total norm of order {p} for gradients from `parameters` is non-finite, so it cannot be "
@@ -237,24 +283,31 @@ def get_total_norm(
     norm_type: float = 2.0,
     error_if_nonfinite: bool = False,
     foreach: bool | None = None,
+    *,
+    process_group: Any = None,
 ) -> Tensor:
     """Norm of a list of tensors, as if they were concatenated into one vector.
 
     Args:
-        tensors: a tensor or an iterable of tensors (typically gradients).
+        tensors: a tensor or an iterable of tensors (typically gradients),
+            plain or DTensor (then the norm is global over the ranks).
         norm_type: the order p of the norm, any p > 0 or ``inf``.
         error_if_nonfinite: raise ``RuntimeError`` if the norm is nan or inf
             (this reads the norm on the host: one device sync).
         foreach: accepted for compatibility with torch.nn.utils; ignored.
+        process_group: for plain tensors sharded by hand: the group they are
+            sharded over; the partial norms are all-reduced over it (tensors
+            marked with :func:`trainops.distributed.mark_replicated` are counted
+            once). DTensors need no argument. See trainops.distributed.
 
     Returns:
-        A 0-dim tensor on the first tensor's device: float64 if any tensor is
-        float64, else float32. ``tensor(0.)`` for an empty input.
+        A plain 0-dim tensor on the first tensor's (local) device: float64 if
+        any tensor is float64, else float32. ``tensor(0.)`` for an empty input.
     """
     del foreach
     tensors = _as_list(tensors)
     p = _check_norm_type(norm_type)
-    return _total_norm(tensors, p, error_if_nonfinite)
+    return _total_norm(tensors, p, error_if_nonfinite, process_group)
 
 
 @torch.no_grad()
@@ -288,6 +341,8 @@ def clip_grad_norm_(
     norm_type: float = 2.0,
     error_if_nonfinite: bool = False,
     foreach: bool | None = None,
+    *,
+    process_group: Any = None,
 ) -> Tensor:
     """Clip the global gradient norm of ``parameters`` to ``max_norm`` in place.
 
@@ -303,6 +358,10 @@ def clip_grad_norm_(
         error_if_nonfinite: raise ``RuntimeError`` (leaving every gradient
             untouched) if the norm is nan or inf; this syncs with the device.
         foreach: accepted for compatibility with torch.nn.utils; ignored.
+        process_group: for plain tensors sharded by hand: the group they are
+            sharded over; the partial norms are all-reduced over it (tensors
+            marked with :func:`trainops.distributed.mark_replicated` are counted
+            once). DTensors need no argument. See trainops.distributed.
 
     Returns:
         The total norm of the gradients before clipping (see
@@ -318,7 +377,7 @@ def clip_grad_norm_(
     max_norm = _check_nonnegative(max_norm, "max_norm")
     p = _check_norm_type(norm_type)
     grads = _grads_of(parameters)
-    total_norm = _total_norm(grads, p, error_if_nonfinite)
+    total_norm = _total_norm(grads, p, error_if_nonfinite, process_group, parameters)
     _scale_by_norm(grads, max_norm, total_norm)
     return total_norm
 
@@ -353,13 +412,17 @@ def clip_grad_value_(
 
 
 @torch.no_grad()
-def grad_norms(parameters: TensorOrTensors, norm_type: float = 2.0) -> Tensor:
+def grad_norms(parameters: TensorOrTensors, norm_type: float = 2.0, *, process_group: Any = None) -> Tensor:
     """Per-parameter gradient norms, from one fused pass.
 
     Args:
         parameters: a tensor or an iterable of tensors; those whose ``.grad`` is
             None are skipped.
         norm_type: the order p of the norm, any p > 0 or ``inf``.
+        process_group: for plain tensors sharded by hand: the group they are
+            sharded over; the partial norms are all-reduced over it (tensors
+            marked with :func:`trainops.distributed.mark_replicated` are counted
+            once). DTensors need no argument. See trainops.distributed.
 
     Returns:
         A float32 tensor with one norm per parameter that has a gradient, in
@@ -370,4 +433,14 @@ def grad_norms(parameters: TensorOrTensors, norm_type: float = 2.0) -> Tensor:
     grads = _grads_of(parameters)
     if len(grads) == 0:
         return torch.zeros(0, dtype=torch.float32)
-    return _norms(grads, p, True)[1].to(torch.float32)
+    return _norms(grads, p, True, process_group, parameters)[1].to(torch.float32)
+
+
+def _replicated_flags(parameters: list[Tensor]) -> list[bool]:
+    """Per parameter with a grad: counted once across the group?"""
+    flags = []
+    for p in parameters:
+        g = p.grad
+        if g is not None:
+            flags.append(distributed.is_replicated(p) or distributed.is_replicated(g))
+    return flags

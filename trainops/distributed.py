@@ -1,0 +1,175 @@
+"""Global gradient norms of sharded models, through torch.distributed.
+
+trainops builds on PyTorch's distributed engine (DTensor, FSDP2 ``fully_shard``,
+tensor parallelism, process groups), never its own. The clipping functions
+accept DTensor gradients and plain tensors sharded by hand (``process_group=``);
+the fused kernels run on each rank's local shards and one all-reduce per
+process group combines the partial results:
+
+* the partial of a group is the sum of ``|x|^p`` over the rank's local shards,
+  formed in float64 from the kernel's norm (``norm ** p``); it is all-reduced
+  with SUM (MAX for ``inf``), and the global norm is ``total ** (1/p)``;
+* a DTensor is sharded over the mesh dimensions whose placement is ``Shard``;
+  replicated dimensions are counted once (no reduction over them); ``Partial``
+  gradients are reduced to replicated first (one extra collective, rare);
+* plain tensors belong to ``process_group`` unless marked with
+  :func:`mark_replicated` (e.g. tensor-parallel layer norms), which are counted
+  once, locally;
+* tensors that share (mesh, sharded dims) or process group form one bucket:
+  one collective per bucket, never one per parameter.
+
+The returned total is a plain tensor holding the true global norm, identical on
+every rank. (torch.nn.utils returns a DTensor whose value is only right after
+``full_tensor()``.) Nothing syncs with the host beyond what the collectives
+themselves need.
+
+Cost per step and rank (see docs/distributed.md): one read of the local shards
+(model bytes / shard count), plus one all-reduce of 8 bytes per bucket (8 bytes
+per parameter for :func:`trainops.grad_norms`), i.e. latency-bound
+``buckets * log2(ranks) * alpha`` on a tree/ring all-reduce.
+
+float64 partial sums hold any fp32/fp16/bf16 norm for p <= 8; fp64 gradients
+with norms above ~1e154 (p = 2) overflow the partial and give inf.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+try:
+    from torch.distributed.tensor import DTensor, Partial, Replicate
+except ImportError:  # torch built without distributed
+    DTensor = None  # type: ignore[assignment,misc]
+
+__all__ = ["is_dtensor", "mark_replicated", "is_replicated", "local_tensors", "has_dtensor"]
+
+_REPLICATED_ATTR = "_trainops_replicated"
+
+
+def is_dtensor(t: Any) -> bool:
+    """True for a torch.distributed.tensor.DTensor."""
+    return DTensor is not None and isinstance(t, DTensor)
+
+
+def has_dtensor(tensors: list[Tensor]) -> bool:
+    return DTensor is not None and any(isinstance(t, DTensor) for t in tensors)
+
+
+def mark_replicated(*tensors: Tensor) -> None:
+    """Mark parameters (or gradients) as replicated across the process group.
+
+    Their norm is counted once instead of being summed over the group, e.g.
+    layer norms under tensor parallelism, whose every rank holds the full copy.
+    Marking a parameter covers its ``.grad``.
+
+    Args:
+        tensors: parameters or plain tensors.
+    """
+    for t in tensors:
+        setattr(t, _REPLICATED_ATTR, True)
+
+
+def is_replicated(t: Tensor) -> bool:
+    return bool(getattr(t, _REPLICATED_ATTR, False))
+
+
+def _unpartial(t: Tensor) -> Tensor:
+    if any(isinstance(pl, Partial) for pl in t.placements):
+        placements = [Replicate() if isinstance(pl, Partial) else pl for pl in t.placements]
+        return t.redistribute(t.device_mesh, placements)
+    return t
+
+
+def local_tensors(tensors: list[Tensor]) -> list[Tensor]:
+    """The local shards of DTensors (views sharing storage), plain tensors as they are."""
+    if not has_dtensor(tensors):
+        return tensors
+    return [t._local_tensor if is_dtensor(t) else t for t in tensors]
+
+
+def _bucket_key(t: Tensor, process_group: Any, replicated: bool) -> tuple[Any, list[Any]]:
+    """(hashable key, process groups to reduce over) of one tensor."""
+    if is_dtensor(t):
+        mesh = t.device_mesh
+        dims = tuple(i for i, pl in enumerate(t.placements) if pl.is_shard())
+        return ("mesh", id(mesh), dims), [mesh.get_group(i) for i in dims]
+    if replicated or process_group is None:
+        return ("local",), []
+    return ("group", id(process_group)), [process_group]
+
+
+def _buckets(
+    tensors: list[Tensor], flags: list[bool], process_group: Any
+) -> dict[tuple, tuple[list[Any], list[int], list[Tensor]]]:
+    """Group tensors by the collectives they need: key -> (groups, indices, local tensors)."""
+    buckets: dict[tuple, tuple[list[Any], list[int], list[Tensor]]] = {}
+    for i, (t, replicated) in enumerate(zip(tensors, flags)):
+        if is_dtensor(t):
+            t = _unpartial(t)
+        key, groups = _bucket_key(t, process_group, replicated)
+        entry = buckets.setdefault(key, (groups, [], []))
+        entry[1].append(i)
+        entry[2].append(t._local_tensor if is_dtensor(t) else t)
+    return buckets
+
+
+def _result_dtype(tensors: list[Tensor]) -> torch.dtype:
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def norms(
+    tensors: list[Tensor],
+    p: float,
+    per_tensor: bool,
+    process_group: Any,
+    replicated: list[bool],
+    local_norms: Callable[[list[Tensor], float, bool], tuple[Tensor, Tensor | None]],
+) -> tuple[Tensor, Tensor | None]:
+    """Global (total, per-tensor) norms of DTensor / process-group-sharded tensors.
+
+    Args:
+        tensors: gradients (DTensors or plain local shards).
+        p: norm order, > 0 or inf.
+        per_tensor: also return each tensor's global norm (one float64 per
+            tensor all-reduced per bucket).
+        process_group: the group plain, unmarked tensors are sharded over.
+        replicated: per tensor, True if counted once (see mark_replicated).
+        local_norms: the single-process fused norm, (tensors, p, per_tensor)
+            -> (total, per_tensor).
+
+    Returns:
+        (total, per_tensor or None) as plain tensors on the first local shard's
+        device, identical on every rank.
+    """
+    is_inf = math.isinf(p)
+    op = dist.ReduceOp.MAX if is_inf else dist.ReduceOp.SUM
+    buckets = _buckets(tensors, replicated, process_group)
+    device = next(iter(buckets.values()))[2][0].device
+    total_pow = torch.zeros((), dtype=torch.float64, device=device)
+    per = torch.zeros(len(tensors), dtype=torch.float64, device=device) if per_tensor else None
+    for groups, indices, local in buckets.values():
+        b_total, b_per = local_norms(local, p, per_tensor)
+        # One tensor per bucket carries the total (and the per-tensor values)
+        # through the collective: [total, per_0, per_1, ...].
+        payload = b_total.to(device=device, dtype=torch.float64).reshape(1)
+        if per_tensor:
+            payload = torch.cat([payload, b_per.to(device=device, dtype=torch.float64)])
+        if not is_inf:
+            payload = payload.pow(p)
+        for group in groups:
+            dist.all_reduce(payload, op=op, group=group)
+        total_pow = torch.maximum(total_pow, payload[0]) if is_inf else total_pow + payload[0]
+        if per_tensor:
+            per[torch.tensor(indices, device=device)] = payload[1:]
+    total = total_pow if is_inf else total_pow.pow(1.0 / p)
+    dtype = _result_dtype(tensors)
+    if per_tensor:
+        per = per if is_inf else per.pow(1.0 / p)
+        per = per.to(dtype)
+    return total.to(dtype), per
