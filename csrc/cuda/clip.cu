@@ -451,7 +451,7 @@ __device__ void block_clamp_range(T* __restrict__ x, int32_t n, acc_t lo, acc_t 
 
 // grid: (chunks in this batch), block: kThreads.
 __global__ void __launch_bounds__(kThreads)
-    clamp_kernel(const __grid_constant__ ChunkBatch batch, ClampBounds bounds) {
+    clamp_kernel(const __grid_constant__ ChunkBatch batch, const __grid_constant__ ClampBounds bounds) {
   const ChunkDesc& d = batch.chunks[blockIdx.x];
   const int code = d.tensor_dtype & kDTypeMask;
   const double lo = bounds.lo[code];
