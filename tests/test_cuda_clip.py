@@ -17,9 +17,10 @@ import trainops
 from trainops import _extension
 
 HAS_CUDA_KERNELS = torch.cuda.is_available() and "cuda" in _extension.CLIP_DEVICES
-pytestmark = pytest.mark.skipif(
-    not HAS_CUDA_KERNELS, reason="needs a CUDA GPU and trainops built with its CUDA kernels"
-)
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not HAS_CUDA_KERNELS, reason="needs a CUDA GPU and trainops built with its CUDA kernels"),
+]
 
 CHUNK = int(_extension.build_info().get("chunk_size", 1 << 16)) if _extension.LOADED else 1 << 16
 INF = math.inf
