@@ -31,9 +31,18 @@ class _Mark:
         return fn
 
 
+class _BareMark(_Mark):
+    """`pytest.mark.name`: a mark itself, or called with arguments to make one."""
+
+    def __call__(self, *args, **kwargs):
+        if len(args) == 1 and callable(args[0]) and not kwargs:
+            return super().__call__(args[0])
+        return _Mark(self.name, args, kwargs)
+
+
 class _MarkFactory:
     def __getattr__(self, name: str):
-        return lambda *args, **kwargs: _Mark(name, args, kwargs)
+        return _BareMark(name, (), {})
 
 
 class _Raises:
