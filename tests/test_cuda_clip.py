@@ -389,7 +389,7 @@ def test_cuda_graph_capture_and_replay():
 
 
 def _wrap(grad: torch.Tensor) -> torch.nn.Parameter:
-    p = torch.nn.Parameter(torch.empty(0, device=grad.device, dtype=grad.dtype))
+    p = torch.nn.Parameter(torch.empty_like(grad))
     p.grad = grad
     return p
 
