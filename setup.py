@@ -35,15 +35,22 @@ PY_LIMITED_API = "0x030A0000"  # CPython 3.10, the oldest torch >= 2.6 supports 
 
 
 def _find_cuda_home() -> str | None:
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if not home:
-        nvcc = shutil.which("nvcc")
-        if nvcc:
-            home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-        elif os.path.exists("/usr/local/cuda"):
-            home = "/usr/local/cuda"
-    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
-        return home
+    # Candidates in order; the first that looks like a toolkit (nvcc and the
+    # runtime headers) wins. `nvcc` on PATH may be a wrapper script (e.g.
+    # /usr/local/bin/nvcc exec'ing the real one), so its parent alone is not
+    # trusted.
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates.append("/usr/local/cuda")
+    for home in candidates:
+        if (
+            home
+            and os.path.exists(os.path.join(home, "bin", "nvcc"))
+            and os.path.exists(os.path.join(home, "include", "cuda_runtime.h"))
+        ):
+            return home
     return None
 
 
@@ -88,6 +95,20 @@ def _version() -> str:
     return scope["__version__"]
 
 
+def _cxx_std() -> str:
+    """The C++ standard the installed torch headers require (C++20 from torch 2.14 on)."""
+    from torch.utils.cpp_extension import include_paths
+
+    for inc in include_paths():
+        header = os.path.join(inc, "ATen", "ATen.h")
+        if os.path.exists(header):
+            with open(header) as f:
+                if "202002L" in f.read():
+                    return "-std=c++20"
+            break
+    return "-std=c++17"
+
+
 def _extension():
     debug = os.environ.get("TRAINOPS_DEBUG", "0") == "1"
     with_cuda = _want_cuda()
@@ -104,7 +125,8 @@ def _extension():
     opt = ["-O0", "-g"] if debug else ["-O3"]
     # -ffp-contract=off: no ISA may fuse a multiply-add that another does not,
     # so every CPU ISA (and the GPU, with --fmad=false) rounds identically.
-    cxx = opt + ["-std=c++17", "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-Wno-psabi"] + defines
+    std = _cxx_std()
+    cxx = opt + [std, "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-Wno-psabi"] + defines
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     include_dirs = [os.path.join(ROOT, "csrc"), os.path.join(ROOT, "csrc", "include")]
     kwargs = dict(
@@ -115,7 +137,7 @@ def _extension():
     )
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
-        nvcc = opt + ["-std=c++17", "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr"] + defines
+        nvcc = opt + [std, "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr"] + defines
         include_dirs += _nvidia_wheel_includes()
         return CUDAExtension(sources=sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs), {
             "torch": torch_version,

@@ -124,25 +124,47 @@ TRAINOPS_HD NormPartial make_partial(double max_abs, double sum, double scale, N
   return {max_abs, sum / pow_p(scale * max_abs, kind, p)};
 }
 
+// combine_partials() in three steps, so that a parallel reduction (the CUDA
+// finalize kernels) computes the same function: fold every partial into
+// (max, has_nan) with combine_max_step (exact, order-free), then, only if
+// combine_needs_sum, add up combine_term over the partials (the one
+// order-dependent step: fixed order or fixed tree), and finish with
+// combine_finish.
+TRAINOPS_HD void combine_max_step(NormPartial q, double& m, bool& has_nan) {
+  has_nan = has_nan || (q.max != q.max) || (q.scaled != q.scaled);
+  m = (q.max > m) ? q.max : m;
+}
+
+TRAINOPS_HD bool combine_needs_sum(double m, bool has_nan, NormKind kind) {
+  return !has_nan && m > 0.0 && m <= std::numeric_limits<double>::max() &&
+         kind != NormKind::kInf;
+}
+
+// q's share of the combined sum, relative to the overall max m.
+TRAINOPS_HD double combine_term(NormPartial q, double m, NormKind kind, double p) {
+  return q.max > 0.0 ? pow_p(q.max / m, kind, p) * q.scaled : 0.0;
+}
+
+// NaN anywhere wins, then inf.
+TRAINOPS_HD NormPartial combine_finish(double m, bool has_nan, double sum, NormKind kind) {
+  if (has_nan) return {NAN, NAN};
+  if (!(m > 0.0)) return {0.0, 0.0};
+  if (m > std::numeric_limits<double>::max()) return {m, 1.0};
+  if (kind == NormKind::kInf) return {m, 1.0};
+  return {m, sum};
+}
+
 // Combine partials in index order. NaN anywhere wins, then inf.
 TRAINOPS_HD NormPartial combine_partials(const NormPartial* parts, int64_t n, NormKind kind,
                                          double p) {
   double m = 0.0;
   bool has_nan = false;
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = parts[i].max;
-    has_nan = has_nan || (v != v) || (parts[i].scaled != parts[i].scaled);
-    m = (v > m) ? v : m;
-  }
-  if (has_nan) return {NAN, NAN};
-  if (!(m > 0.0)) return {0.0, 0.0};
-  if (m > std::numeric_limits<double>::max()) return {m, 1.0};
-  if (kind == NormKind::kInf) return {m, 1.0};
+  for (int64_t i = 0; i < n; ++i) combine_max_step(parts[i], m, has_nan);
   double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    if (parts[i].max > 0.0) s += pow_p(parts[i].max / m, kind, p) * parts[i].scaled;
+  if (combine_needs_sum(m, has_nan, kind)) {
+    for (int64_t i = 0; i < n; ++i) s += combine_term(parts[i], m, kind, p);
   }
-  return {m, s};
+  return combine_finish(m, has_nan, s, kind);
 }
 
 // The norm of a (combined) partial: max * scaled^(1/p).

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# GPU check of trainops' CUDA kernels on a bare GPU machine (torch preinstalled,
+# no internet): build the extension from source, run the CUDA tests, run the GPU
+# benchmarks and print a short table. Budget: under 8 minutes on an H200
+# (build ~2-3 min for one arch, tests ~1-2 min, benchmarks ~1 min).
+#
+# Environment (all optional):
+#   PYTHON                 interpreter with torch (default: python3, else python)
+#   OUT                    folder for logs and bench.json (default: /tmp/trainops_gpu_check)
+#   TORCH_CUDA_ARCH_LIST   default "9.0" here (H100/H200 only) to save build time
+#   MAX_JOBS               default: number of cores
+#   GPU_CHECK_SKIP_BUILD=1 reuse an extension already built in place
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT_DIR="${OUT:-${TMPDIR:-/tmp}/trainops_gpu_check}"
+mkdir -p "$OUT_DIR"
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+export TRAINOPS_CUDA=1                 # fail the build rather than silently build CPU only
+export TRAINOPS_REQUIRE_EXTENSION=1    # never test the pure-PyTorch fallback by accident
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+STATUS=0
+START=$(date +%s)
+
+stamp() { echo "== [$(( $(date +%s) - START ))s] $*"; }
+
+stamp "environment"
+{
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+  "$PY" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, '| CUDA', torch.version.cuda, '| GPU', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none')"
+  command -v nvcc >/dev/null && nvcc --version | tail -1 || echo "nvcc not on PATH (setup.py also looks in CUDA_HOME and /usr/local/cuda)"
+} 2>&1 | tee "$OUT_DIR/environment.log"
+
+if [[ "${GPU_CHECK_SKIP_BUILD:-0}" != "1" ]]; then
+  stamp "build (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST, MAX_JOBS=$MAX_JOBS)"
+  BUILD_START=$(date +%s)
+  if ! "$PY" setup.py build_ext --inplace >"$OUT_DIR/build.log" 2>&1; then
+    tail -n 60 "$OUT_DIR/build.log"
+    echo "gpu_check: BUILD FAILED (full log: $OUT_DIR/build.log)"
+    exit 1
+  fi
+  echo "built in $(( $(date +%s) - BUILD_START ))s"
+fi
+"$PY" -m trainops info 2>&1 | tee "$OUT_DIR/info.log" || "$PY" -c "import trainops; print(trainops._extension.build_info())"
+
+stamp "CUDA tests"
+TESTS=(tests/test_cuda_build.py tests/test_cuda_clip.py)
+if "$PY" -c "import pytest" 2>/dev/null; then
+  if ! timeout 300 "$PY" -m pytest -q -rs "${TESTS[@]}" 2>&1 | tee "$OUT_DIR/tests.log"; then
+    echo "gpu_check: TESTS FAILED (log: $OUT_DIR/tests.log)"
+    STATUS=1
+  fi
+else
+  echo "pytest is not installed: running the tests with benchmarks/run_tests_without_pytest.py"
+  if ! timeout 300 "$PY" benchmarks/run_tests_without_pytest.py "${TESTS[@]}" 2>&1 | tee "$OUT_DIR/tests.log"; then
+    echo "gpu_check: TESTS FAILED (log: $OUT_DIR/tests.log)"
+    STATUS=1
+  fi
+fi
+
+stamp "GPU benchmarks"
+if ! timeout 240 "$PY" benchmarks/bench_cuda_clip.py --json "$OUT_DIR/bench.json" 2>&1 | tee "$OUT_DIR/bench.log"; then
+  echo "gpu_check: BENCHMARK FAILED (log: $OUT_DIR/bench.log)"
+  STATUS=1
+fi
+
+stamp "done, status $STATUS (logs in $OUT_DIR)"
+exit "$STATUS"

@@ -1,0 +1,709 @@
+// CUDA kernels of the multi-tensor norm / clip-scale / clamp ops.
+//
+// Launch design (docs/cuda.md has the long form):
+// * The list (any mix of fp16/bf16/fp32/fp64) is cut by the same chunk plan as
+//   on the CPU (trainops/chunk_plan.h, 2^16 elements per chunk) and each chunk
+//   is one thread block. Chunk descriptors (pointer, length, tensor, dtype; 16
+//   bytes) travel as kernel arguments, up to kMaxChunksPerLaunch per launch:
+//   GPT-2's 1,958 chunks are one launch, 10,000 small tensors five. Nothing is
+//   copied host-to-device, so there is no pinned staging buffer whose lifetime
+//   a CUDA graph would have to extend, and no launch per tensor.
+// * Norm: stage 1 writes one NormPartial per chunk (the CPU's representation,
+//   norm.h) to a workspace; stage 2 combines each tensor's chunks (one warp per
+//   tensor) and stage 3 the tensors (one block), both in a fixed tree. No
+//   float atomics: the result is bitwise the same on every run.
+// * Scale: every block reads total_norm on the device, computes the clip
+//   coefficient there and returns before touching memory when it is 1.
+// * No host sync anywhere: the ops can be captured in a CUDA graph.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../checks.h"
+#include "trainops/chunk_plan.h"
+#include "trainops/common.h"
+#include "trainops/norm.h"
+
+namespace trainops {
+namespace cuda {
+namespace {
+
+// Element type tags carried in the chunk descriptors (2 bits).
+enum DTypeCode : int32_t { kHalfCode = 0, kBFloat16Code = 1, kFloatCode = 2, kDoubleCode = 3 };
+constexpr int32_t kDTypeBits = 2;
+constexpr int32_t kDTypeMask = (1 << kDTypeBits) - 1;
+// Tensor index and dtype share one int32: at most 2^29 tensors per call.
+constexpr int64_t kMaxTensors = int64_t{1} << (31 - kDTypeBits);
+
+// One block per chunk. 256 threads x 16-byte loads x kUnroll = 16 KiB in
+// flight per block; with 8 blocks per SM that is 128 KiB per SM, enough to
+// cover HBM latency at 4.8 TB/s (~36 KiB per SM per microsecond on 132 SMs).
+constexpr int kThreads = 256;
+constexpr int kWarpSize = 32;
+constexpr int kWarps = kThreads / kWarpSize;
+constexpr int kUnroll = 4;
+constexpr int kVecBytes = 16;
+// Finalize: one warp per tensor (8 per block), then one block for the total.
+constexpr int kTensorWarpsPerBlock = 8;
+constexpr int kTotalThreads = 512;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+static_assert(kChunkSize <= (int64_t{1} << 30), "chunk lengths are int32");
+
+struct ChunkDesc {
+  void* data;            // first element of the chunk
+  int32_t length;        // elements, in (0, kChunkSize]
+  int32_t tensor_dtype;  // tensor index << kDTypeBits | DTypeCode
+};
+static_assert(sizeof(ChunkDesc) == 16, "descriptor layout");
+
+// 16 B per chunk: 2,000 chunks are 32,016 B, inside the 32,764-byte kernel
+// parameter limit of CUDA >= 12.1 on sm_70+ (the 4 KiB limit before that
+// would hold 250 and make GPT-2 eight launches).
+constexpr int kMaxChunksPerLaunch = 2000;
+
+struct ChunkBatch {
+  int64_t first_chunk;  // global index of chunks[0] in the plan
+  ChunkDesc chunks[kMaxChunksPerLaunch];
+};
+static_assert(sizeof(ChunkBatch) <= 32764, "kernel parameters are limited to 32,764 bytes");
+
+// Clamp bounds per DTypeCode, already rounded to that element type.
+struct ClampBounds {
+  double lo[4];
+  double hi[4];
+};
+
+// ---------------------------------------------------------------------------
+// Device helpers
+
+template <typename T>
+union alignas(kVecBytes) VecOf {
+  static constexpr int kN = kVecBytes / static_cast<int>(sizeof(T));
+  uint4 raw;
+  T v[kN];
+};
+
+__device__ __forceinline__ float abs_of(float v) { return fabsf(v); }
+__device__ __forceinline__ double abs_of(double v) { return fabs(v); }
+
+__device__ __forceinline__ bool is_aligned(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) % kVecBytes) == 0;
+}
+
+// Fixed-shape block reduction of (sum, nan-sticky max); every thread gets the
+// result. The warp step is an xor butterfly (a + b == b + a, so all lanes
+// agree bit for bit), then warps are added in index order.
+__device__ __forceinline__ void block_sum_max(double& sum, double& mx) {
+  __shared__ double s_sum[kWarps];
+  __shared__ double s_max[kWarps];
+  for (int off = kWarpSize / 2; off > 0; off /= 2) {
+    sum += __shfl_xor_sync(kFullMask, sum, off);
+    mx = nan_max(mx, __shfl_xor_sync(kFullMask, mx, off));
+  }
+  const int warp = threadIdx.x / kWarpSize;
+  if (threadIdx.x % kWarpSize == 0) {
+    s_sum[warp] = sum;
+    s_max[warp] = mx;
+  }
+  __syncthreads();
+  sum = s_sum[0];
+  mx = s_max[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) {
+    sum += s_sum[w];
+    mx = nan_max(mx, s_max[w]);
+  }
+  __syncthreads();  // the shared slots may be reused by the next call
+}
+
+// Sum of (scale*|x|)^p and max |x| over one chunk x[0, n), reduced over the
+// block. Each thread keeps kN accumulators in acc_t (one per vector lane), so
+// every fp32 accumulator adds at most 64 terms of a 2^16-element chunk, like
+// the CPU's lanes, before the thread's total goes to fp64.
+template <NormKind K, typename acc_t, bool kScaled, typename T>
+__device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, double scale,
+                                 double& sum_out, double& max_out) {
+  using V = VecOf<T>;
+  constexpr int kN = V::kN;
+  const acc_t pa = static_cast<acc_t>(p);
+  const acc_t sc = static_cast<acc_t>(scale);
+  acc_t s[kN];
+  acc_t mx = acc_t(0);
+#pragma unroll
+  for (int j = 0; j < kN; ++j) s[j] = acc_t(0);
+
+  auto take = [&](acc_t a, acc_t& acc) {
+    a = abs_of(a);
+    mx = nan_max(mx, a);
+    if constexpr (K != NormKind::kInf) {
+      if constexpr (kScaled) a = a * sc;
+      acc = acc + norm_term<K, acc_t>(a, pa);
+    }
+  };
+
+  const int32_t nvec = is_aligned(x) ? n / kN : 0;
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  for (int32_t base = threadIdx.x; base < nvec; base += kThreads * kUnroll) {
+    V buf[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int32_t i = base + u * kThreads;
+      if (i < nvec) buf[u].raw = __ldg(xv + i);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (base + u * kThreads < nvec) {
+#pragma unroll
+        for (int j = 0; j < kN; ++j) take(load_as<acc_t>(buf[u].v[j]), s[j]);
+      }
+    }
+  }
+  // Unaligned chunks and the tail: element i = base + j * kThreads goes to
+  // accumulator j, still coalesced.
+  for (int32_t base = nvec * kN + threadIdx.x; base < n; base += kThreads * kN) {
+#pragma unroll
+    for (int j = 0; j < kN; ++j) {
+      const int32_t i = base + j * kThreads;
+      if (i < n) take(load_as<acc_t>(x[i]), s[j]);
+    }
+  }
+
+  // Fixed pairwise tree over the accumulators, in fp64.
+  double d[kN];
+#pragma unroll
+  for (int j = 0; j < kN; ++j) d[j] = static_cast<double>(s[j]);
+#pragma unroll
+  for (int width = kN / 2; width > 0; width /= 2) {
+#pragma unroll
+    for (int j = 0; j < width; ++j) d[j] = d[j] + d[j + width];
+  }
+  double sum = d[0];
+  double m = static_cast<double>(mx);
+  block_sum_max(sum, m);
+  sum_out = sum;
+  max_out = m;
+}
+
+// A chunk's NormPartial, with the CPU's rescue: if the chunk's max^p is
+// outside the range where a plain sum in acc_t is exact enough
+// (plain_sum_is_safe), sum again in fp64 scaled by an exact power of two.
+template <NormKind K, typename T>
+__device__ NormPartial chunk_partial(const T* x, int32_t n, double p) {
+  using acc_t = typename AccType<T>::type;
+  double sum = 0.0;
+  double max_abs = 0.0;
+  block_norm_range<K, acc_t, false>(x, n, p, 1.0, sum, max_abs);
+  if (K == NormKind::kInf || plain_sum_is_safe<acc_t>(max_abs, K, p)) {
+    return make_partial(max_abs, sum, 1.0, K, p);
+  }
+  const double scale = rescale_factor(max_abs);
+  double scaled_sum = 0.0;
+  double unused_max = 0.0;
+  block_norm_range<K, double, true>(x, n, p, scale, scaled_sum, unused_max);
+  return make_partial(max_abs, scaled_sum, scale, K, p);
+}
+
+// ---------------------------------------------------------------------------
+// Kernels
+
+// Stage 1: parts[c] = partial of chunk c; chunk_tensor[c] = its tensor.
+// grid: (chunks in this batch), block: kThreads.
+template <NormKind K>
+__global__ void __launch_bounds__(kThreads)
+    norm_chunks_kernel(const __grid_constant__ ChunkBatch batch, double p, NormPartial* parts,
+                       int32_t* chunk_tensor) {
+  const ChunkDesc& d = batch.chunks[blockIdx.x];
+  const int32_t n = d.length;
+  NormPartial r;
+  switch (d.tensor_dtype & kDTypeMask) {
+    case kHalfCode:
+      r = chunk_partial<K>(static_cast<const half_bits*>(d.data), n, p);
+      break;
+    case kBFloat16Code:
+      r = chunk_partial<K>(static_cast<const bf16_bits*>(d.data), n, p);
+      break;
+    case kFloatCode:
+      r = chunk_partial<K>(static_cast<const float*>(d.data), n, p);
+      break;
+    default:
+      r = chunk_partial<K>(static_cast<const double*>(d.data), n, p);
+      break;
+  }
+  if (threadIdx.x == 0) {
+    const int64_t c = batch.first_chunk + blockIdx.x;
+    parts[c] = r;
+    chunk_tensor[c] = d.tensor_dtype >> kDTypeBits;
+  }
+}
+
+// First index in the sorted array a[0, n) whose value is >= v.
+__device__ int64_t lower_bound(const int32_t* a, int64_t n, int64_t v) {
+  int64_t lo = 0;
+  int64_t hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (a[mid] < v) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+// combine_partials over parts[0, n) by one warp; every lane gets the result.
+__device__ NormPartial warp_combine(const NormPartial* parts, int64_t n, NormKind kind, double p) {
+  const int lane = threadIdx.x % kWarpSize;
+  double m = 0.0;
+  bool has_nan = false;
+  for (int64_t i = lane; i < n; i += kWarpSize) combine_max_step(parts[i], m, has_nan);
+  for (int off = kWarpSize / 2; off > 0; off /= 2) {
+    const double o = __shfl_xor_sync(kFullMask, m, off);
+    m = (o > m) ? o : m;
+  }
+  has_nan = __any_sync(kFullMask, has_nan);
+  double s = 0.0;
+  if (combine_needs_sum(m, has_nan, kind)) {
+    for (int64_t i = lane; i < n; i += kWarpSize) s += combine_term(parts[i], m, kind, p);
+    for (int off = kWarpSize / 2; off > 0; off /= 2) s += __shfl_xor_sync(kFullMask, s, off);
+  }
+  return combine_finish(m, has_nan, s, kind);
+}
+
+// Stage 2: tensor_parts[t] = combine of tensor t's chunks (empty tensors have
+// none and give {0, 0}); per[t] = its norm when per != nullptr.
+// grid: ceil(tensors / kTensorWarpsPerBlock), block: kTensorWarpsPerBlock warps.
+template <typename out_t>
+__global__ void __launch_bounds__(kTensorWarpsPerBlock* kWarpSize)
+    tensor_norms_kernel(const NormPartial* parts, const int32_t* chunk_tensor, int64_t num_chunks,
+                        int64_t num_tensors, NormKind kind, double p, NormPartial* tensor_parts,
+                        out_t* per) {
+  const int64_t t =
+      static_cast<int64_t>(blockIdx.x) * kTensorWarpsPerBlock + threadIdx.x / kWarpSize;
+  if (t >= num_tensors) return;  // whole warps leave together
+  const int64_t begin = lower_bound(chunk_tensor, num_chunks, t);
+  const int64_t end = lower_bound(chunk_tensor, num_chunks, t + 1);
+  const NormPartial r = warp_combine(parts + begin, end - begin, kind, p);
+  if (threadIdx.x % kWarpSize == 0) {
+    tensor_parts[t] = r;
+    if (per != nullptr) per[t] = static_cast<out_t>(partial_to_norm(r, kind, p));
+  }
+}
+
+// Stage 3: *total = norm of the combine of all tensor partials.
+// grid: 1, block: kTotalThreads.
+template <typename out_t>
+__global__ void __launch_bounds__(kTotalThreads)
+    total_norm_kernel(const NormPartial* tensor_parts, int64_t n, NormKind kind, double p,
+                      out_t* total) {
+  constexpr int kTotalWarps = kTotalThreads / kWarpSize;
+  __shared__ double s_val[kTotalWarps];
+  __shared__ int s_nan[kTotalWarps];
+  const int warp = threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+
+  double m = 0.0;
+  bool has_nan = false;
+  for (int64_t i = threadIdx.x; i < n; i += kTotalThreads) {
+    combine_max_step(tensor_parts[i], m, has_nan);
+  }
+  for (int off = kWarpSize / 2; off > 0; off /= 2) {
+    const double o = __shfl_xor_sync(kFullMask, m, off);
+    m = (o > m) ? o : m;
+  }
+  has_nan = __any_sync(kFullMask, has_nan);
+  if (lane == 0) {
+    s_val[warp] = m;
+    s_nan[warp] = has_nan ? 1 : 0;
+  }
+  __syncthreads();
+  m = 0.0;
+  has_nan = false;
+  for (int w = 0; w < kTotalWarps; ++w) {
+    m = (s_val[w] > m) ? s_val[w] : m;
+    has_nan = has_nan || s_nan[w] != 0;
+  }
+  __syncthreads();
+
+  double s = 0.0;
+  if (combine_needs_sum(m, has_nan, kind)) {  // uniform across the block
+    for (int64_t i = threadIdx.x; i < n; i += kTotalThreads) {
+      s += combine_term(tensor_parts[i], m, kind, p);
+    }
+    for (int off = kWarpSize / 2; off > 0; off /= 2) s += __shfl_xor_sync(kFullMask, s, off);
+    if (lane == 0) s_val[warp] = s;
+    __syncthreads();
+    s = s_val[0];
+    for (int w = 1; w < kTotalWarps; ++w) s += s_val[w];
+  }
+  if (threadIdx.x == 0) {
+    *total = static_cast<out_t>(partial_to_norm(combine_finish(m, has_nan, s, kind), kind, p));
+  }
+}
+
+// x *= coef over one chunk, 16-byte vectors where aligned. fp16/bf16 are
+// scaled in fp32 and rounded once (torch's opmath), like the CPU.
+template <typename T, typename coef_t>
+__device__ void block_scale_range(T* __restrict__ x, int32_t n, coef_t coef) {
+  using V = VecOf<T>;
+  constexpr int kN = V::kN;
+  const int32_t nvec = is_aligned(x) ? n / kN : 0;
+  uint4* xv = reinterpret_cast<uint4*>(x);
+  for (int32_t base = threadIdx.x; base < nvec; base += kThreads * kUnroll) {
+    V buf[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int32_t i = base + u * kThreads;
+      if (i < nvec) buf[u].raw = xv[i];
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int32_t i = base + u * kThreads;
+      if (i < nvec) {
+#pragma unroll
+        for (int j = 0; j < kN; ++j) store_from(&buf[u].v[j], load_as<coef_t>(buf[u].v[j]) * coef);
+        xv[i] = buf[u].raw;
+      }
+    }
+  }
+  for (int32_t i = nvec * kN + threadIdx.x; i < n; i += kThreads) {
+    store_from(x + i, load_as<coef_t>(x[i]) * coef);
+  }
+}
+
+// In place x *= clip_coefficient(*total, max_norm); nothing is written when
+// the coefficient is exactly 1 (each block decides alike from the same value).
+// grid: (chunks in this batch), block: kThreads.
+template <typename total_t>
+__global__ void __launch_bounds__(kThreads)
+    clip_scale_kernel(const __grid_constant__ ChunkBatch batch, const total_t* total,
+                      double max_norm) {
+  const total_t coef = clip_coefficient<total_t>(*total, max_norm);
+  if (coef == static_cast<total_t>(1)) return;
+  // The CPU's pair: the coefficient in the total's dtype, converted once.
+  const double coef_double = static_cast<double>(coef);
+  const float coef_float = static_cast<float>(coef);
+  const ChunkDesc& d = batch.chunks[blockIdx.x];
+  switch (d.tensor_dtype & kDTypeMask) {
+    case kHalfCode:
+      block_scale_range(static_cast<half_bits*>(d.data), d.length, coef_float);
+      break;
+    case kBFloat16Code:
+      block_scale_range(static_cast<bf16_bits*>(d.data), d.length, coef_float);
+      break;
+    case kFloatCode:
+      block_scale_range(static_cast<float*>(d.data), d.length, coef_float);
+      break;
+    default:
+      block_scale_range(static_cast<double*>(d.data), d.length, coef_double);
+      break;
+  }
+}
+
+// Clamp one chunk to [lo, hi] (bounds exact in T); a vector is stored only if
+// one of its elements changed, so grads already inside the range are not
+// written. NaN compares false both ways and stays.
+template <typename T, typename acc_t>
+__device__ void block_clamp_range(T* __restrict__ x, int32_t n, acc_t lo, acc_t hi) {
+  using V = VecOf<T>;
+  constexpr int kN = V::kN;
+  const int32_t nvec = is_aligned(x) ? n / kN : 0;
+  uint4* xv = reinterpret_cast<uint4*>(x);
+  for (int32_t base = threadIdx.x; base < nvec; base += kThreads * kUnroll) {
+    V buf[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int32_t i = base + u * kThreads;
+      if (i < nvec) buf[u].raw = xv[i];
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int32_t i = base + u * kThreads;
+      if (i < nvec) {
+        bool changed = false;
+#pragma unroll
+        for (int j = 0; j < kN; ++j) {
+          const acc_t v = load_as<acc_t>(buf[u].v[j]);
+          if (v < lo || v > hi) {
+            store_from(&buf[u].v[j], clamp_keep_nan(v, lo, hi));
+            changed = true;
+          }
+        }
+        if (changed) xv[i] = buf[u].raw;
+      }
+    }
+  }
+  for (int32_t i = nvec * kN + threadIdx.x; i < n; i += kThreads) {
+    const acc_t v = load_as<acc_t>(x[i]);
+    if (v < lo || v > hi) store_from(x + i, clamp_keep_nan(v, lo, hi));
+  }
+}
+
+// grid: (chunks in this batch), block: kThreads.
+__global__ void __launch_bounds__(kThreads)
+    clamp_kernel(const __grid_constant__ ChunkBatch batch, const __grid_constant__ ClampBounds bounds) {
+  const ChunkDesc& d = batch.chunks[blockIdx.x];
+  const int code = d.tensor_dtype & kDTypeMask;
+  const double lo = bounds.lo[code];
+  const double hi = bounds.hi[code];
+  switch (code) {
+    case kHalfCode:
+      block_clamp_range(static_cast<half_bits*>(d.data), d.length, static_cast<float>(lo),
+                        static_cast<float>(hi));
+      break;
+    case kBFloat16Code:
+      block_clamp_range(static_cast<bf16_bits*>(d.data), d.length, static_cast<float>(lo),
+                        static_cast<float>(hi));
+      break;
+    case kFloatCode:
+      block_clamp_range(static_cast<float*>(d.data), d.length, static_cast<float>(lo),
+                        static_cast<float>(hi));
+      break;
+    default:
+      block_clamp_range(static_cast<double*>(d.data), d.length, lo, hi);
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Host side
+
+DTypeCode to_code(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf:
+      return kHalfCode;
+    case at::kBFloat16:
+      return kBFloat16Code;
+    case at::kFloat:
+      return kFloatCode;
+    default:
+      return kDoubleCode;
+  }
+}
+
+// The list as flat spans, as on the CPU: a non-overlapping dense tensor
+// (contiguous, transposed, channels-last, ...) is used in place as the span of
+// its storage, since every kernel here is elementwise or an order-free
+// reduction; other layouts go through a contiguous copy (that tensor's size)
+// that in-place ops copy back, all stream-ordered on the device.
+struct FlatList {
+  std::vector<char*> data;
+  std::vector<DTypeCode> code;
+  std::vector<int64_t> numel;
+  std::vector<int64_t> elem_size;
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (original, contiguous copy)
+
+  explicit FlatList(at::TensorList tensors) {
+    const size_t n = tensors.size();
+    data.reserve(n);
+    code.reserve(n);
+    numel.reserve(n);
+    elem_size.reserve(n);
+    for (const auto& t : tensors) {
+      at::Tensor flat = t;
+      if (t.numel() > 0 && !t.is_non_overlapping_and_dense()) {
+        flat = t.contiguous();
+        copies.emplace_back(t, flat);
+      }
+      data.push_back(static_cast<char*>(flat.data_ptr()));
+      code.push_back(to_code(t.scalar_type()));
+      numel.push_back(t.numel());
+      elem_size.push_back(static_cast<int64_t>(t.element_size()));
+    }
+  }
+
+  void write_back() {
+    for (auto& c : copies) c.first.copy_(c.second);
+  }
+};
+
+// Call launch(batch, chunks_in_batch) for the plan's chunks, kMaxChunksPerLaunch
+// at a time, in plan order. Returns the number of chunks.
+template <typename Launch>
+int64_t for_each_batch(const FlatList& flat, const Launch& launch) {
+  const ChunkPlan plan = make_chunk_plan(flat.numel);
+  const int64_t num_chunks = static_cast<int64_t>(plan.chunks.size());
+  // 32 KB: on the heap, not the host stack.
+  auto batch = std::make_unique<ChunkBatch>();
+  int count = 0;
+  batch->first_chunk = 0;
+  for (int64_t c = 0; c < num_chunks; ++c) {
+    const Chunk& ch = plan.chunks[c];
+    const int64_t t = ch.tensor;
+    batch->chunks[count++] = ChunkDesc{
+        flat.data[t] + ch.begin * flat.elem_size[t], static_cast<int32_t>(ch.length),
+        static_cast<int32_t>((t << kDTypeBits) | flat.code[t])};
+    if (count == kMaxChunksPerLaunch || c + 1 == num_chunks) {
+      launch(*batch, count);
+      batch->first_chunk = c + 1;
+      count = 0;
+    }
+  }
+  return num_chunks;
+}
+
+void check_cuda_list(at::TensorList tensors, const char* op) {
+  TORCH_CHECK_VALUE(!tensors.empty(), op, ": expected at least one tensor");
+  check_tensor_list(tensors, op);
+  TORCH_CHECK_VALUE(tensors[0].is_cuda(), op, ": expected CUDA tensors, got ", tensors[0].device());
+  TORCH_CHECK_VALUE(static_cast<int64_t>(tensors.size()) < kMaxTensors, op, ": at most ",
+                    kMaxTensors, " tensors per call, got ", tensors.size());
+}
+
+template <NormKind K>
+void launch_norm_chunks(const FlatList& flat, double p, NormPartial* parts, int32_t* chunk_tensor,
+                        cudaStream_t stream) {
+  for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
+    norm_chunks_kernel<K><<<count, kThreads, 0, stream>>>(batch, p, parts, chunk_tensor);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> multi_tensor_norm_cuda(at::TensorList tensors, double norm_type,
+                                                          bool per_tensor) {
+  constexpr const char* kOp = "trainops.multi_tensor_norm";
+  check_cuda_list(tensors, kOp);
+  check_norm_type(norm_type, kOp);
+  const NormSpec spec = make_norm_spec(norm_type);
+  const at::ScalarType out_dtype = norm_result_dtype(tensors);
+  const c10::cuda::CUDAGuard guard(tensors[0].device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+
+  FlatList flat(tensors);
+  int64_t num_chunks = 0;
+  for (int64_t n : flat.numel) num_chunks += num_chunks_of(n);
+  const int64_t num_tensors = static_cast<int64_t>(tensors.size());
+
+  // Workspace, O(tensors + chunks): chunk partials, tensor partials (16 B
+  // each, so they stay 16-byte aligned), then the chunk -> tensor map.
+  const auto byte_options = tensors[0].options().dtype(at::kByte);
+  const int64_t part_bytes = static_cast<int64_t>(sizeof(NormPartial));
+  at::Tensor workspace =
+      at::empty({(num_chunks + num_tensors) * part_bytes + num_chunks * 4}, byte_options);
+  auto* parts = reinterpret_cast<NormPartial*>(workspace.data_ptr());
+  NormPartial* tensor_parts = parts + num_chunks;
+  auto* chunk_tensor = reinterpret_cast<int32_t*>(tensor_parts + num_tensors);
+
+  const auto out_options = tensors[0].options().dtype(out_dtype);
+  at::Tensor total = at::empty(c10::IntArrayRef{}, out_options);
+  at::Tensor per = at::empty({per_tensor ? num_tensors : 0}, out_options);
+
+  switch (spec.kind) {
+    case NormKind::kOne:
+      launch_norm_chunks<NormKind::kOne>(flat, spec.p, parts, chunk_tensor, stream);
+      break;
+    case NormKind::kTwo:
+      launch_norm_chunks<NormKind::kTwo>(flat, spec.p, parts, chunk_tensor, stream);
+      break;
+    case NormKind::kInf:
+      launch_norm_chunks<NormKind::kInf>(flat, spec.p, parts, chunk_tensor, stream);
+      break;
+    default:
+      launch_norm_chunks<NormKind::kP>(flat, spec.p, parts, chunk_tensor, stream);
+      break;
+  }
+
+  const auto finalize = [&](auto* total_out, auto* per_out) {
+    using out_t = std::remove_pointer_t<decltype(total_out)>;
+    const int64_t blocks = (num_tensors + kTensorWarpsPerBlock - 1) / kTensorWarpsPerBlock;
+    tensor_norms_kernel<out_t><<<blocks, kTensorWarpsPerBlock * kWarpSize, 0, stream>>>(
+        parts, chunk_tensor, num_chunks, num_tensors, spec.kind, spec.p, tensor_parts,
+        per_tensor ? per_out : nullptr);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    total_norm_kernel<out_t><<<1, kTotalThreads, 0, stream>>>(tensor_parts, num_tensors,
+                                                              spec.kind, spec.p, total_out);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  };
+  if (out_dtype == at::kDouble) {
+    finalize(total.data_ptr<double>(), per_tensor ? per.data_ptr<double>() : nullptr);
+  } else {
+    finalize(total.data_ptr<float>(), per_tensor ? per.data_ptr<float>() : nullptr);
+  }
+  return {total, per};
+}
+
+void multi_tensor_clip_scale_cuda(at::TensorList tensors, const at::Tensor& total_norm,
+                                  double max_norm) {
+  constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
+  check_cuda_list(tensors, kOp);
+  check_max_norm(max_norm, kOp);
+  check_total_norm(total_norm, tensors, kOp);
+  check_writable(tensors, kOp);
+  const c10::cuda::CUDAGuard guard(tensors[0].device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+
+  FlatList flat(tensors);
+  // Only the coefficient decides whether anything is written, and it lives on
+  // the device: the kernels run and return early when it is 1.
+  if (total_norm.scalar_type() == at::kDouble) {
+    const double* total = total_norm.data_ptr<double>();
+    for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
+      clip_scale_kernel<double><<<count, kThreads, 0, stream>>>(batch, total, max_norm);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  } else {
+    const float* total = total_norm.data_ptr<float>();
+    for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
+      clip_scale_kernel<float><<<count, kThreads, 0, stream>>>(batch, total, max_norm);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+  flat.write_back();
+}
+
+// The bound -v / +v as the element type represents it (torch converts the
+// Python scalar to the tensor's dtype before comparing); same as the CPU.
+double bound_in(DTypeCode d, double v) {
+  switch (d) {
+    case kHalfCode:
+      return half_to_float(float_to_half(static_cast<float>(v)));
+    case kBFloat16Code:
+      return bf16_to_float(float_to_bf16(static_cast<float>(v)));
+    case kFloatCode:
+      return static_cast<float>(v);
+    default:
+      return v;
+  }
+}
+
+void multi_tensor_clamp_cuda(at::TensorList tensors, double clip_value) {
+  constexpr const char* kOp = "trainops.multi_tensor_clamp_";
+  check_cuda_list(tensors, kOp);
+  check_clip_value(clip_value, kOp);
+  check_writable(tensors, kOp);
+  const c10::cuda::CUDAGuard guard(tensors[0].device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+
+  ClampBounds bounds;
+  for (DTypeCode d : {kHalfCode, kBFloat16Code, kFloatCode, kDoubleCode}) {
+    bounds.lo[d] = bound_in(d, -clip_value);
+    bounds.hi[d] = bound_in(d, clip_value);
+  }
+  FlatList flat(tensors);
+  for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
+    clamp_kernel<<<count, kThreads, 0, stream>>>(batch, bounds);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  flat.write_back();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(trainops, CUDA, m) {
+  m.impl("multi_tensor_norm", &multi_tensor_norm_cuda);
+  m.impl("multi_tensor_clip_scale_", &multi_tensor_clip_scale_cuda);
+  m.impl("multi_tensor_clamp_", &multi_tensor_clamp_cuda);
+}
+
+}  // namespace cuda
+}  // namespace trainops
