@@ -118,7 +118,8 @@ def _extension():
         os.environ["TORCH_CUDA_ARCH_LIST"] = archs
     defines = [
         f'-DTRAINOPS_TORCH_VERSION="{torch_version}"',
-        f'-DTRAINOPS_CUDA_ARCHS="{archs}"',
+        # ';' separates build_info's fields: list the archs with spaces.
+        f'-DTRAINOPS_CUDA_ARCHS="{archs.replace(";", " ")}"',
         f'-DTRAINOPS_CUDA_VERSION="{torch.version.cuda if with_cuda else ""}"',
         f"-DPy_LIMITED_API={PY_LIMITED_API}",
     ]

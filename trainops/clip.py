@@ -140,9 +140,11 @@ def _fast_path(tensors: list[Tensor]) -> bool:
     dispatched to the shape-only fake kernel instead of raising.
     """
     first = tensors[0]
-    if isinstance(first, Tensor) and first.is_meta:
+    if not isinstance(first, Tensor) or distributed.is_dtensor(first):
+        return False  # DTensor dispatch of an unknown op is slow: go to the local shards directly
+    if first.is_meta:
         raise ValueError("tensor 0 is a meta tensor: it holds no data, so there is nothing to clip")
-    return isinstance(first, Tensor) and first.device.type in _extension.CLIP_DEVICES
+    return first.device.type in _extension.CLIP_DEVICES
 
 
 def _device_norm(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Tensor, Tensor]:
@@ -175,7 +177,9 @@ def _norms(
                     raise
     if process_group is not None or distributed.has_dtensor(tensors):
         # Parameters (owners) or the tensors themselves may be marked replicated.
-        flags = _replicated_flags(owners) if owners is not None else [distributed.is_replicated(t) for t in tensors]
+        flags = None
+        if distributed.any_marked():
+            flags = _replicated_flags(owners) if owners is not None else [distributed.is_replicated(t) for t in tensors]
         return distributed.norms(tensors, p, per_tensor, process_group, flags, _local_norms)
     return _local_norms(tensors, p, per_tensor)
 
@@ -209,27 +213,29 @@ def _local_norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Ten
     return total, per
 
 
-def _apply_in_place(tensors: list[Tensor], op: Callable[[list[Tensor]], None],
-                    fallback: Callable[[list[Tensor]], None]) -> None:
-    """Run an in-place op over the list: one fused call per device."""
+def _apply_in_place(
+    tensors: list[Tensor], op: Callable[[list[Tensor]], None], fallback: Callable[[list[Tensor]], None]
+) -> None:
+    """Run an in-place op over the list: one fused call per device (DTensors:
+    on their local shards, which share storage with them)."""
     if not tensors:
         return
+    if distributed.is_dtensor(tensors[0]):
+        tensors = distributed.local_tensors(tensors)
     if _fast_path(tensors):
         try:
             op(tensors)
             return
         except _OP_ERRORS:
-            if distributed.has_dtensor(tensors):
-                # DTensor grads: work on the local shards (views of the same storage).
+            if distributed.has_dtensor(tensors):  # DTensors behind a plain first tensor
                 tensors = distributed.local_tensors(tensors)
-                if not _spans_devices(tensors) and _fast_path(tensors):
-                    op(tensors)
-                    return
             else:
                 _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
                 if not _spans_devices(tensors):
                     raise
-    tensors = distributed.local_tensors(tensors)
+        if _fast_path(tensors) and not _spans_devices(tensors):
+            op(tensors)
+            return
     _check_tensors(tensors)  # every device group validated before any is written
     for device, group in _group_by_device(tensors).items():
         (op if _has_kernel(device) else fallback)(group)

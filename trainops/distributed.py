@@ -61,6 +61,14 @@ def has_dtensor(tensors: list[Tensor]) -> bool:
     return DTensor is not None and any(isinstance(t, DTensor) for t in tensors)
 
 
+_ANY_MARKED = False
+
+
+def any_marked() -> bool:
+    """Has mark_replicated ever been called? (Skips a per-tensor scan if not.)"""
+    return _ANY_MARKED
+
+
 def mark_replicated(*tensors: Tensor) -> None:
     """Mark parameters (or gradients) as replicated across the process group.
 
@@ -71,6 +79,8 @@ def mark_replicated(*tensors: Tensor) -> None:
     Args:
         tensors: parameters or plain tensors.
     """
+    global _ANY_MARKED
+    _ANY_MARKED = True
     for t in tensors:
         setattr(t, _REPLICATED_ATTR, True)
 
@@ -80,10 +90,8 @@ def is_replicated(t: Tensor) -> bool:
 
 
 def _unpartial(t: Tensor) -> Tensor:
-    if any(isinstance(pl, Partial) for pl in t.placements):
-        placements = [Replicate() if isinstance(pl, Partial) else pl for pl in t.placements]
-        return t.redistribute(t.device_mesh, placements)
-    return t
+    placements = [Replicate() if isinstance(pl, Partial) else pl for pl in t.placements]
+    return t.redistribute(t.device_mesh, placements)
 
 
 def local_tensors(tensors: list[Tensor]) -> list[Tensor]:
@@ -93,29 +101,44 @@ def local_tensors(tensors: list[Tensor]) -> list[Tensor]:
     return [t._local_tensor if is_dtensor(t) else t for t in tensors]
 
 
-def _bucket_key(t: Tensor, process_group: Any, replicated: bool) -> tuple[Any, list[Any]]:
-    """(hashable key, process groups to reduce over) of one tensor."""
-    if is_dtensor(t):
-        mesh = t.device_mesh
-        dims = tuple(i for i, pl in enumerate(t.placements) if pl.is_shard())
-        return ("mesh", id(mesh), dims), [mesh.get_group(i) for i in dims]
-    if replicated or process_group is None:
-        return ("local",), []
-    return ("group", id(process_group)), [process_group]
-
-
 def _buckets(
-    tensors: list[Tensor], flags: list[bool], process_group: Any
+    tensors: list[Tensor], flags: list[bool] | None, process_group: Any
 ) -> dict[tuple, tuple[list[Any], list[int], list[Tensor]]]:
-    """Group tensors by the collectives they need: key -> (groups, indices, local tensors)."""
+    """Group tensors by the collectives they need: key -> (groups, indices, local tensors).
+
+    A DTensor's bucket depends only on its (mesh, placements): it is resolved
+    once per distinct pair (a model has a handful), not once per parameter.
+    """
     buckets: dict[tuple, tuple[list[Any], list[int], list[Tensor]]] = {}
-    for i, (t, replicated) in enumerate(zip(tensors, flags)):
-        if is_dtensor(t):
-            t = _unpartial(t)
-        key, groups = _bucket_key(t, process_group, replicated)
-        entry = buckets.setdefault(key, (groups, [], []))
+    layouts: dict[tuple, tuple[tuple, list[Any], bool]] = {}
+    by_spec: dict[int, tuple[tuple, list[Any], bool]] = {}  # FSDP2 shares spec objects
+    for i, t in enumerate(tensors):
+        if DTensor is not None and isinstance(t, DTensor):
+            spec = t._spec
+            resolved = by_spec.get(id(spec))
+            if resolved is None:
+                layout = (id(spec.mesh), spec.placements)
+                if layout not in layouts:
+                    mesh = spec.mesh
+                    dims = tuple(d for d, pl in enumerate(spec.placements) if pl.is_shard())
+                    has_partial = any(isinstance(pl, Partial) for pl in spec.placements)
+                    layouts[layout] = (("mesh", id(mesh), dims), [mesh.get_group(d) for d in dims], has_partial)
+                resolved = by_spec[id(spec)] = layouts[layout]
+            key, groups, has_partial = resolved
+            if has_partial:
+                t = _unpartial(t)
+            local = t._local_tensor
+        else:
+            local = t
+            if (flags is not None and flags[i]) or process_group is None:
+                key, groups = ("local",), []
+            else:
+                key, groups = ("group", id(process_group)), [process_group]
+        entry = buckets.get(key)
+        if entry is None:
+            entry = buckets[key] = (groups, [], [])
         entry[1].append(i)
-        entry[2].append(t._local_tensor if is_dtensor(t) else t)
+        entry[2].append(local)
     return buckets
 
 
@@ -128,7 +151,7 @@ def norms(
     p: float,
     per_tensor: bool,
     process_group: Any,
-    replicated: list[bool],
+    replicated: list[bool] | None,
     local_norms: Callable[[list[Tensor], float, bool], tuple[Tensor, Tensor | None]],
 ) -> tuple[Tensor, Tensor | None]:
     """Global (total, per-tensor) norms of DTensor / process-group-sharded tensors.
@@ -139,7 +162,8 @@ def norms(
         per_tensor: also return each tensor's global norm (one float64 per
             tensor all-reduced per bucket).
         process_group: the group plain, unmarked tensors are sharded over.
-        replicated: per tensor, True if counted once (see mark_replicated).
+        replicated: per tensor, True if counted once (see mark_replicated);
+            None if nothing is marked.
         local_norms: the single-process fused norm, (tensors, p, per_tensor)
             -> (total, per_tensor).
 

@@ -1,0 +1,225 @@
+"""Worker bodies of tests/test_distributed.py, run in spawned gloo processes.
+
+Every rank builds the full (unsharded) gradients from the same seed, so each
+rank can compare its sharded result with the single-process answer itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.distributed as dist
+
+import trainops
+from trainops import distributed as tdist
+from trainops import reference
+
+NORM_TYPES = [1.0, 2.0, math.inf, 3.0]
+
+
+def rel_err(a, b) -> float:
+    a, b = float(a), float(b)
+    if a == b:
+        return 0.0
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+def _same_on_all_ranks(value: torch.Tensor) -> bool:
+    gathered = [torch.zeros_like(value) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, value.contiguous())
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+class CountAllReduce:
+    """Counts dist.all_reduce calls made through torch.distributed."""
+
+    def __init__(self):
+        self.calls = 0
+        self._orig = dist.all_reduce
+
+    def __enter__(self):
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return self._orig(*args, **kwargs)
+
+        dist.all_reduce = counted
+        return self
+
+    def __exit__(self, *exc):
+        dist.all_reduce = self._orig
+
+
+def full_grads(seed: int, shapes) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=gen) * (1 + i) for i, s in enumerate(shapes)]
+
+
+def zero_shards(full: list[torch.Tensor], rank: int, ws: int) -> list[torch.Tensor]:
+    """ZeRO-style flat shards: each tensor flattened and split evenly (last ranks may get 0)."""
+    out = []
+    for t in full:
+        flat = t.reshape(-1)
+        per = math.ceil(flat.numel() / ws)
+        out.append(flat[rank * per : (rank + 1) * per].clone())
+    return out
+
+
+def check_zero_shards(rank: int, ws: int) -> None:
+    shapes = [(37, 5), (3,), (1,), (1000,), (0,), (65537,)]
+    full = full_grads(0, shapes)
+    shards = zero_shards(full, rank, ws)
+    group = dist.group.WORLD
+    for p in NORM_TYPES:
+        want = reference.total_norm(full, p)
+        got = trainops.get_total_norm(shards, p, process_group=group)
+        assert rel_err(got, want) <= 1e-6, (p, float(got), float(want))
+        assert _same_on_all_ranks(got)
+    # Clipping: local shards end up equal to the clipped full tensors' slices.
+    params = [torch.zeros_like(s, requires_grad=True) for s in shards]
+    for q, s in zip(params, shards):
+        q.grad = s.clone()
+    with CountAllReduce() as counter:
+        total = trainops.clip_grad_norm_(params, 1.0, process_group=group)
+    assert counter.calls == 1, counter.calls
+    coef = 1.0 / (float(reference.total_norm(full, 2.0)) + 1e-6)
+    expected = zero_shards([t * coef for t in full], rank, ws)
+    for q, e in zip(params, expected):
+        torch.testing.assert_close(q.grad, e, rtol=2e-6, atol=1e-9)
+    assert rel_err(total, reference.total_norm(full, 2.0)) <= 1e-6
+    # Per-parameter norms: global per parameter.
+    norms = trainops.grad_norms([q for q in params], process_group=group)
+    for got, t in zip(norms, full):
+        assert rel_err(got, reference.tensor_norm64(t * coef, 2.0)) <= 2e-6
+
+
+def check_replicated_marking(rank: int, ws: int) -> None:
+    """Tensor-parallel style: sharded weights plus replicated layer norms, counted once."""
+    full = full_grads(1, [(64, 16), (16,), (16,)])
+    sharded = full[0].chunk(ws, dim=0)[rank].clone()
+    ln_w, ln_b = full[1].clone(), full[2].clone()
+    params = [torch.zeros_like(t, requires_grad=True) for t in (sharded, ln_w, ln_b)]
+    for q, g in zip(params, (sharded, ln_w, ln_b)):
+        q.grad = g
+    tdist.mark_replicated(params[1], params[2])
+    for p in NORM_TYPES:
+        got = trainops.clip_grad_norm_(params, 1e9, p, process_group=dist.group.WORLD)
+        assert rel_err(got, reference.total_norm(full, p)) <= 1e-6, p
+    # Unmarked, the layer norms would be counted ws times.
+    plain = [sharded, ln_w, ln_b]
+    doubled = trainops.get_total_norm(plain, 2.0, process_group=dist.group.WORLD)
+    want = math.sqrt(float(reference.total_norm(full[:1], 2.0)) ** 2 + ws * (float(ln_w.norm()) ** 2 + float(ln_b.norm()) ** 2))
+    assert rel_err(doubled, want) <= 1e-5
+
+
+def check_dtensor_1d(rank: int, ws: int) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Partial, Replicate, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (ws,))
+    shapes = [(10, 3), (1, 7), (2, 2), (65537,), (5,)]
+    full = full_grads(2, shapes)
+    placements = [[Shard(0)], [Shard(0)], [Shard(1)], [Shard(0)], [Replicate()]]
+    dts = [distribute_tensor(t, mesh, pl) for t, pl in zip(full, placements)]  # (1, 7): empty shards
+    for p in NORM_TYPES:
+        got = trainops.get_total_norm(dts, p)
+        assert type(got) is torch.Tensor
+        assert rel_err(got, reference.total_norm(full, p)) <= 1e-6, p
+        assert _same_on_all_ranks(got)
+    # Mixed with a plain tensor (local, counted once) and a Partial DTensor.
+    extra = full_grads(3, [(4,)])[0]
+    partial_local = extra / ws
+    partial = torch.distributed.tensor.DTensor.from_local(partial_local, mesh, [Partial()], run_check=False)
+    got = trainops.get_total_norm(dts + [extra, partial])
+    assert rel_err(got, reference.total_norm(full + [extra, extra], 2.0)) <= 1e-6
+    # clip_grad_norm_ on DTensor parameters: shards equal the clipped full tensors.
+    params = []
+    for t, pl in zip(full, placements):
+        q = distribute_tensor(torch.zeros_like(t), mesh, pl)
+        q.requires_grad_(True)
+        q.grad = distribute_tensor(t.clone(), mesh, pl)
+        params.append(q)
+    with CountAllReduce() as counter:
+        total = trainops.clip_grad_norm_(params, 2.0)
+    assert counter.calls == 1, counter.calls
+    coef = 2.0 / (float(reference.total_norm(full, 2.0)) + 1e-6)
+    for q, t in zip(params, full):
+        torch.testing.assert_close(q.grad.full_tensor(), t * coef, rtol=2e-6, atol=1e-9)
+    assert rel_err(total, reference.total_norm(full, 2.0)) <= 1e-6
+    norms = trainops.grad_norms(params)
+    for got, t in zip(norms, full):
+        assert rel_err(got, reference.tensor_norm64(t * coef, 2.0)) <= 2e-6
+    trainops.clip_grad_value_(params, 0.01)
+    for q, t in zip(params, full):
+        torch.testing.assert_close(q.grad.full_tensor(), (t * coef).clamp(-0.01, 0.01), rtol=2e-6, atol=1e-9)
+
+
+def check_fsdp2(rank: int, ws: int) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (ws,))
+
+    def build():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(
+            torch.nn.Linear(12, 33), torch.nn.LayerNorm(33), torch.nn.ReLU(), torch.nn.Linear(33, 5)
+        )
+
+    ref_model = build()
+    model = build()
+    for layer in model:
+        if isinstance(layer, (torch.nn.Linear, torch.nn.LayerNorm)):
+            fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    torch.manual_seed(1 + rank)  # every rank its own batch: FSDP averages the grads
+    x = torch.randn(6, 12)
+    model(x).pow(2).sum().backward()
+    # The unsharded reference sees all ranks' batches and averages like FSDP does.
+    xs = [torch.zeros_like(x) for _ in range(ws)]
+    dist.all_gather(xs, x)
+    loss = sum(ref_model(xi).pow(2).sum() for xi in xs) / ws
+    loss.backward()
+    ref_grads = [q.grad for q in ref_model.parameters()]
+    for p in NORM_TYPES:
+        got = trainops.get_total_norm([q.grad for q in model.parameters()], p)
+        assert rel_err(got, reference.total_norm(ref_grads, p)) <= 1e-5, (p, float(got))
+    total = trainops.clip_grad_norm_(model.parameters(), 0.5)
+    assert rel_err(total, reference.total_norm(ref_grads, 2.0)) <= 1e-5
+    coef = 0.5 / (float(reference.total_norm(ref_grads, 2.0)) + 1e-6)
+    for q, r in zip(model.parameters(), ref_grads):
+        torch.testing.assert_close(q.grad.full_tensor(), r * coef, rtol=1e-4, atol=1e-7)
+
+
+def check_2d_mesh(rank: int, ws: int) -> None:
+    """Data x tensor parallel: a 2 x (ws/2) mesh with mixed placements."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (2, ws // 2), mesh_dim_names=("dp", "tp"))
+    full = full_grads(4, [(8, 6), (6, 8), (16,), (5,), (4, 4)])
+    placements = [
+        [Shard(0), Shard(1)],  # sharded over both dims
+        [Replicate(), Shard(0)],  # tensor parallel only
+        [Shard(0), Replicate()],  # data parallel only (ZeRO over dp)
+        [Replicate(), Replicate()],  # replicated everywhere
+        [Shard(1), Shard(0)],
+    ]
+    dts = [distribute_tensor(t, mesh, pl) for t, pl in zip(full, placements)]
+    for p in NORM_TYPES:
+        got = trainops.get_total_norm(dts, p)
+        assert rel_err(got, reference.total_norm(full, p)) <= 1e-6, p
+        assert _same_on_all_ranks(got)
+
+
+def run(rank: int, ws: int, init_file: str, checks: list[str]) -> None:
+    os.environ.setdefault("TRAINOPS_REQUIRE_EXTENSION", "1")
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=ws)
+    torch.set_num_threads(1)
+    try:
+        for name in checks:
+            globals()[name](rank, ws)
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,40 @@
+"""Sharded models: 2 and 4 CPU processes (gloo) against the single-process answer."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from . import dist_workers
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux" or not dist.is_available() or not dist.is_gloo_available(),
+    reason="needs torch.distributed with gloo",
+)
+
+CLIP_CHECKS = ["check_zero_shards", "check_replicated_marking", "check_dtensor_1d", "check_fsdp2"]
+
+
+def _spawn(ws: int, checks: list[str], tmp_path) -> None:
+    mp.spawn(dist_workers.run, args=(ws, str(tmp_path / "rendezvous"), checks), nprocs=ws, join=True)
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_clipping_matches_single_process(world_size, tmp_path):
+    _spawn(world_size, CLIP_CHECKS, tmp_path)
+
+
+def test_2d_mesh_data_x_tensor_parallel(tmp_path):
+    _spawn(4, ["check_2d_mesh"], tmp_path)
+
+
+def test_single_process_unaffected():
+    # Without DTensors or a process group nothing distributed is touched.
+    assert not dist.is_initialized()
+    import trainops
+
+    assert float(trainops.get_total_norm([torch.ones(4)])) == 2.0
