@@ -59,6 +59,15 @@ def lr_climbing(rng: np.random.Generator, noise: float, val_noise: float, n: int
     return _noisy(train, rng, noise), _noisy(val, rng, val_noise), best
 
 
+def lr_exploding(rng: np.random.Generator, noise: float, val_noise: float, n: int = N):
+    # Blows up 4x right after epoch 0, bounces, and only comes back down as
+    # the learning-rate schedule decays: ends below epoch 0 but was never healthy.
+    t = np.arange(n, dtype=np.float64)
+    train = 2.3 * (1.0 + 3.0 * np.exp(-(((t - n / 4.0) / (n / 5.0)) ** 2)) * np.minimum(t, 1.0)) * np.exp(-t / n)
+    val = 1.1 * train
+    return _noisy(train, rng, noise), _noisy(val, rng, val_noise), 0
+
+
 def lr_oscillating(rng: np.random.Generator, noise: float, val_noise: float, n: int = N):
     # Bounces between ~1x and ~2.5x its level with little net progress.
     t = np.arange(n, dtype=np.float64)
@@ -92,6 +101,7 @@ GENERATORS = {
     "early_stop": early_stop,
     "lr_too_high/climbing": lr_climbing,
     "lr_too_high/oscillating": lr_oscillating,
+    "lr_too_high/exploding": lr_exploding,
     "stuck": stuck,
     "nonfinite": nonfinite,
 }

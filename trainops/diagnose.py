@@ -52,8 +52,9 @@ KINDS = ("nonfinite", "lr_too_high", "stuck", "underfitting", "overfitting", "ea
 # Thresholds. Changes are in log-loss units: 0.05 means about 5% (exactly
 # exp(0.05) - 1 = 5.1%). See docs/toolkit.md for the reasoning.
 MIN_EPOCHS = 5  # fewer points than this cannot show a trend beyond noise
-CLIMB = 0.10  # train ending >10% above its best is climbing ...
+CLIMB = 0.10  # train rising >10% above its best so far is climbing ...
 CLIMB_FRACTION = 0.25  # ... if that also undoes >25% of the progress made
+OBVIOUS_CLIMB = math.log(2.0)  # a smoothed loss that doubles climbs, whatever the noise
 OSCILLATION_NOISE = 0.10  # epoch-to-epoch train noise above ~10% ...
 OSCILLATION_PROGRESS = 3.0  # ... with progress under 3x that noise is oscillation
 STUCK_DROP = 0.05  # less than ~5% total improvement from the start is stuck
@@ -73,7 +74,7 @@ _ADVICE = {
     ),
     "lr_too_high": (
         "The training loss {how}: the learning rate is too high. Lower it (try 3-10x), lengthen the "
-        "warmup, or clip the gradient norm; resume from epoch {epoch} if you keep checkpoints."
+        "warmup, or clip the gradient norm (GradMonitor shows how often clipping triggers)."
     ),
     "stuck": (
         "The training loss has barely moved from the start ({drop:.1%} better): the learning rate is "
@@ -360,17 +361,33 @@ def diagnose(
     # Smoothed values average ~w/1.5 points (median then mean): the standard
     # error of a difference of two of them is about sigma * sqrt(3 / w).
     smooth_se = ft.sigma * math.sqrt(3.0 / w)
-    climbing = (
-        ft.rise > max(CLIMB, SIGNIFICANCE * smooth_se, CLIMB_FRACTION * ft.drop) and ft.best < n - 1
-    )
+    # The largest climb of the smoothed train loss above its running minimum,
+    # anywhere in the run: a climb that the LR decay later undid still shows
+    # the rate was too high at its peak.
+    running_min = np.minimum.accumulate(ft.s)
+    climb_at = int(np.argmax(ft.s - running_min))
+    climb = float(ft.s[climb_at] - running_min[climb_at])
+    before_climb = int(np.argmin(ft.s[: climb_at + 1]))
+    # A climb must beat the noise, but a doubling of a smoothed epoch loss is
+    # never noise, even on a curve so wild that its noise estimate is huge.
+    climbing = climb > max(CLIMB, CLIMB_FRACTION * ft.drop, min(SIGNIFICANCE * smooth_se, OBVIOUS_CLIMB))
+    # The smoothed start mixes epoch 0 with the next epochs, so a loss that
+    # explodes right after epoch 0 hides in it: compare with the raw epoch 0
+    # too (one raw point: its noise is sigma, not the smoothed error).
+    first_climb_at = int(np.argmax(ft.s))
+    first_climb = float(ft.s[first_climb_at] - ft.z[0])
+    raw_se = ft.sigma * math.sqrt(1.0 + 3.0 / w)
+    if not climbing and first_climb > max(CLIMB, CLIMB_FRACTION * ft.drop, min(SIGNIFICANCE * raw_se, OBVIOUS_CLIMB)):
+        climbing, climb, climb_at, before_climb = True, first_climb, first_climb_at, 0
     # Net progress start-to-end, not start-to-best: the minimum of a bouncing
     # curve is a lucky low, not progress.
     net = float(ft.s[0] - ft.s[-1])
     oscillating = ft.sigma > OSCILLATION_NOISE and net < OSCILLATION_PROGRESS * ft.sigma
+    evidence["train_max_climb"] = _relative(climb, scale)
     if climbing or oscillating:
-        best = labels[ft.best]  # the train optimum is where to resume from
+        best = labels[before_climb if climbing else ft.best]  # where to resume from
         how = (
-            f"climbs {_relative(ft.rise, scale):.0%} above its best (epoch {best})"
+            f"climbed {_relative(climb, scale):.0%} above its level of epoch {best} by epoch {labels[climb_at]}"
             if climbing
             else f"oscillates (epoch-to-epoch noise {ft.sigma:.0%}) without net progress"
         )
