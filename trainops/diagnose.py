@@ -814,7 +814,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m trainops.diagnose`` (same as ``trainops diagnose``).
+    """``trainops diagnose`` as a function, for scripts and tests.
 
     Args:
         argv: the arguments (default: sys.argv[1:]).
@@ -834,6 +834,3 @@ def main(argv: list[str] | None = None) -> int:
 # on it keeps ``diagnose.add_arguments(...)`` working either way.
 diagnose.add_arguments = add_arguments  # type: ignore[attr-defined]
 diagnose.run = run  # type: ignore[attr-defined]
-
-if __name__ == "__main__":
-    sys.exit(main())
