@@ -56,7 +56,7 @@ CLIMB = 0.10  # train rising >10% above its best so far is climbing ...
 CLIMB_FRACTION = 0.25  # ... if that also undoes >25% of the progress made
 OBVIOUS_CLIMB = math.log(2.0)  # a smoothed loss that doubles climbs, whatever the noise
 OSCILLATION_NOISE = 0.10  # epoch-to-epoch train noise above ~10% ...
-OSCILLATION_PROGRESS = 3.0  # ... with progress under 3x that noise is oscillation
+OSCILLATION_PROGRESS = 3.0  # ... with progress under 3x that noise (or a flat tail) is oscillation
 STUCK_DROP = 0.05  # less than ~5% total improvement from the start is stuck
 FLAT = 0.05  # a change under ~5% over the last third of the run is flat
 VAL_RISE = 0.05  # validation >5% above its best has turned upward
@@ -221,10 +221,8 @@ class _Features:
     tail_se: float
 
     def falling(self) -> bool:
+        """Still falling: the tail change is below -FLAT and beyond the noise."""
         return self.tail < -max(FLAT, SIGNIFICANCE * self.tail_se)
-
-    def rising(self) -> bool:
-        return self.tail > max(FLAT, SIGNIFICANCE * self.tail_se)
 
 
 def _features(z: np.ndarray, w: int, k: int) -> _Features:
@@ -264,13 +262,15 @@ def diagnose(
 
     1. "nonfinite": any loss is NaN or inf.
     2. too short (< :data:`MIN_EPOCHS` epochs): provisional "underfitting".
-    3. "lr_too_high": the smoothed train loss climbs well above its best, or
-       it oscillates with epoch-to-epoch noise large against its progress.
+    3. "lr_too_high": the smoothed train loss climbs well above its best so
+       far (anywhere in the run, or above epoch 0), or it oscillates with
+       epoch-to-epoch noise large against its net progress.
     4. "stuck": the train loss improved by less than ~5% from the start.
     5. "early_stop": validation rose significantly since its best epoch.
     6. "underfitting": validation (or, without it, train) is still falling.
-    7. "overfitting": train falls while validation is flat and the gap
-       widens; or both are flat with a large gap that grew during training.
+    7. "overfitting": train still falls while validation has stalled (its
+       best is well before the end) and the gap grew since, or the gap widens
+       over the tail; or both are flat with a large gap that grew in training.
     8. "underfitting" if train is still falling, else "converged".
 
     Args:
@@ -349,7 +349,7 @@ def diagnose(
                 "val_tail_change": _relative(fv.tail, scale),
                 "val_noise": fv.sigma,
                 "gap_end": _relative(float(gap[-1]), scale),
-                "gap_change_tail": fv.tail - ft.tail,
+                "gap_change_tail": _relative(fv.tail - ft.tail, scale),
             }
         )
     best = labels[fv.best if fv is not None else ft.best]
@@ -382,7 +382,10 @@ def diagnose(
     # Net progress start-to-end, not start-to-best: the minimum of a bouncing
     # curve is a lucky low, not progress.
     net = float(ft.s[0] - ft.s[-1])
-    oscillating = ft.sigma > OSCILLATION_NOISE and net < OSCILLATION_PROGRESS * ft.sigma
+    # Bouncing by >10% epoch to epoch is oscillation when it is large against
+    # the net progress, or when the curve has stopped falling anyway (a
+    # plateau with such swings is not convergence).
+    oscillating = ft.sigma > OSCILLATION_NOISE and (net < OSCILLATION_PROGRESS * ft.sigma or not ft.falling())
     evidence["train_max_climb"] = _relative(climb, scale)
     if climbing or oscillating:
         best = labels[before_climb if climbing else ft.best]  # where to resume from
@@ -415,7 +418,13 @@ def diagnose(
     stalled = stalled_for >= max(STALL_EPOCHS, k // 2)
     gap_since_best = float(gap[-1] - gap[fv.best])
     widening = fv.tail - ft.tail > max(GAP_WIDEN, SIGNIFICANCE * math.hypot(fv.tail_se, ft.tail_se))
-    evidence.update({"gap_growth": gap_growth, "val_stalled_for": stalled_for, "gap_growth_since_best": gap_since_best})
+    evidence.update(
+        {
+            "gap_growth": _relative(gap_growth, scale),
+            "val_stalled_for": stalled_for,
+            "gap_growth_since_best": _relative(gap_since_best, scale),
+        }
+    )
     if ft.falling():
         if (stalled and gap_since_best > GAP_WIDEN) or widening:
             return verdict("overfitting")
