@@ -202,7 +202,8 @@ def run(
             writer.add_scalar("loss/val", val_loss, epoch)
             writer.add_scalar("lr", optimizer.param_groups[0]["lr"], epoch)
         if verbose:
-            print(f"epoch {epoch:3d}  train {train_loss:.4f}  val {val_loss:.4f}  lr {optimizer.param_groups[0]['lr']:.2e}")
+            lr = optimizer.param_groups[0]["lr"]
+            print(f"epoch {epoch:3d}  train {train_loss:.4f}  val {val_loss:.4f}  lr {lr:.2e}")
         if stopper.step(val_loss):
             if verbose:
                 print(f"early stop: {stopper.stop_reason}")
@@ -234,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the scenario's)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1, see below)")
-    parser.add_argument("--logdir", default=None, help="TensorBoard directory (default: runs/mlp-<scenario>; '' for none)")
+    parser.add_argument(
+        "--logdir", default=None, help="TensorBoard directory (default: runs/mlp-<scenario>; '' for none)"
+    )
     args = parser.parse_args(argv)
     # A model this small runs fastest on one thread: with more, each tiny op
     # pays thread wake-ups that cost more than its math (30x slower on a

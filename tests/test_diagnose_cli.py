@@ -257,7 +257,11 @@ def test_command_in_a_fresh_process(tmp_path):
     ok = subprocess.run([sys.executable, "-c", entry, good], capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0 and "diagnosis: early_stop" in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-c", entry, str(tmp_path / "missing.csv")], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", entry, str(tmp_path / "missing.csv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr

@@ -624,7 +624,7 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     except ImportError:
-        raise CurveError("reading TensorBoard event files needs the tensorboard package: pip install tensorboard") from None
+        raise CurveError("reading TensorBoard event files needs tensorboard: pip install tensorboard") from None
     path = os.path.abspath(path)  # relpath below needs a directory even for "events.out..."
     files = _event_files(path)
     if not files:

@@ -35,7 +35,15 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
-from .clip import _check_nonnegative, _check_norm_type, _check_tensors, _device_norm, clip_grads_with_norm_, get_total_norm, grad_norms
+from .clip import (
+    _check_nonnegative,
+    _check_norm_type,
+    _check_tensors,
+    _device_norm,
+    clip_grads_with_norm_,
+    get_total_norm,
+    grad_norms,
+)
 
 __all__ = ["GradMonitor", "GradSummary"]
 
