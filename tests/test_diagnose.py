@@ -181,3 +181,22 @@ def test_exported_from_package():
     assert trainops.diagnose is diagnose
     assert trainops.Diagnosis is Diagnosis
     assert {"diagnose", "Diagnosis"} <= set(trainops.__all__)
+
+
+def test_import_trainops_does_not_need_numpy():
+    """numpy is optional for torch: only diagnose() needs it, and says so."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        "import sys, warnings; sys.modules['numpy'] = None; warnings.simplefilter('ignore')\n"
+        "import torch, trainops\n"
+        "m = torch.nn.Linear(3, 2); m(torch.ones(4, 3)).sum().backward()\n"
+        "mon = trainops.GradMonitor(m, max_norm=1e-3); mon.step(); assert mon.summary().clip_rate == 1.0\n"
+        "assert trainops.EarlyStopping(1).step(1.0) is False\n"
+        "try:\n    trainops.diagnose([1.0] * 6)\nexcept ImportError as e:\n    print(e)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "needs numpy" in proc.stdout

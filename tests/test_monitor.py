@@ -108,6 +108,31 @@ def test_clipping_matches_clip_grad_norm(device):
     assert flags == [False, True, False, True]  # the test data must exercise both cases
 
 
+def test_fallback_without_a_kernel_gives_the_same_records(monkeypatch):
+    # As on a device trainops has no kernel for: torch.nn.utils math, one warning.
+    from trainops import _extension, clip
+
+    model = _model()
+    with_kernel = GradMonitor(model, max_norm=0.01, per_parameter=True)
+    _backward(model)
+    grads_before = [p.grad.clone() for p in model.parameters()]
+    with_kernel.step()
+    clipped_grads = [p.grad.clone() for p in model.parameters()]
+
+    monkeypatch.setattr(_extension, "CLIP_DEVICES", frozenset())
+    monkeypatch.setattr(clip, "_warned_fallback", set())
+    for p, g in zip(model.parameters(), grads_before):
+        p.grad = g.clone()
+    fallback = GradMonitor(model, max_norm=0.01, per_parameter=True)
+    with pytest.warns(RuntimeWarning, match="falling back"):
+        fallback.step()
+    torch.testing.assert_close(fallback.total_norms, with_kernel.total_norms)
+    torch.testing.assert_close(fallback.parameter_norms, with_kernel.parameter_norms)
+    assert fallback.clipped.tolist() == with_kernel.clipped.tolist() == [True]
+    for p, expected in zip(model.parameters(), clipped_grads):
+        torch.testing.assert_close(p.grad, expected)
+
+
 def test_nonfinite_gradients_are_flagged():
     model = _model()
     mon = GradMonitor(model, max_norm=1.0)

@@ -101,7 +101,9 @@ _ADVICE = {
     ),
 }
 
-ArrayLike = Union[Sequence[float], np.ndarray, Any]
+# A sequence of numbers, a numpy array or a tensor (Any: numpy and torch types
+# are not needed at import time).
+ArrayLike = Union[Sequence[float], Any]
 
 
 @dataclass
