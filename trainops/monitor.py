@@ -146,7 +146,9 @@ class GradMonitor:
 
     Call :meth:`step` after ``loss.backward()`` and before ``optimizer.step()``.
     All records stay on the device of the first parameter until :meth:`summary`
-    (one sync) or a TensorBoard flush (see the module docstring).
+    (one sync) or a TensorBoard flush (see the module docstring). Parameters
+    spread over several devices cost two passes and a copy of the norms to
+    that device per step (a sync if that device is the CPU).
 
     Args:
         parameters: an ``nn.Module``, ``model.named_parameters()`` (names are
@@ -278,7 +280,9 @@ class GradMonitor:
         if grads:
             _check_tensors(grads)
             total, per = self._norms_now(present, grads)
-            total_here = total.to(self.device, non_blocking=True)
+            # A no-op unless the parameters span devices. Not non_blocking: a
+            # device-to-host copy could then be read before it lands.
+            total_here = total.to(self.device)
             self._norms[i].copy_(total_here)
             self._nonfinite[i].copy_(~torch.isfinite(total_here))
             if self.max_norm is not None:
@@ -287,7 +291,7 @@ class GradMonitor:
                 self._clipped[i].copy_((total_here + 1e-6) > self.max_norm)
                 clip_grads_with_norm_(self.parameters, self.max_norm, total)
             if per is not None:
-                per = per.to(device=self.device, dtype=torch.float32, non_blocking=True)
+                per = per.to(device=self.device, dtype=torch.float32)
                 if len(present) == len(self.parameters):
                     self._param_norms[i].copy_(per)
                 else:
