@@ -271,3 +271,16 @@ def test_command_in_a_fresh_process(tmp_path):
             [sys.executable, "-m", "trainops", "diagnose", good], capture_output=True, text=True, env=env, timeout=120
         )
         assert cli.returncode == 0 and "diagnosis: early_stop" in cli.stdout
+
+
+def test_cli_hooks_survive_the_function_shadowing_the_module():
+    # trainops/__init__ exports the function `diagnose`, so cli.py's
+    # `from . import diagnose` gets the function: it must carry the hooks.
+    import trainops
+    from trainops import diagnose as exported
+
+    assert exported is trainops.diagnose and callable(exported)
+    assert exported.add_arguments is add_arguments
+    parser = argparse.ArgumentParser()
+    exported.add_arguments(parser)
+    assert parser.parse_args(["x.csv"]).func is exported.run
