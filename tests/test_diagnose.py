@@ -1,0 +1,202 @@
+"""diagnose(): labelled synthetic curves for every kind, with noise and several seeds."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import curves  # noqa: E402
+
+import trainops  # noqa: E402
+from trainops.diagnose import KINDS, MIN_EPOCHS, Diagnosis, diagnose  # noqa: E402
+
+SEEDS = range(5)
+# (train noise, validation noise), relative per epoch: clean, typical, noisy.
+NOISE = [(0.0, 0.0), (0.01, 0.03), (0.03, 0.05)]
+VAL_ONLY_KINDS = {"overfitting", "early_stop"}
+
+
+def _kind(label: str) -> str:
+    return label.split("/")[0]
+
+
+def test_kinds_are_exactly_the_documented_ones():
+    assert KINDS == ("nonfinite", "lr_too_high", "stuck", "underfitting", "overfitting", "early_stop", "converged")
+    assert set(_kind(label) for label in curves.GENERATORS) == set(KINDS)
+
+
+@pytest.mark.parametrize("noise", NOISE, ids=lambda n: f"noise{n[0]}-{n[1]}")
+@pytest.mark.parametrize("label", sorted(curves.GENERATORS))
+def test_labelled_curve_with_validation(label, noise):
+    for seed in SEEDS:
+        train, val, expected_epoch = curves.GENERATORS[label](np.random.default_rng(seed), *noise)
+        d = diagnose(train, val)
+        assert d.kind == _kind(label), f"seed {seed}: {d}"
+        assert d.kind in KINDS
+        assert not d.too_short
+        assert d.advice and d.evidence["epochs"] == len(train)
+        if _kind(label) in ("nonfinite", "early_stop") or label == "lr_too_high/exploding":
+            assert abs(d.epoch - expected_epoch) <= 4, f"seed {seed}: epoch {d.epoch}, expected {expected_epoch}"
+
+
+@pytest.mark.parametrize("noise", NOISE, ids=lambda n: f"noise{n[0]}-{n[1]}")
+@pytest.mark.parametrize("label", sorted(lb for lb in curves.GENERATORS if _kind(lb) not in VAL_ONLY_KINDS))
+def test_labelled_curve_train_only(label, noise):
+    for seed in SEEDS:
+        train, _, _ = curves.GENERATORS[label](np.random.default_rng(seed), *noise)
+        d = diagnose(train)
+        assert d.kind == _kind(label), f"seed {seed}: {d}"
+        assert not any(key.startswith("val_") for key in d.evidence)
+
+
+def test_overfitting_points_at_the_validation_plateau():
+    train, val, _ = curves.overfitting(np.random.default_rng(0), 0.01, 0.03)
+    d = diagnose(train, val)
+    assert d.kind == "overfitting"
+    # validation is within 2% of its floor from epoch ~25 on
+    assert d.epoch >= 20
+    assert d.evidence["val_best_epoch"] == d.epoch
+    assert d.evidence["gap_growth_since_best"] > 0.05
+
+
+def test_early_stop_evidence_and_advice():
+    train, val, best = curves.early_stop(np.random.default_rng(1), 0.01, 0.03)
+    d = diagnose(train, val)
+    assert d.kind == "early_stop"
+    assert d.evidence["val_rise_from_best"] > 0.2
+    assert d.evidence["train_tail_change"] < 0
+    assert f"epoch {d.epoch}" in d.advice
+    assert "EarlyStopping" in d.advice
+
+
+def test_nonfinite_reports_first_bad_epoch_in_either_curve():
+    train = [2.0, 1.5, 1.2, 1.0, 0.9, 0.85, 0.8, 0.78]
+    val = [2.1, 1.6, 1.3, float("inf"), 1.0, 0.9, 0.9, 0.9]
+    d = diagnose(train, val)
+    assert d.kind == "nonfinite" and d.epoch == 3
+    assert d.evidence["nonfinite_in"] == "validation"
+    d = diagnose([2.0, float("nan")])  # too short, but NaN is certain
+    assert d.kind == "nonfinite" and d.epoch == 1 and not d.too_short
+
+
+@pytest.mark.parametrize("n", range(1, MIN_EPOCHS))
+def test_too_short_history_says_so(n):
+    d = diagnose(np.linspace(2.0, 1.0, n), np.linspace(2.1, 1.1, n))
+    assert d.too_short
+    assert d.kind == "underfitting"
+    assert "too short" in d.advice
+    assert d.epoch is None
+    assert "too short" in str(d)
+
+
+def test_minimum_length_is_judged():
+    d = diagnose([2.3, 2.3, 2.3, 2.3, 2.3])
+    assert not d.too_short and d.kind == "stuck"
+
+
+def test_scale_invariance():
+    # The rules work on log-loss: the same shape at any scale gets the same verdict.
+    for label in ("early_stop", "converged", "overfitting"):
+        train, val, _ = curves.GENERATORS[label](np.random.default_rng(3), 0.01, 0.03)
+        kinds = {diagnose(train * s, val * s).kind for s in (1e-4, 1.0, 1e3)}
+        assert kinds == {label}
+
+
+def test_single_spike_does_not_decide():
+    train, val, _ = curves.converged(np.random.default_rng(0), 0.01, 0.02)
+    train[40] *= 3.0
+    val[41] *= 3.0
+    assert diagnose(train, val).kind == "converged"
+
+
+def test_losses_that_go_negative_use_a_linear_scale():
+    t = np.arange(40, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    train = -1.0 + 2.0 * np.exp(-t / 4.0) + 0.005 * rng.standard_normal(40)  # a continuous NLL
+    d = diagnose(train)
+    assert d.evidence["scale"] == "linear"
+    assert d.kind == "converged"
+    d = diagnose(train - 3.0 * np.linspace(0, 1, 40) ** 2)  # still falling fast at the end
+    assert d.kind == "underfitting"
+
+
+def test_input_types_agree():
+    train, val, _ = curves.early_stop(np.random.default_rng(2), 0.01, 0.03)
+    expected = diagnose(train, val)
+    for convert in (list, np.asarray, torch.tensor, lambda a: torch.tensor(a, dtype=torch.float32)):
+        got = diagnose(convert(train), convert(val))
+        assert (got.kind, got.epoch) == (expected.kind, expected.epoch)
+
+
+def test_epoch_labels():
+    train, val, _ = curves.early_stop(np.random.default_rng(0), 0.01, 0.03)
+    zero_based = diagnose(train, val)
+    one_based = diagnose(train, val, epochs=range(1, len(train) + 1))
+    assert one_based.epoch == zero_based.epoch + 1
+    assert one_based.evidence["val_best_epoch"] == zero_based.epoch + 1
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (([],), ValueError),
+        (([1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 2.0]), ValueError),
+        ((np.ones((5, 2)),), ValueError),
+        ((["a", "b", "c", "d", "e"],), TypeError),
+    ],
+)
+def test_invalid_input(args, error):
+    with pytest.raises(error):
+        diagnose(*args)
+
+
+def test_epoch_labels_must_match_length():
+    with pytest.raises(ValueError, match="labels"):
+        diagnose([1.0] * 6, epochs=[1, 2, 3])
+
+
+def test_str_is_a_readable_report():
+    train, val, _ = curves.overfitting(np.random.default_rng(0), 0.01, 0.03)
+    text = str(diagnose(train, val))
+    assert text.startswith("diagnosis: overfitting (epoch ")
+    assert "advice: " in text and "val_best_epoch" in text
+
+
+def test_evidence_values_are_plain_numbers():
+    train, val, _ = curves.early_stop(np.random.default_rng(0), 0.01, 0.03)
+    for key, value in diagnose(train, val).evidence.items():
+        assert isinstance(value, (int, float, str, bool)), key
+        if isinstance(value, float):
+            assert math.isfinite(value), key
+
+
+def test_exported_from_package():
+    assert trainops.diagnose is diagnose
+    assert trainops.Diagnosis is Diagnosis
+    assert {"diagnose", "Diagnosis"} <= set(trainops.__all__)
+
+
+def test_import_trainops_does_not_need_numpy():
+    """numpy is optional for torch: only diagnose() needs it, and says so."""
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        "import sys, warnings; sys.modules['numpy'] = None; warnings.simplefilter('ignore')\n"
+        "import torch, trainops\n"
+        "m = torch.nn.Linear(3, 2); m(torch.ones(4, 3)).sum().backward()\n"
+        "mon = trainops.GradMonitor(m, max_norm=1e-3); mon.step(); assert mon.summary().clip_rate == 1.0\n"
+        "assert trainops.EarlyStopping(1).step(1.0) is False\n"
+        "try:\n    trainops.diagnose([1.0] * 6)\nexcept ImportError as e:\n    print(e)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "needs numpy" in proc.stdout

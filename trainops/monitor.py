@@ -1,0 +1,489 @@
+"""Gradient monitoring for training loops: norms, clipping rate, non-finite steps.
+
+The practice this serves: watch the global gradient norm; if clipping triggers
+on most steps, the learning rate is too high (clipping is then silently acting
+as the learning rate). :class:`GradMonitor` records, every step, the total
+gradient norm, whether clipping triggered, whether the gradients were finite
+and (optionally) one norm per parameter, and can do the clipping itself from
+the same norm pass::
+
+    monitor = trainops.GradMonitor(model.named_parameters(), max_norm=1.0)
+    for batch in loader:
+        loss = model(batch).mean()
+        loss.backward()
+        monitor.step()          # norm + clip, no host sync
+        optimizer.step()
+        optimizer.zero_grad()
+    print(monitor.summary())    # one host sync
+
+Host synchronisation: :meth:`GradMonitor.step` never synchronises. Records go
+into preallocated device tensors that grow by doubling (amortised O(1) device
+copies, no allocation per step). :meth:`GradMonitor.summary` synchronises once.
+With a TensorBoard ``writer`` the records are copied to the host in one
+transfer every ``log_every`` steps (one sync per ``log_every`` steps) and on
+:meth:`GradMonitor.flush` / :meth:`GradMonitor.summary`; with
+``log_every=None`` only on those explicit calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+from .clip import (
+    _check_nonnegative,
+    _check_norm_type,
+    _check_tensors,
+    _device_norm,
+    clip_grads_with_norm_,
+    get_total_norm,
+    grad_norms,
+)
+
+__all__ = ["GradMonitor", "GradSummary"]
+
+ParamsArg = Union[torch.nn.Module, Tensor, Iterable[Tensor], Iterable[tuple[str, Tensor]]]
+
+# Clip rate above which the summary advises lowering the learning rate: when
+# most steps are clipped, every update has norm max_norm * lr and the loss
+# curve no longer reflects the learning rate the user set.
+FREQUENT_CLIP_RATE = 0.5
+# Clip rate above which clipping is reported as "occasional" rather than rare.
+OCCASIONAL_CLIP_RATE = 0.1
+# A norm this many times the median is a spike worth clipping (when no
+# max_norm is set, the advice suggests one).
+SPIKE_FACTOR = 10.0
+# Median norms below this look like vanishing gradients (fp32 updates of
+# size lr * 1e-7 barely move fp32 weights of size ~1).
+VANISHING_NORM = 1e-7
+# Percentiles reported by summary().
+PERCENTILES = (5, 25, 50, 75, 95, 99)
+# Default number of largest-norm parameters listed by summary().
+TOP_K = 5
+# Initial capacity (steps) of the record buffers: 1024 float32 steps = 4 KiB.
+INITIAL_CAPACITY = 1024
+
+
+@dataclass
+class GradSummary:
+    """What :meth:`GradMonitor.summary` returns.
+
+    Attributes:
+        steps: number of recorded steps.
+        max_norm: the clipping threshold, or None when the monitor does not clip.
+        clip_rate: fraction of steps whose gradients were scaled down (None
+            without ``max_norm``).
+        clipped_steps: number of clipped steps.
+        percentiles: total-norm percentiles over the steps with a finite norm,
+            keyed ``"p5"`` ... ``"p99"``, plus ``"min"``, ``"max"`` and ``"mean"``.
+        nonfinite_steps: step indices (0-based) whose gradient norm was NaN or inf.
+        top_parameters: up to ``top_k`` ``(name, mean norm, max norm)`` tuples,
+            largest mean norm first (empty unless ``per_parameter=True``).
+        advice: sentences of advice; empty when nothing looks wrong.
+    """
+
+    steps: int
+    max_norm: float | None
+    clip_rate: float | None
+    clipped_steps: int
+    percentiles: dict[str, float]
+    nonfinite_steps: list[int]
+    top_parameters: list[tuple[str, float, float]] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"GradMonitor: {self.steps} steps"]
+        if self.clip_rate is not None:
+            lines.append(
+                f"  clipping (max_norm={self.max_norm:g}): {self.clipped_steps}/{self.steps} steps "
+                f"({100.0 * self.clip_rate:.1f}%)"
+            )
+        if self.percentiles:
+            pct = "  ".join(f"{k}={v:.4g}" for k, v in self.percentiles.items())
+            lines.append(f"  total norm: {pct}")
+        if self.nonfinite_steps:
+            shown = ", ".join(str(s) for s in self.nonfinite_steps[:10])
+            more = f" (+{len(self.nonfinite_steps) - 10} more)" if len(self.nonfinite_steps) > 10 else ""
+            lines.append(f"  non-finite gradients at steps: {shown}{more}")
+        if self.top_parameters:
+            lines.append("  largest gradient norms (mean / max):")
+            for name, mean, peak in self.top_parameters:
+                lines.append(f"    {name}: {mean:.4g} / {peak:.4g}")
+        for sentence in self.advice:
+            lines.append(f"  advice: {sentence}")
+        return "\n".join(lines)
+
+
+def _named_params(parameters: ParamsArg) -> tuple[list[str], list[Tensor]]:
+    """Split ``parameters`` into names and tensors (names are invented if absent)."""
+    if isinstance(parameters, torch.nn.Module):
+        items: list[Any] = list(parameters.named_parameters())
+    elif isinstance(parameters, Tensor):
+        items = [parameters]
+    else:
+        items = list(parameters)
+    names: list[str] = []
+    tensors: list[Tensor] = []
+    for i, item in enumerate(items):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            name, tensor = item
+        else:
+            name, tensor = f"param{i}", item
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"parameter {i} is a {type(tensor).__name__}, not a torch.Tensor")
+        names.append(name)
+        tensors.append(tensor)
+    return names, tensors
+
+
+class GradMonitor:
+    """Records gradient norms, clipping and non-finite gradients every step.
+
+    Call :meth:`step` after ``loss.backward()`` and before ``optimizer.step()``.
+    All records stay on the device of the first parameter until :meth:`summary`
+    (one sync) or a TensorBoard flush (see the module docstring). Parameters
+    spread over several devices cost two passes and a copy of the norms to
+    that device per step (a sync if that device is the CPU).
+
+    Args:
+        parameters: an ``nn.Module``, ``model.named_parameters()`` (names are
+            used in the summary and TensorBoard tags) or an iterable of tensors
+            (named ``param0``, ``param1``, ...). A generator is consumed once.
+        max_norm: when given, :meth:`step` clips the gradients to this global
+            norm (like :func:`trainops.clip_grad_norm_`, from the same norm pass)
+            and records whether it had to scale them down.
+        norm_type: the order p of the norm, any p > 0 or ``inf``.
+        per_parameter: also record each parameter's gradient norm (from the
+            same fused pass when all gradients share one device). A parameter
+            without a gradient at a step records 0.
+        writer: a ``torch.utils.tensorboard.SummaryWriter`` (or anything with
+            ``add_scalar(tag, value, global_step)`` and ``flush()``). Tags:
+            ``grad/total_norm``, ``grad/clipped`` (0/1), ``grad/nonfinite``
+            (0/1) and, with ``per_parameter``, ``grad_norm/<name>``.
+        log_every: with a writer, copy pending records to the host and log them
+            every this many steps (one sync each time); None logs only on
+            :meth:`flush` and :meth:`summary`.
+        global_step: the step number of the first recorded step (TensorBoard
+            x-axis and the step indices in the summary), e.g. when resuming.
+
+    Raises:
+        ValueError: for a negative/NaN ``max_norm``, ``norm_type <= 0`` or a
+            ``log_every`` < 1.
+    """
+
+    def __init__(
+        self,
+        parameters: ParamsArg,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        per_parameter: bool = False,
+        writer: Any | None = None,
+        log_every: int | None = 100,
+        global_step: int = 0,
+    ) -> None:
+        self.names, self.parameters = _named_params(parameters)
+        self.max_norm = None if max_norm is None else _check_nonnegative(max_norm, "max_norm")
+        self.norm_type = _check_norm_type(norm_type)
+        self.per_parameter = bool(per_parameter)
+        self.writer = writer
+        if log_every is not None and int(log_every) < 1:
+            raise ValueError(f"log_every must be >= 1 or None, got {log_every}")
+        self.log_every = None if log_every is None else int(log_every)
+        self.first_step = int(global_step)
+        self.device = self.parameters[0].device if self.parameters else torch.device("cpu")
+        self._steps = 0
+        self._logged = 0
+        # Index tensors for scattering per-parameter norms when some gradients
+        # are None, cached by the tuple of present positions: building one per
+        # step would be a host-to-device copy every step.
+        self._scatter_cache: dict[tuple[int, ...], Tensor] = {}
+        self._allocate(INITIAL_CAPACITY)
+
+    def _allocate(self, capacity: int) -> None:
+        n_params = len(self.parameters) if self.per_parameter else 0
+        self._norms = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        self._clipped = torch.zeros(capacity, dtype=torch.bool, device=self.device)
+        self._nonfinite = torch.zeros(capacity, dtype=torch.bool, device=self.device)
+        self._param_norms = torch.zeros(capacity, n_params, dtype=torch.float32, device=self.device)
+
+    def _grow(self) -> None:
+        """Double the capacity; the copy is device-to-device, no sync."""
+        old = (self._norms, self._clipped, self._nonfinite, self._param_norms)
+        self._allocate(2 * self._norms.shape[0])
+        for new, prev in zip((self._norms, self._clipped, self._nonfinite, self._param_norms), old):
+            new[: prev.shape[0]].copy_(prev)
+
+    @property
+    def steps(self) -> int:
+        """Number of recorded steps."""
+        return self._steps
+
+    @property
+    def capacity(self) -> int:
+        """Number of steps the buffers hold before they next double."""
+        return int(self._norms.shape[0])
+
+    @property
+    def total_norms(self) -> Tensor:
+        """Recorded total norms, float32 [steps] on the device (a view; no sync)."""
+        return self._norms[: self._steps]
+
+    @property
+    def clipped(self) -> Tensor:
+        """Whether each step was clipped, bool [steps] on the device (no sync)."""
+        return self._clipped[: self._steps]
+
+    @property
+    def nonfinite(self) -> Tensor:
+        """Whether each step's gradient norm was NaN/inf, bool [steps] (no sync)."""
+        return self._nonfinite[: self._steps]
+
+    @property
+    def parameter_norms(self) -> Tensor:
+        """Per-parameter norms, float32 [steps, n_params] (n_params = 0 unless
+        ``per_parameter``); no sync."""
+        return self._param_norms[: self._steps]
+
+    def _norms_now(self, present: list[int], grads: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """(total norm, per-parameter norms of ``grads`` or None) for this step."""
+        single_device = all(g.device == grads[0].device for g in grads)
+        if single_device:
+            # One fused pass gives both the total and the per-tensor norms.
+            total, per = _device_norm(grads, self.norm_type, self.per_parameter)
+            return total, (per if self.per_parameter else None)
+        total = get_total_norm(grads, self.norm_type)
+        per = grad_norms([self.parameters[i] for i in present], self.norm_type) if self.per_parameter else None
+        return total, per
+
+    @torch.no_grad()
+    def step(self) -> Tensor:
+        """Record (and, with ``max_norm``, clip) the current gradients.
+
+        Never synchronises with the device (except every ``log_every`` steps
+        with a writer, see the class docstring).
+
+        Returns:
+            The total gradient norm before clipping, a 0-dim device tensor
+            (float64 if any gradient is float64, else float32), like
+            :func:`trainops.clip_grad_norm_`.
+        """
+        if self._steps == self.capacity:
+            self._grow()
+        i = self._steps
+        present = [k for k, p in enumerate(self.parameters) if p.grad is not None]
+        grads = [self.parameters[k].grad for k in present]
+        if grads:
+            _check_tensors(grads)
+            total, per = self._norms_now(present, grads)
+            # A no-op unless the parameters span devices. Not non_blocking: a
+            # device-to-host copy could then be read before it lands.
+            total_here = total.to(self.device)
+            self._norms[i].copy_(total_here)
+            self._nonfinite[i].copy_(~torch.isfinite(total_here))
+            if self.max_norm is not None:
+                # Clipped means scaled down: the kernel's coefficient is
+                # min(max_norm / (total + 1e-6), 1), below 1 when this holds.
+                self._clipped[i].copy_((total_here + 1e-6) > self.max_norm)
+                clip_grads_with_norm_(self.parameters, self.max_norm, total)
+            if per is not None:
+                per = per.to(device=self.device, dtype=torch.float32)
+                if len(present) == len(self.parameters):
+                    self._param_norms[i].copy_(per)
+                else:
+                    key = tuple(present)
+                    index = self._scatter_cache.get(key)
+                    if index is None:
+                        index = torch.tensor(key, dtype=torch.long, device=self.device)
+                        self._scatter_cache[key] = index
+                    self._param_norms[i].index_copy_(0, index, per)
+        else:
+            # Buffers start zeroed (see _allocate and reset), so a step with
+            # no gradient at all records norm 0, not clipped, finite.
+            total = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._steps += 1
+        if self.writer is not None and self.log_every is not None and self._steps - self._logged >= self.log_every:
+            self.flush()
+        return total
+
+    def _host_records(self, start: int) -> tuple[list[float], list[bool], list[bool], list[list[float]]]:
+        """Records from step ``start`` on, copied to the host in one transfer."""
+        n = self._steps
+        packed = torch.cat(
+            [
+                self._norms[start:n, None],
+                self._clipped[start:n, None].float(),
+                self._nonfinite[start:n, None].float(),
+                self._param_norms[start:n],
+            ],
+            dim=1,
+        ).cpu()  # the one sync
+        rows = packed.tolist()
+        norms = [r[0] for r in rows]
+        clipped = [r[1] > 0.5 for r in rows]
+        nonfinite = [r[2] > 0.5 for r in rows]
+        per = [r[3:] for r in rows]
+        return norms, clipped, nonfinite, per
+
+    def flush(self) -> None:
+        """Write the records not yet logged to the writer and flush it.
+
+        One host sync (when there is anything to log). No-op without a writer.
+        """
+        if self.writer is None or self._logged == self._steps:
+            return
+        start = self._logged
+        norms, clipped, nonfinite, per = self._host_records(start)
+        self._write(start, norms, clipped, nonfinite, per)
+        self._logged = self._steps
+        self.writer.flush()
+
+    def _write(
+        self,
+        start: int,
+        norms: list[float],
+        clipped: list[bool],
+        nonfinite: list[bool],
+        per: list[list[float]],
+    ) -> None:
+        for j, norm in enumerate(norms):
+            step = self.first_step + start + j
+            self.writer.add_scalar("grad/total_norm", norm, step)
+            self.writer.add_scalar("grad/nonfinite", float(nonfinite[j]), step)
+            if self.max_norm is not None:
+                self.writer.add_scalar("grad/clipped", float(clipped[j]), step)
+            for name, value in zip(self.names, per[j]):
+                self.writer.add_scalar(f"grad_norm/{name}", value, step)
+
+    def reset(self) -> None:
+        """Forget all records (pending TensorBoard records are flushed first).
+
+        The step numbering continues, so TensorBoard curves stay monotone.
+        """
+        self.flush()
+        self.first_step += self._steps
+        self._steps = 0
+        self._logged = 0
+        # step() only writes the fields that apply, so reused rows must be zero.
+        for buffer in (self._norms, self._clipped, self._nonfinite, self._param_norms):
+            buffer.zero_()
+
+    def summary(self, top_k: int = TOP_K) -> GradSummary:
+        """Statistics over all recorded steps, with advice.
+
+        Synchronises with the device once (and writes pending TensorBoard
+        records, from the same host copy).
+
+        Args:
+            top_k: how many largest-norm parameters to list.
+
+        Returns:
+            A :class:`GradSummary`; ``str()`` of it is a readable report.
+        """
+        norms, clipped, nonfinite, per = self._host_records(0)
+        if self.writer is not None and self._logged < self._steps:
+            start = self._logged
+            self._write(start, norms[start:], clipped[start:], nonfinite[start:], per[start:])
+            self._logged = self._steps
+            self.writer.flush()
+        steps = len(norms)
+        nonfinite_steps = [self.first_step + j for j, bad in enumerate(nonfinite) if bad]
+        finite = sorted(v for v, bad in zip(norms, nonfinite) if not bad and math.isfinite(v))
+        percentiles: dict[str, float] = {}
+        if finite:
+            for q in PERCENTILES:
+                percentiles[f"p{q}"] = _percentile(finite, q)
+            percentiles["min"] = finite[0]
+            percentiles["max"] = finite[-1]
+            percentiles["mean"] = math.fsum(finite) / len(finite)
+        clipped_steps = sum(clipped) if self.max_norm is not None else 0
+        clip_rate = (clipped_steps / steps if steps else 0.0) if self.max_norm is not None else None
+        top = self._top_parameters(per, nonfinite, top_k) if self.per_parameter else []
+        summary = GradSummary(
+            steps=steps,
+            max_norm=self.max_norm,
+            clip_rate=clip_rate,
+            clipped_steps=clipped_steps,
+            percentiles=percentiles,
+            nonfinite_steps=nonfinite_steps,
+            top_parameters=top,
+        )
+        summary.advice = _advice(summary)
+        return summary
+
+    def _top_parameters(
+        self, per: list[list[float]], nonfinite: list[bool], top_k: int
+    ) -> list[tuple[str, float, float]]:
+        """(name, mean, max) of the ``top_k`` parameters with the largest mean norm.
+
+        Steps with a non-finite total are left out: one NaN would otherwise
+        make every mean NaN and hide which layer is large the rest of the time.
+        """
+        rows = [r for r, bad in zip(per, nonfinite) if not bad]
+        if not rows:
+            return []
+        stats = []
+        for k, name in enumerate(self.names):
+            column = [r[k] for r in rows]
+            stats.append((name, math.fsum(column) / len(column), max(column)))
+        stats.sort(key=lambda s: s[1], reverse=True)
+        return stats[: max(0, top_k)]
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default) of sorted values."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _advice(s: GradSummary) -> list[str]:
+    """Advice sentences for a summary, most important first."""
+    advice: list[str] = []
+    if s.steps == 0:
+        return ["No steps recorded: call GradMonitor.step() after loss.backward()."]
+    if s.nonfinite_steps:
+        advice.append(
+            f"Non-finite gradients on {len(s.nonfinite_steps)} of {s.steps} steps (first at step "
+            f"{s.nonfinite_steps[0]}): the gradients exploded or overflowed. Lower the learning rate, "
+            "clip the gradient norm, and with fp16 use torch.amp.GradScaler (it skips such steps)."
+        )
+    if s.clip_rate is not None and s.max_norm is not None:
+        if s.clip_rate > FREQUENT_CLIP_RATE:
+            advice.append(
+                f"Clipping triggered on {100.0 * s.clip_rate:.0f}% of steps (more than "
+                f"{100.0 * FREQUENT_CLIP_RATE:.0f}%): clipping is acting as the learning rate. "
+                "Lower the learning rate (try 2-10x lower) or raise max_norm if these norms are normal "
+                f"for this model (median norm {s.percentiles.get('p50', float('nan')):.3g})."
+            )
+        elif s.clip_rate > OCCASIONAL_CLIP_RATE:
+            advice.append(
+                f"Clipping triggered on {100.0 * s.clip_rate:.0f}% of steps: it is absorbing frequent "
+                "spikes. Fine early in training; if it persists, lower the learning rate."
+            )
+        elif s.clipped_steps == 0 and "p99" in s.percentiles and s.percentiles["p99"] < 0.1 * s.max_norm:
+            advice.append(
+                f"Clipping never triggered and 99% of norms are below {s.percentiles['p99']:.3g}, "
+                f"a tenth of max_norm={s.max_norm:g}: clipping is not protecting against spikes at this "
+                "threshold; consider max_norm near the 99th percentile."
+            )
+    median = s.percentiles.get("p50")
+    peak = s.percentiles.get("max")
+    if s.max_norm is None and median is not None and peak is not None and median > 0 and peak > SPIKE_FACTOR * median:
+        advice.append(
+            f"The largest gradient norm ({peak:.3g}) is over {SPIKE_FACTOR:g}x the median ({median:.3g}): "
+            f"consider clipping, e.g. max_norm={s.percentiles['p95']:.3g} (the 95th percentile)."
+        )
+    if median is not None and median < VANISHING_NORM:
+        advice.append(
+            f"The median gradient norm is {median:.3g}: gradients are vanishing. Check the initialisation, "
+            "normalisation layers and activations, or raise the learning rate."
+        )
+    return advice
