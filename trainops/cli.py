@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 
@@ -10,7 +11,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trainops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from . import bench, diagnose, info
+    # Modules, not the same-named functions trainops/__init__ exports.
+    bench = importlib.import_module("trainops.bench")
+    info = importlib.import_module("trainops.info")
+    diagnose = importlib.import_module("trainops.diagnose")
 
     bench.add_arguments(sub.add_parser("bench", help="benchmark trainops against torch on the local device"))
     info.add_arguments(sub.add_parser("info", help="versions and compiled backends"))
