@@ -59,9 +59,11 @@ TRAINOPS_HD acc_t nan_max(acc_t m, acc_t a) {
   return ((a > m) | (a != a)) ? a : m;
 }
 
-// A chunk's (or tensor's) reduced value: sum |x|^p == max^p * scaled.
-// max == 0 means an all-zero (or empty) range; a non-finite max (inf or NaN)
-// carries the inf/NaN result of the whole norm.
+// A chunk's (or tensor's) reduced value: sum |x|^p == max^p * scaled, where
+// `max` is a reference magnitude: the range's max |x| when its sum had to be
+// rescaled, or 1 for a plain sum (plain_partial). max == 0 means an all-zero
+// (or empty) range; a non-finite max (inf or NaN) carries the inf/NaN result
+// of the whole norm.
 struct NormPartial {
   double max;
   double scaled;
@@ -85,6 +87,31 @@ struct PlainRange<double> {
   static constexpr int kMinExp = -900;
   static constexpr int kMaxExp = 900;
 };
+
+// Lower bound (as a power of two) of a trusted plain sum of |x|^p, for the
+// CPU kernels, which find the max only when they need it: a finite sum means
+// no accumulator overflowed, and a sum >= 2^kMinSumExp means the terms lost
+// below fp32's normal range (< 2^-126 each, at most 2^16 of them) change it by
+// less than 2^-50 relative. fp64: the same against 2^-1022.
+template <typename acc_t>
+struct PlainSumRange;
+template <>
+struct PlainSumRange<float> {
+  static constexpr int kMinSumExp = -60;
+};
+template <>
+struct PlainSumRange<double> {
+  static constexpr int kMinSumExp = -900;
+};
+
+template <typename acc_t>
+TRAINOPS_HD bool plain_sum_ok(double sum) {
+  return sum >= ldexp(1.0, PlainSumRange<acc_t>::kMinSumExp) &&
+         sum <= std::numeric_limits<double>::max();
+}
+
+// The partial of a trusted plain sum: reference magnitude 1.
+TRAINOPS_HD NormPartial plain_partial(double sum) { return {1.0, sum}; }
 
 TRAINOPS_HD double pow_p(double x, NormKind kind, double p) {
   if (kind == NormKind::kOne) return x;
