@@ -238,6 +238,21 @@ def test_clip_matches_torch_bitwise_given_the_same_total():
             assert torch.equal(a, b), (dtype, total_dtype)
 
 
+@pytest.mark.parametrize("p", NORM_TYPES)
+def test_fused_clip_op_equals_norm_then_scale(p):
+    gen = torch.Generator().manual_seed(12)
+    a = [torch.randn(n, generator=gen).to(d) for n, d in zip([5, CHUNK + 3, 0, 77], FLOAT_DTYPES)]
+    b = [t.clone() for t in a]
+    total_a = torch.ops.trainops.multi_tensor_clip_grad_norm_(a, 0.7, p)
+    total_b, _ = torch.ops.trainops.multi_tensor_norm(b, p, False)
+    torch.ops.trainops.multi_tensor_clip_scale_(b, total_b, 0.7)
+    assert torch.equal(total_a, total_b)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="max_norm"):
+        torch.ops.trainops.multi_tensor_clip_grad_norm_(a, -1.0, p)
+
+
 def test_no_writes_when_not_clipping():
     # A signalling NaN turns quiet when multiplied (even by 1): its bits show
     # whether the kernel wrote the element.
@@ -462,6 +477,7 @@ def test_opcheck_all_ops():
         (torch.ops.trainops.multi_tensor_norm.default, (tensors, math.inf, False)),
         (torch.ops.trainops.multi_tensor_clip_scale_.default, (tensors, torch.tensor(100.0), 1.0)),
         (torch.ops.trainops.multi_tensor_clamp_.default, (tensors, 0.5)),
+        (torch.ops.trainops.multi_tensor_clip_grad_norm_.default, (tensors, 1.0, 2.0)),
     ]
     for op, args in cases:
         result = torch.library.opcheck(op, args)

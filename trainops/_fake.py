@@ -39,6 +39,12 @@ def register() -> None:
     def _scale_fake(tensors: list[Tensor], total_norm: Tensor, max_norm: float) -> None:
         _check_one_device(tensors, "multi_tensor_clip_scale_")
 
+    @torch.library.register_fake("trainops::multi_tensor_clip_grad_norm_")
+    def _clip_fake(tensors: list[Tensor], max_norm: float, norm_type: float) -> Tensor:
+        _check_one_device(tensors, "multi_tensor_clip_grad_norm_")
+        device = tensors[0].device if tensors else torch.device("cpu")
+        return torch.empty((), dtype=_result_dtype(tensors), device=device)
+
     @torch.library.register_fake("trainops::multi_tensor_clamp_")
     def _clamp_fake(tensors: list[Tensor], clip_value: float) -> None:
         _check_one_device(tensors, "multi_tensor_clamp_")

@@ -383,6 +383,11 @@ def clip_grad_norm_(
     max_norm = _check_nonnegative(max_norm, "max_norm")
     p = _check_norm_type(norm_type)
     grads = _grads_of(parameters)
+    if grads and not error_if_nonfinite and process_group is None and _fast_path(grads):
+        try:  # one fused call: norm, then scale by the device-side coefficient
+            return torch.ops.trainops.multi_tensor_clip_grad_norm_(grads, max_norm, p)
+        except _OP_ERRORS:
+            pass  # DTensors, several devices, bad input: the general path sorts it out
     total_norm = _total_norm(grads, p, error_if_nonfinite, process_group, parameters)
     _scale_by_norm(grads, max_norm, total_norm)
     return total_norm
