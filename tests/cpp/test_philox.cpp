@@ -1,0 +1,124 @@
+// Known-answer tests of the torch-free random cores: Philox4x32-10 against
+// Random123's kat_vectors, and properties of the distribution transforms in
+// trainops/distributions.h. A plain program: exit status 0 when all pass.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+
+#include "trainops/distributions.h"
+#include "trainops/philox.h"
+
+namespace {
+
+int g_failures = 0;
+
+void expect(bool ok, const char* what) {
+  if (!ok) {
+    std::printf("FAIL: %s\n", what);
+    ++g_failures;
+  }
+}
+
+struct Kat {
+  uint32_t ctr[4];
+  uint32_t key[2];
+  uint32_t out[4];
+};
+
+// Random123 kat_vectors, philox4x32 with 10 rounds.
+constexpr Kat kKats[] = {
+    {{0x00000000u, 0x00000000u, 0x00000000u, 0x00000000u},
+     {0x00000000u, 0x00000000u},
+     {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},
+    {{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu},
+     {0xffffffffu, 0xffffffffu},
+     {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}},
+    {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u},
+     {0xa4093822u, 0x299f31d0u},
+     {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
+};
+
+void test_philox_kat() {
+  for (const Kat& kat : kKats) {
+    const trainops::Philox4x32 out = trainops::philox4x32_10(
+        trainops::Philox4x32{{kat.ctr[0], kat.ctr[1], kat.ctr[2], kat.ctr[3]}},
+        trainops::PhiloxKey{{kat.key[0], kat.key[1]}});
+    for (int i = 0; i < 4; ++i) {
+      if (out.v[i] != kat.out[i]) {
+        std::printf("FAIL: philox kat word %d: got %08x want %08x\n", i, out.v[i], kat.out[i]);
+        ++g_failures;
+      }
+    }
+  }
+}
+
+template <typename T>
+void test_math(double tol) {
+  // Own log / sincos / erfinv against libm, in the type's precision.
+  double worst_log = 0, worst_sin = 0, worst_erfinv = 0;
+  for (int i = 1; i < 100000; ++i) {
+    const T x = static_cast<T>(i) / static_cast<T>(100000);
+    worst_log = std::fmax(worst_log, std::fabs(double(trainops::dist::log_approx(x)) -
+                                               std::log(double(x))) /
+                                         std::fmax(std::fabs(std::log(double(x))), 1e-30));
+    const T phi = (x - T(0.5)) * T(1.5707963267948966);
+    T s, c;
+    trainops::dist::sincos_small(phi, &s, &c);
+    worst_sin = std::fmax(worst_sin, std::fabs(double(s) - std::sin(double(phi))));
+    worst_sin = std::fmax(worst_sin, std::fabs(double(c) - std::cos(double(phi))));
+    const T z = static_cast<T>(2) * x - static_cast<T>(1);
+    const T y = trainops::dist::erfinv_approx(z);
+    // erf(erfinv(z)) == z, relative to the derivative near the ends.
+    worst_erfinv = std::fmax(worst_erfinv, std::fabs(std::erf(double(y)) - double(z)) /
+                                               std::fmax(1.0 - std::fabs(double(z)), 1e-30));
+  }
+  expect(worst_log < tol, "log_approx accuracy");
+  expect(worst_sin < tol, "sincos_small accuracy");
+  expect(worst_erfinv < 1e3 * tol, "erfinv_approx accuracy");
+  std::printf("%s: max rel err log %.3g, abs err sin/cos %.3g, erfinv %.3g\n",
+              sizeof(T) == 4 ? "fp32" : "fp64", worst_log, worst_sin, worst_erfinv);
+}
+
+void test_distributions() {
+  using trainops::dist::DistParams;
+  // Uniform stays in [low, high); truncated normal in [a, b].
+  const DistParams<float> u = trainops::dist::make_params<float>(trainops::InitKind::kUniform,
+                                                                 -1.0, 1.0, 0.0, 0.0);
+  const DistParams<float> t = trainops::dist::make_params<float>(
+      trainops::InitKind::kTruncNormal, 0.0, 1.0, -0.5, 2.0);
+  const DistParams<double> td = trainops::dist::make_params<double>(
+      trainops::InitKind::kTruncNormal, 1.0, 2.0, -3.0, 1.5);
+  bool in_range = true;
+  double mean = 0;
+  const int kBlocks = 1 << 16;
+  for (int b = 0; b < kBlocks; ++b) {
+    const trainops::Philox4x32 w = trainops::philox_block(7, 3, static_cast<uint64_t>(b));
+    float out[4];
+    trainops::dist::sample_block(u, w, out);
+    for (float v : out) in_range &= (v >= -1.0f && v < 1.0f);
+    trainops::dist::sample_block(t, w, out);
+    for (float v : out) in_range &= (v >= -0.5f && v <= 2.0f);
+    double outd[2];
+    trainops::dist::sample_block(td, w, outd);
+    for (double v : outd) in_range &= (v >= -3.0 && v <= 1.5);
+    trainops::dist::sample_block(trainops::dist::make_params<float>(trainops::InitKind::kNormal,
+                                                                    0.0, 1.0, 0.0, 0.0),
+                                 w, out);
+    for (float v : out) mean += v;
+  }
+  expect(in_range, "uniform / truncated normal stay inside their bounds");
+  mean /= 4.0 * kBlocks;
+  // 5 standard errors of 2^18 standard normal samples.
+  expect(std::fabs(mean) < 5.0 / std::sqrt(4.0 * kBlocks), "normal mean");
+}
+
+}  // namespace
+
+int main() {
+  test_philox_kat();
+  test_math<float>(4e-7);
+  test_math<double>(1e-15);
+  test_distributions();
+  if (g_failures == 0) std::printf("test_philox: all passed\n");
+  return g_failures == 0 ? 0 : 1;
+}
