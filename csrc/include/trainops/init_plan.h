@@ -1,0 +1,92 @@
+// Torch-free description of one tensor of the init_tensors_ op, shared by the
+// CPU and CUDA kernels: where its elements sit in the global (unsharded)
+// tensor, how its work is cut into Philox blocks, and its distribution.
+//
+// A tensor -- or a shard of a bigger one -- is a set of *runs*: stretches of
+// elements that are contiguous both in its own row-major memory and in the
+// global row-major index. An unsharded tensor or a row shard is one run; a
+// column shard of a [rows, cols] matrix is `rows` runs of its column count.
+// The work items are (run, Philox block) pairs: item i of a tensor is block k
+// = i % blocks_per_run of run r = i / blocks_per_run, counted from the block
+// holding the run's first element. Each item computes one Philox block and
+// writes the (up to kPerBlock) elements of it that fall inside its run, so
+// every element is written exactly once and the split of items over threads
+// or CUDA blocks never changes a value.
+#pragma once
+
+#include <cstdint>
+
+#include "trainops/common.h"
+#include "trainops/distributions.h"
+
+namespace trainops {
+
+// Most dimensions a *sharded* tensor may have (unsharded ones: any).
+constexpr int kMaxInitDims = 8;
+// Work items per chunk of the chunk plan: 16,384 Philox blocks, i.e. kChunkSize
+// (65,536) fp32 elements or 32,768 fp64 ones.
+constexpr int64_t kInitItemsPerChunk = int64_t{1} << 14;
+
+enum class InitDType : int32_t { kHalf = 0, kBFloat16 = 1, kFloat = 2, kDouble = 3 };
+
+struct InitLayout {
+  int64_t run_len;   // elements per run (> 0 unless the tensor is empty)
+  int64_t num_runs;  // runs; numel = run_len * num_runs
+  int64_t base;      // global index of the first element
+  int32_t outer_dims;
+  int64_t outer_size[kMaxInitDims];     // local sizes of the dims that index runs
+  int64_t outer_gstride[kMaxInitDims];  // their row-major strides in the global tensor
+};
+
+// Global index of the first element of run r.
+TRAINOPS_HD int64_t run_global_start(const InitLayout& l, int64_t r) {
+  int64_t g = l.base;
+  for (int d = l.outer_dims - 1; d >= 0; --d) {
+    const int64_t i = r % l.outer_size[d];
+    r /= l.outer_size[d];
+    g += i * l.outer_gstride[d];
+  }
+  return g;
+}
+
+struct InitTensorPlan {
+  void* data;  // contiguous, row-major
+  InitDType dtype;
+  InitKind kind;
+  uint64_t key;
+  int64_t blocks_per_run;
+  int64_t items;  // num_runs * blocks_per_run
+  InitLayout layout;
+  dist::DistParams<float> pf;   // used for fp16 / bf16 / fp32 outputs
+  dist::DistParams<double> pd;  // used for fp64 outputs
+};
+
+TRAINOPS_HD int elements_per_block(InitDType d) {
+  return d == InitDType::kDouble ? dist::RealTraits<double>::kPerBlock
+                                 : dist::RealTraits<float>::kPerBlock;
+}
+
+// Item i of tensor p: the Philox block to compute and the elements it writes,
+// as global indices [g_begin, g_end) and the local index of g_begin.
+struct InitItem {
+  uint64_t block;
+  int64_t g_begin;
+  int64_t g_end;
+  int64_t local_begin;
+};
+
+TRAINOPS_HD InitItem init_item(const InitTensorPlan& p, int64_t i) {
+  const int per = elements_per_block(p.dtype);
+  const int64_t r = i / p.blocks_per_run;
+  const int64_t k = i % p.blocks_per_run;
+  const int64_t start = run_global_start(p.layout, r);
+  const int64_t block = start / per + k;
+  int64_t g0 = block * per;
+  int64_t g1 = g0 + per;
+  g0 = g0 < start ? start : g0;
+  g1 = g1 > start + p.layout.run_len ? start + p.layout.run_len : g1;
+  g1 = g1 < g0 ? g0 : g1;  // an unused trailing item of an aligned run: empty
+  return InitItem{static_cast<uint64_t>(block), g0, g1, r * p.layout.run_len + (g0 - start)};
+}
+
+}  // namespace trainops
