@@ -25,10 +25,8 @@
 #include "trainops/common.h"
 #include "trainops/philox.h"
 
-#if !defined(__CUDA_ARCH__)
 #include <cmath>
 #include <limits>
-#endif
 
 namespace trainops {
 
@@ -288,7 +286,6 @@ struct DistParams {
   T p[6];
 };
 
-#if !defined(__CUDA_ARCH__)
 // Host only (libm's erf): both the CPU and the CUDA op compute the derived
 // parameters here, on the host, so both kernels see the very same values.
 // Arguments as in the op schema: uniform (low, high), normal (mean, std),
@@ -326,7 +323,6 @@ inline DistParams<T> make_params(InitKind kind, double a, double b, double c, do
   }
   return out;
 }
-#endif
 
 // ---- one Philox block -> kPerBlock values ------------------------------------
 
