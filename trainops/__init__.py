@@ -5,10 +5,15 @@ Gradient norms and clipping (drop-in for torch.nn.utils)::
     import trainops
     total = trainops.clip_grad_norm_(model.parameters(), max_norm=1.0)
 
+Counter-based weight initialisation (drop-in for torch.nn.init, plus whole-model
+plans)::
+
+    trainops.init.init_module_(model, scheme="auto", seed=0)
+
 See ``trainops info`` for what this build contains.
 """
 
-from . import _extension
+from . import _extension, init
 from .clip import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm, grad_norms
 from .version import __version__
 
@@ -19,4 +24,5 @@ __all__ = [
     "clip_grads_with_norm_",
     "get_total_norm",
     "grad_norms",
+    "init",
 ]
