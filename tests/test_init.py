@@ -467,6 +467,12 @@ def test_init_module_is_reproducible_and_order_independent():
     assert torch.allclose(w.T @ w, torch.eye(8, dtype=torch.float64), atol=1e-5)
 
 
+def test_embedding_padding_row_is_zero():
+    m = nn.Sequential(nn.Embedding(10, 4, padding_idx=3))
+    init.init_module_(m, seed=1)
+    assert (m[0].weight[3] == 0).all() and (m[0].weight[2] != 0).all()
+
+
 def test_skip_keeps_weights():
     m = Net()
     before = m.fc1.weight.detach().clone()

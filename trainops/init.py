@@ -900,7 +900,8 @@ def _layer_rule(
     if isinstance(m, _NORMS):
         return _zeros_entry(full, p, f"{type(m).__name__} bias") if is_bias else _ones_entry(full, p, f"{type(m).__name__} scale")
     if isinstance(m, nn.Embedding):
-        return _entry(full, p, "normal_(0, 0.01)", InitSpec.normal(0.0, 0.01), "Embedding")
+        pad = "" if m.padding_idx is None else f"; padding row {m.padding_idx} zeroed"
+        return _entry(full, p, "normal_(0, 0.01)", InitSpec.normal(0.0, 0.01), "Embedding" + pad)
     if isinstance(m, _RNNS):
         if is_bias:
             return _zeros_entry(full, p, f"{type(m).__name__} bias")
@@ -1108,6 +1109,12 @@ def init_module_(
             draws.append((p, e.spec, e.key))
     if draws:
         init_tensors_([d[0] for d in draws], [d[1] for d in draws], seed=seed, keys=[d[2] for d in draws])
+    # As nn.Embedding.reset_parameters: the padding row starts at zero.
+    drawn = {id(d[0]) for d in draws}
+    for m in module.modules():
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None and id(m.weight) in drawn:
+            if m.weight.device.type != "meta":
+                m.weight[m.padding_idx].zero_()
     for group in ortho.values():
         if group[0][0].device.type == "meta":
             continue
