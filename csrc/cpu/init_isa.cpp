@@ -3,6 +3,10 @@
 #include <cstring>
 #include <type_traits>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "init_kernels.h"
 #include "trainops/common.h"
 #include "trainops/distributions.h"

@@ -37,10 +37,21 @@ TRAINOPS_HD uint32_t philox_mulhi(uint32_t a, uint32_t b) {
 }
 
 TRAINOPS_HD Philox4x32 philox_round(Philox4x32 c, PhiloxKey k) {
+#if defined(__CUDA_ARCH__)
   const uint32_t hi0 = philox_mulhi(kPhiloxM0, c.v[0]);
   const uint32_t lo0 = kPhiloxM0 * c.v[0];
   const uint32_t hi1 = philox_mulhi(kPhiloxM1, c.v[2]);
   const uint32_t lo1 = kPhiloxM1 * c.v[2];
+#else
+  // One widening multiply per product gives both halves (vectorised: one
+  // vpmuludq instead of vpmuludq + the slow vpmulld for the low half).
+  const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c.v[0];
+  const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * c.v[2];
+  const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32);
+  const uint32_t lo0 = static_cast<uint32_t>(p0);
+  const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32);
+  const uint32_t lo1 = static_cast<uint32_t>(p1);
+#endif
   return Philox4x32{{hi1 ^ c.v[1] ^ k.v[0], lo1, hi0 ^ c.v[3] ^ k.v[1], lo0}};
 }
 
