@@ -47,21 +47,21 @@ struct RealTraits<double> {
   static constexpr int kPerBlock = 2;  // two 32-bit words (53 bits) per uniform
 };
 
-TRAINOPS_HD float fma_rn(float a, float b, float c) {
+TRAINOPS_HD_INLINE float fma_rn(float a, float b, float c) {
 #if defined(__CUDA_ARCH__)
   return __fmaf_rn(a, b, c);
 #else
   return __builtin_fmaf(a, b, c);
 #endif
 }
-TRAINOPS_HD double fma_rn(double a, double b, double c) {
+TRAINOPS_HD_INLINE double fma_rn(double a, double b, double c) {
 #if defined(__CUDA_ARCH__)
   return __fma_rn(a, b, c);
 #else
   return __builtin_fma(a, b, c);
 #endif
 }
-TRAINOPS_HD uint64_t double_as_u64(double d) {
+TRAINOPS_HD_INLINE uint64_t double_as_u64(double d) {
 #if defined(__CUDA_ARCH__)
   return static_cast<uint64_t>(__double_as_longlong(d));
 #else
@@ -70,7 +70,7 @@ TRAINOPS_HD uint64_t double_as_u64(double d) {
   return u;
 #endif
 }
-TRAINOPS_HD double u64_as_double(uint64_t u) {
+TRAINOPS_HD_INLINE double u64_as_double(uint64_t u) {
 #if defined(__CUDA_ARCH__)
   return __longlong_as_double(static_cast<long long>(u));
 #else
@@ -87,7 +87,7 @@ TRAINOPS_HD double u64_as_double(uint64_t u) {
 // setup.py does not turn off) GCC guards every sqrt with a branch to libm and
 // then refuses to vectorise the loop; the hardware instruction would also be
 // fine for CPU/CUDA equality, but this is equally exact on both and vectorises.
-TRAINOPS_HD float sqrt_approx(float x) {
+TRAINOPS_HD_INLINE float sqrt_approx(float x) {
   float y = u32_as_float(0x5f3759dfu - (float_as_u32(x) >> 1));
   const float h = 0.5f * x;
   y = y * fma_rn(-h * y, y, 1.5f);
@@ -96,7 +96,7 @@ TRAINOPS_HD float sqrt_approx(float x) {
   const float r = x * y;
   return fma_rn(fma_rn(-r, r, x), 0.5f * y, r);
 }
-TRAINOPS_HD double sqrt_approx(double x) {
+TRAINOPS_HD_INLINE double sqrt_approx(double x) {
   double y = u64_as_double(0x5fe6eb50c7b537a9ull - (double_as_u64(x) >> 1));
   const double h = 0.5 * x;
   y = y * fma_rn(-h * y, y, 1.5);
@@ -109,29 +109,48 @@ TRAINOPS_HD double sqrt_approx(double x) {
 
 // Horner's rule with fma: horner(x, c0, c1, ..., cn) = (..(c0 x + c1) x ..) x + cn.
 template <typename T>
-TRAINOPS_HD T horner(T, T c) {
+TRAINOPS_HD_INLINE T horner(T, T c) {
   return c;
 }
 template <typename T, typename... Rest>
-TRAINOPS_HD T horner(T x, T c0, T c1, Rest... rest) {
+TRAINOPS_HD_INLINE T horner(T x, T c0, T c1, Rest... rest) {
   return horner<T>(x, fma_rn(c0, x, c1), static_cast<T>(rest)...);
+}
+
+// Branch-free select: c ? a : b on the bit patterns. Written with masks, not
+// `?:`, because GCC keeps some float `?:` as branches and then refuses to
+// vectorise the CPU loop on AVX2 ("control flow in loop").
+TRAINOPS_HD_INLINE float select_bits(bool c, float a, float b) {
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  return u32_as_float((float_as_u32(a) & m) | (float_as_u32(b) & ~m));
+}
+TRAINOPS_HD_INLINE double select_bits(bool c, double a, double b) {
+  const uint64_t m = uint64_t{0} - static_cast<uint64_t>(c);
+  return u64_as_double((double_as_u64(a) & m) | (double_as_u64(b) & ~m));
+}
+// -x when c, else x (flips the sign bit).
+TRAINOPS_HD_INLINE float negate_if(bool c, float x) {
+  return u32_as_float(float_as_u32(x) ^ (static_cast<uint32_t>(c) << 31));
+}
+TRAINOPS_HD_INLINE double negate_if(bool c, double x) {
+  return u64_as_double(double_as_u64(x) ^ (static_cast<uint64_t>(c) << 63));
 }
 
 // ---- uniforms from Philox words ------------------------------------------
 
 // [0, 1): 24 bits (fp32) / 53 bits (fp64), multiples of 2^-24 / 2^-53.
-TRAINOPS_HD float u01_closed_open(uint32_t w) {
+TRAINOPS_HD_INLINE float u01_closed_open(uint32_t w) {
   return static_cast<float>(static_cast<int32_t>(w >> 8)) * 0x1p-24f;
 }
-TRAINOPS_HD double u01_closed_open(uint32_t hi, uint32_t lo) {
+TRAINOPS_HD_INLINE double u01_closed_open(uint32_t hi, uint32_t lo) {
   const uint64_t x = (static_cast<uint64_t>(hi) << 32) | lo;
   return static_cast<double>(static_cast<int64_t>(x >> 11)) * 0x1p-53;
 }
 // (0, 1): odd multiples of 2^-24 / 2^-53, never 0 or 1 (log(u) is finite).
-TRAINOPS_HD float u01_open(uint32_t w) {
+TRAINOPS_HD_INLINE float u01_open(uint32_t w) {
   return static_cast<float>(static_cast<int32_t>((w >> 8) | 1u)) * 0x1p-24f;
 }
-TRAINOPS_HD double u01_open(uint32_t hi, uint32_t lo) {
+TRAINOPS_HD_INLINE double u01_open(uint32_t hi, uint32_t lo) {
   const uint64_t x = (static_cast<uint64_t>(hi) << 32) | lo;
   return static_cast<double>(static_cast<int64_t>((x >> 11) | 1u)) * 0x1p-53;
 }
@@ -140,13 +159,14 @@ TRAINOPS_HD double u01_open(uint32_t hi, uint32_t lo) {
 // x = 2^e m with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(s), s = (m-1)/(m+1),
 // |s| <= 0.1716, by its odd series (5 terms in fp32, 11 in fp64: the first
 // omitted term is below 2^-28 / 2^-59 relative). e ln2 in two parts.
-TRAINOPS_HD float log_approx(float x) {
+TRAINOPS_HD_INLINE float log_approx(float x) {
   const uint32_t bits = float_as_u32(x);
   int32_t e = static_cast<int32_t>(bits >> 23) - 127;
   float m = u32_as_float((bits & 0x007fffffu) | 0x3f800000u);
-  const bool big = m > 1.41421356f;
-  m = big ? m * 0.5f : m;
-  e = big ? e + 1 : e;
+  // m > sqrt(2): halve m (exactly, via its exponent bits) and bump e.
+  const uint32_t big = static_cast<uint32_t>(m > 1.41421356f);
+  m = u32_as_float(float_as_u32(m) - (big << 23));
+  e += static_cast<int32_t>(big);
   const float s = (m - 1.0f) / (m + 1.0f);
   const float s2 = s * s;
   const float p = horner<float>(s2, 2.0f / 9.0f, 2.0f / 7.0f, 2.0f / 5.0f, 2.0f / 3.0f, 2.0f);
@@ -155,13 +175,13 @@ TRAINOPS_HD float log_approx(float x) {
   constexpr float kLn2Lo = 1.42860682030941723e-6f;
   return fma_rn(ef, kLn2Hi, fma_rn(ef, kLn2Lo, s * p));
 }
-TRAINOPS_HD double log_approx(double x) {
+TRAINOPS_HD_INLINE double log_approx(double x) {
   const uint64_t bits = double_as_u64(x);
   int64_t e = static_cast<int64_t>(bits >> 52) - 1023;
   double m = u64_as_double((bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull);
-  const bool big = m > 1.4142135623730951;
-  m = big ? m * 0.5 : m;
-  e = big ? e + 1 : e;
+  const uint64_t big = static_cast<uint64_t>(m > 1.4142135623730951);
+  m = u64_as_double(double_as_u64(m) - (big << 52));
+  e += static_cast<int64_t>(big);
   const double s = (m - 1.0) / (m + 1.0);
   const double s2 = s * s;
   const double p = horner<double>(s2, 2.0 / 21.0, 2.0 / 19.0, 2.0 / 17.0, 2.0 / 15.0, 2.0 / 13.0,
@@ -175,7 +195,7 @@ TRAINOPS_HD double log_approx(double x) {
 // ---- sin and cos on [-pi/4, pi/4] -----------------------------------------
 // Taylor series (fp32: to x^11 / x^12, fp64: to x^19 / x^20; the first omitted
 // term is below 2^-29 / 2^-60 at pi/4).
-TRAINOPS_HD void sincos_small(float x, float* s, float* c) {
+TRAINOPS_HD_INLINE void sincos_small(float x, float* s, float* c) {
   const float x2 = x * x;
   const float ps = horner<float>(x2, -1.0 / 39916800.0, 1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0,
                                  -1.0 / 6.0);
@@ -184,7 +204,7 @@ TRAINOPS_HD void sincos_small(float x, float* s, float* c) {
   *s = fma_rn(x * x2, ps, x);
   *c = fma_rn(x2, pc, 1.0f);
 }
-TRAINOPS_HD void sincos_small(double x, double* s, double* c) {
+TRAINOPS_HD_INLINE void sincos_small(double x, double* s, double* c) {
   const double x2 = x * x;
   const double ps = horner<double>(
       x2, -1.0 / 121645100408832000.0, 1.0 / 355687428096000.0, -1.0 / 1307674368000.0,
@@ -202,23 +222,21 @@ TRAINOPS_HD void sincos_small(double x, double* s, double* c) {
 // the quadrant q, the next bits an offset phi uniform on [-pi/4, pi/4), and
 // t = q pi/2 + phi covers [-pi/4, 7pi/4) uniformly -- no range reduction.
 template <typename T>
-TRAINOPS_HD void rotate_quadrant(uint32_t q, T s, T c, T* cos_t, T* sin_t) {
+TRAINOPS_HD_INLINE void rotate_quadrant(uint32_t q, T s, T c, T* cos_t, T* sin_t) {
   const bool odd = (q & 1u) != 0;
-  const T cq = odd ? s : c;
-  const T sq = odd ? c : s;
-  const bool neg_cos = (((q + 1u) >> 1) & 1u) != 0;
-  const bool neg_sin = (q >> 1) != 0;
-  *cos_t = neg_cos ? -cq : cq;
-  *sin_t = neg_sin ? -sq : sq;
+  const T cq = select_bits(odd, s, c);
+  const T sq = select_bits(odd, c, s);
+  *cos_t = negate_if((((q + 1u) >> 1) & 1u) != 0, cq);
+  *sin_t = negate_if((q >> 1) != 0, sq);
 }
-TRAINOPS_HD void unit_circle(uint32_t w, float* cos_t, float* sin_t) {
+TRAINOPS_HD_INLINE void unit_circle(uint32_t w, float* cos_t, float* sin_t) {
   const int32_t k = static_cast<int32_t>((w >> 6) & 0x00ffffffu) - (1 << 23);
   constexpr float kStep = 9.36237645e-08f;  // (pi / 2) * 2^-24
   float s, c;
   sincos_small(static_cast<float>(k) * kStep, &s, &c);
   rotate_quadrant(w >> 30, s, c, cos_t, sin_t);
 }
-TRAINOPS_HD void unit_circle(uint32_t hi, uint32_t lo, double* cos_t, double* sin_t) {
+TRAINOPS_HD_INLINE void unit_circle(uint32_t hi, uint32_t lo, double* cos_t, double* sin_t) {
   const uint64_t x = ((static_cast<uint64_t>(hi & 0x3fffffffu) << 32) | lo) >> 9;  // 53 bits
   const int64_t k = static_cast<int64_t>(x) - (int64_t{1} << 52);
   constexpr double kStep = 1.7438035521820613e-16;  // (pi / 2) * 2^-53
@@ -231,7 +249,7 @@ TRAINOPS_HD void unit_circle(uint32_t hi, uint32_t lo, double* cos_t, double* si
 // M. Giles, "Approximating the erfinv function", GPU Computing Gems Jade
 // (2011): the single- and double-precision polynomials, all branches
 // evaluated and selected (branch-free, so the CPU loops vectorise).
-TRAINOPS_HD float erfinv_approx(float x) {
+TRAINOPS_HD_INLINE float erfinv_approx(float x) {
   const float w = -log_approx((1.0f - x) * (1.0f + x));
   const float p1 = horner<float>(w - 2.5f, 2.81022636e-08f, 3.43273939e-07f, -3.5233877e-06f,
                                  -4.39150654e-06f, 0.00021858087f, -0.00125372503f,
@@ -239,9 +257,9 @@ TRAINOPS_HD float erfinv_approx(float x) {
   const float p2 = horner<float>(sqrt_approx(w) - 3.0f, -0.000200214257f, 0.000100950558f,
                                  0.00134934322f, -0.00367342844f, 0.00573950773f, -0.0076224613f,
                                  0.00943887047f, 1.00167406f, 2.83297682f);
-  return (w < 5.0f ? p1 : p2) * x;
+  return select_bits(w < 5.0f, p1, p2) * x;
 }
-TRAINOPS_HD double erfinv_approx(double x) {
+TRAINOPS_HD_INLINE double erfinv_approx(double x) {
   const double w = -log_approx((1.0 - x) * (1.0 + x));
   const double sw = sqrt_approx(w);
   const double p1 = horner<double>(
@@ -268,7 +286,7 @@ TRAINOPS_HD double erfinv_approx(double x) {
       -9.9298272942317002539e-07, 4.5260625972231537039e-06, -1.9681778105531670567e-05,
       7.5995277030017761139e-05, -0.00021503011930044477347, -0.00013871931833623122026,
       1.0103004648645343977, 4.8499064014085844221);
-  return (w < 6.25 ? p1 : (w < 16.0 ? p2 : p3)) * x;
+  return select_bits(w < 6.25, p1, select_bits(w < 16.0, p2, p3)) * x;
 }
 
 // ---- per-tensor parameters ---------------------------------------------------
@@ -327,12 +345,12 @@ inline DistParams<T> make_params(InitKind kind, double a, double b, double c, do
 // ---- one Philox block -> kPerBlock values ------------------------------------
 
 template <typename T>
-TRAINOPS_HD T min_sel(T a, T b) {
-  return a < b ? a : b;
+TRAINOPS_HD_INLINE T min_sel(T a, T b) {
+  return select_bits(a < b, a, b);
 }
 template <typename T>
-TRAINOPS_HD T clamp_sel(T x, T lo, T hi) {
-  return x < lo ? lo : (x > hi ? hi : x);
+TRAINOPS_HD_INLINE T clamp_sel(T x, T lo, T hi) {
+  return select_bits(x < lo, lo, select_bits(x > hi, hi, x));
 }
 
 // Truncated normal from a uniform u in (0, 1): z = erf(alpha/sqrt2) + u * (erf(beta/sqrt2)
@@ -342,7 +360,7 @@ TRAINOPS_HD T clamp_sel(T x, T lo, T hi) {
 // reachable tail is |x - mean| < ~5.4 std (z has 24 bits); a truncation inside
 // that range (the usual +-2 std) is exact in distribution.
 template <typename T>
-TRAINOPS_HD T trunc_normal_from_uniform(const DistParams<T>& d, T u) {
+TRAINOPS_HD_INLINE T trunc_normal_from_uniform(const DistParams<T>& d, T u) {
   constexpr T kOneBelow = sizeof(T) == 4 ? T(0x1.fffffep-1) : T(0x1.fffffffffffffp-1);
   const T z = clamp_sel(fma_rn(u, d.p[3], d.p[2]), -kOneBelow, kOneBelow);
   return clamp_sel(fma_rn(d.p[1], erfinv_approx(z), d.p[0]), d.p[4], d.p[5]);
@@ -350,7 +368,7 @@ TRAINOPS_HD T trunc_normal_from_uniform(const DistParams<T>& d, T u) {
 
 // Box-Muller: two independent standard normals r cos t, r sin t from u1 (radius)
 // and the angle word(s).
-TRAINOPS_HD void normal_pair(const DistParams<float>& d, uint32_t w_radius, uint32_t w_angle,
+TRAINOPS_HD_INLINE void normal_pair(const DistParams<float>& d, uint32_t w_radius, uint32_t w_angle,
                              float* out) {
   const float r = sqrt_approx(-2.0f * log_approx(u01_open(w_radius)));
   float c, s;
@@ -360,7 +378,7 @@ TRAINOPS_HD void normal_pair(const DistParams<float>& d, uint32_t w_radius, uint
 }
 
 template <InitKind K>
-TRAINOPS_HD void sample_block_k(const DistParams<float>& d, const Philox4x32& w, float* out) {
+TRAINOPS_HD_INLINE void sample_block_k(const DistParams<float>& d, const Philox4x32& w, float* out) {
   // Straight-line code per kind (no inner loops): GCC vectorises the CPU
   // kernel's loop over blocks only then.
   if (K == InitKind::kUniform) {
@@ -387,7 +405,7 @@ TRAINOPS_HD void sample_block_k(const DistParams<float>& d, const Philox4x32& w,
 }
 
 template <InitKind K>
-TRAINOPS_HD void sample_block_k(const DistParams<double>& d, const Philox4x32& w, double* out) {
+TRAINOPS_HD_INLINE void sample_block_k(const DistParams<double>& d, const Philox4x32& w, double* out) {
   if (K == InitKind::kUniform) {
     out[0] = min_sel(fma_rn(u01_closed_open(w.v[0], w.v[1]), d.p[1], d.p[0]), d.p[2]);
     out[1] = min_sel(fma_rn(u01_closed_open(w.v[2], w.v[3]), d.p[1], d.p[0]), d.p[2]);
@@ -407,7 +425,7 @@ TRAINOPS_HD void sample_block_k(const DistParams<double>& d, const Philox4x32& w
 }
 
 template <typename T>
-TRAINOPS_HD void sample_block(const DistParams<T>& d, const Philox4x32& w, T* out) {
+TRAINOPS_HD_INLINE void sample_block(const DistParams<T>& d, const Philox4x32& w, T* out) {
   switch (d.kind) {
     case InitKind::kUniform:
       sample_block_k<InitKind::kUniform>(d, w, out);

@@ -12,6 +12,17 @@
 
 #include "trainops/common.h"
 
+// Like TRAINOPS_HD, but always inlined on the host too: the CPU kernels'
+// loops vectorise only when the whole transform is inlined into them, and
+// GCC's size heuristics stop inlining the larger transforms otherwise.
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define TRAINOPS_HD_INLINE __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define TRAINOPS_HD_INLINE inline __attribute__((always_inline))
+#else
+#define TRAINOPS_HD_INLINE inline
+#endif
+
 namespace trainops {
 
 struct Philox4x32 {
@@ -28,7 +39,7 @@ constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;  // golden ratio
 constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;  // sqrt(3) - 1
 constexpr int kPhiloxRounds = 10;
 
-TRAINOPS_HD uint32_t philox_mulhi(uint32_t a, uint32_t b) {
+TRAINOPS_HD_INLINE uint32_t philox_mulhi(uint32_t a, uint32_t b) {
 #if defined(__CUDA_ARCH__)
   return __umulhi(a, b);
 #else
@@ -36,7 +47,7 @@ TRAINOPS_HD uint32_t philox_mulhi(uint32_t a, uint32_t b) {
 #endif
 }
 
-TRAINOPS_HD Philox4x32 philox_round(Philox4x32 c, PhiloxKey k) {
+TRAINOPS_HD_INLINE Philox4x32 philox_round(Philox4x32 c, PhiloxKey k) {
 #if defined(__CUDA_ARCH__)
   const uint32_t hi0 = philox_mulhi(kPhiloxM0, c.v[0]);
   const uint32_t lo0 = kPhiloxM0 * c.v[0];
@@ -57,7 +68,7 @@ TRAINOPS_HD Philox4x32 philox_round(Philox4x32 c, PhiloxKey k) {
 
 // Ten rounds, the key bumped between rounds (nine bumps), as Random123's
 // philox4x32_R(10, ctr, key).
-TRAINOPS_HD Philox4x32 philox4x32_10(Philox4x32 ctr, PhiloxKey key) {
+TRAINOPS_HD_INLINE Philox4x32 philox4x32_10(Philox4x32 ctr, PhiloxKey key) {
 #if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
@@ -74,7 +85,7 @@ TRAINOPS_HD Philox4x32 philox4x32_10(Philox4x32 ctr, PhiloxKey key) {
 // The stream layout used by trainops' initialisers: the Philox key is the
 // 64-bit seed, the counter is (block index lo, hi, tensor key lo, hi), so each
 // (seed, tensor key) pair owns 2^64 blocks of four 32-bit words.
-TRAINOPS_HD Philox4x32 philox_block(uint64_t seed, uint64_t tensor_key, uint64_t block) {
+TRAINOPS_HD_INLINE Philox4x32 philox_block(uint64_t seed, uint64_t tensor_key, uint64_t block) {
   const Philox4x32 ctr{{static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
                         static_cast<uint32_t>(tensor_key),
                         static_cast<uint32_t>(tensor_key >> 32)}};
