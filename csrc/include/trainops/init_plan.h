@@ -77,9 +77,12 @@ struct InitItem {
 
 TRAINOPS_HD InitItem init_item(const InitTensorPlan& p, int64_t i) {
   const int per = elements_per_block(p.dtype);
-  const int64_t r = i / p.blocks_per_run;
-  const int64_t k = i % p.blocks_per_run;
-  const int64_t start = run_global_start(p.layout, r);
+  // Whole tensors and row shards are one run: skip the 64-bit divisions
+  // (slow on GPUs) for them.
+  const bool one_run = p.layout.num_runs == 1;
+  const int64_t r = one_run ? 0 : i / p.blocks_per_run;
+  const int64_t k = one_run ? i : i % p.blocks_per_run;
+  const int64_t start = one_run ? p.layout.base : run_global_start(p.layout, r);
   const int64_t block = start / per + k;
   int64_t g0 = block * per;
   int64_t g1 = g0 + per;
