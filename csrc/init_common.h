@@ -78,40 +78,19 @@ inline void check_init_args(size_t i, int64_t kind, const double* a, const char*
 }
 
 // Layout of tensor t, or of the shard of a global tensor of sizes `global`
-// at `offset` (both empty: t is the whole tensor).
-inline InitLayout make_init_layout(const at::Tensor& t, const int64_t* global,
-                                   const int64_t* offset, size_t i, const char* op) {
+// at `offset` (both null: t is the whole tensor).
+inline InitLayout init_layout_of(const at::Tensor& t, const int64_t* global, const int64_t* offset,
+                                 size_t i, const char* op) {
   InitLayout l{};
-  const int64_t numel = t.numel();
-  const int64_t ndim = t.dim();
-  l.run_len = numel > 0 ? numel : 1;
-  l.num_runs = numel > 0 ? 1 : 0;
-  l.base = 0;
-  l.outer_dims = 0;
-  if (global == nullptr || numel == 0) return l;
-
-  std::vector<int64_t> gstride(static_cast<size_t>(ndim), 1);
-  for (int64_t d = ndim - 2; d >= 0; --d) gstride[d] = gstride[d + 1] * global[d + 1];
-  int64_t last_partial = -1;
-  for (int64_t d = 0; d < ndim; ++d) {
-    TORCH_CHECK_VALUE(offset[d] >= 0 && offset[d] + t.size(d) <= global[d], op, ": tensor ", i,
-                      " of shape ", t.sizes(), " does not fit in global_shape at dim ", d,
-                      " (global size ", global[d], ", offset ", offset[d], ")");
-    l.base += offset[d] * gstride[d];
-    if (t.size(d) != global[d]) last_partial = d;
-  }
-  if (last_partial < 0) return l;  // the shard is the whole tensor
-  l.run_len = 1;
-  for (int64_t d = last_partial; d < ndim; ++d) l.run_len *= t.size(d);
-  l.num_runs = numel / l.run_len;
-  for (int64_t d = 0; d < last_partial; ++d) {
-    if (t.size(d) == 1) continue;  // a size-1 dim indexes nothing
-    TORCH_CHECK_VALUE(l.outer_dims < kMaxInitDims, op, ": tensor ", i, " is a shard with more than ",
-                      kMaxInitDims, " split dimensions; flatten it first");
-    l.outer_size[l.outer_dims] = t.size(d);
-    l.outer_gstride[l.outer_dims] = gstride[d];
-    ++l.outer_dims;
-  }
+  int64_t bad_dim = 0;
+  const LayoutError err =
+      make_init_layout(t.dim(), t.sizes().data(), global, offset, &l, &bad_dim);
+  TORCH_CHECK_VALUE(err != LayoutError::kDoesNotFit, op, ": tensor ", i, " of shape ", t.sizes(),
+                    " does not fit in global_shape at dim ", bad_dim, " (global size ",
+                    global ? global[bad_dim] : 0, ", offset ", offset ? offset[bad_dim] : 0, ")");
+  TORCH_CHECK_VALUE(err != LayoutError::kTooManyDims, op, ": tensor ", i,
+                    " is a shard with more than ", kMaxInitDims,
+                    " split dimensions; flatten it first");
   return l;
 }
 
@@ -147,8 +126,8 @@ inline InitCall prepare_init(at::TensorList tensors, at::IntArrayRef kinds,
     const double* a = args.data() + i * kInitArgsPerTensor;
     check_init_args(i, kinds[i], a, op);
     InitTensorPlan p{};
-    p.layout = make_init_layout(t, sharded ? global_shapes.data() + dim_at : nullptr,
-                                sharded ? global_offsets.data() + dim_at : nullptr, i, op);
+    p.layout = init_layout_of(t, sharded ? global_shapes.data() + dim_at : nullptr,
+                              sharded ? global_offsets.data() + dim_at : nullptr, i, op);
     dim_at += t.dim();
     at::Tensor target = t;
     if (t.numel() > 0 && !t.is_contiguous()) {
@@ -159,11 +138,7 @@ inline InitCall prepare_init(at::TensorList tensors, at::IntArrayRef kinds,
     p.dtype = to_init_dtype(t.scalar_type());
     p.kind = static_cast<InitKind>(kinds[i]);
     p.key = static_cast<uint64_t>(keys[i]);
-    const int per = elements_per_block(p.dtype);
-    bool aligned = p.layout.base % per == 0;
-    for (int d = 0; d < p.layout.outer_dims; ++d) aligned &= p.layout.outer_gstride[d] % per == 0;
-    p.blocks_per_run = (p.layout.run_len + per - 1) / per + (aligned ? 0 : 1);
-    p.items = p.layout.num_runs * p.blocks_per_run;
+    set_work_items(&p);
     p.pf = dist::make_params<float>(p.kind, a[0], a[1], a[2], a[3]);
     p.pd = dist::make_params<double>(p.kind, a[0], a[1], a[2], a[3]);
     call.plans.push_back(p);

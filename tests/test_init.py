@@ -147,6 +147,16 @@ def test_low_precision_is_fp32_rounded_once(spec, dtype):
         assert torch.equal(x, r.to(dtype))
 
 
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_mixed_dtype_list_equals_single_calls(spec):
+    ts = [torch.empty(1000, dtype=d) for d in DTYPES] + [torch.empty(0), torch.empty(3, 0, 2)]
+    init.init_tensors_(ts, spec, seed=3, keys=list(range(len(ts))))
+    for i, t in enumerate(ts):
+        alone = torch.empty_like(t)
+        init.init_tensors_([alone], spec, seed=3, keys=[i])
+        assert torch.equal(t, alone)
+
+
 def test_isa_variants_agree(monkeypatch):
     shapes = [(1000,), (37, 41)]
     ref = [_fill(shapes, torch.float32, s) for s in SPECS]

@@ -5,7 +5,10 @@
 #include <cstdint>
 #include <cstdio>
 
+#include <vector>
+
 #include "trainops/distributions.h"
+#include "trainops/init_plan.h"
 #include "trainops/philox.h"
 
 namespace {
@@ -112,6 +115,61 @@ void test_distributions() {
   expect(std::fabs(mean) < 5.0 / std::sqrt(4.0 * kBlocks), "normal mean");
 }
 
+// The CUDA kernel's work decomposition (init_item), run on the host: for
+// whole tensors and row / column / block shards, every element is written
+// exactly once and holds the value of its global index.
+template <typename T>
+void check_items(std::vector<int64_t> local, std::vector<int64_t> global,
+                 std::vector<int64_t> offset) {
+  constexpr int kPer = trainops::dist::RealTraits<T>::kPerBlock;
+  const int64_t ndim = static_cast<int64_t>(local.size());
+  int64_t numel = 1;
+  for (int64_t v : local) numel *= v;
+  std::vector<T> out(static_cast<size_t>(numel), T(0));
+  std::vector<int> writes(static_cast<size_t>(numel), 0);
+  trainops::InitTensorPlan p{};
+  int64_t bad = 0;
+  expect(trainops::make_init_layout(ndim, local.data(), global.data(), offset.data(), &p.layout,
+                                    &bad) == trainops::LayoutError::kNone,
+         "layout");
+  p.data = out.data();
+  p.dtype = sizeof(T) == 8 ? trainops::InitDType::kDouble : trainops::InitDType::kFloat;
+  p.kind = trainops::InitKind::kNormal;
+  p.key = 17;
+  trainops::set_work_items(&p);
+  const auto d = trainops::dist::make_params<T>(p.kind, 0.0, 1.0, 0.0, 0.0);
+  for (int64_t i = 0; i < p.items; ++i) {
+    const trainops::InitItem it = trainops::init_item(p, i);
+    if (it.g_end <= it.g_begin) continue;
+    T vals[kPer];
+    trainops::dist::sample_block(d, trainops::philox_block(5, p.key, it.block), vals);
+    for (int64_t g = it.g_begin; g < it.g_end; ++g) {
+      const int64_t j = it.local_begin + (g - it.g_begin);
+      out[j] = vals[g - static_cast<int64_t>(it.block) * kPer];
+      ++writes[j];
+    }
+  }
+  bool ok = true;
+  for (int64_t j = 0; j < numel; ++j) {
+    // Global index of local element j.
+    int64_t rem = j, g = 0, gstride = 1;
+    std::vector<int64_t> idx(static_cast<size_t>(ndim));
+    for (int64_t k = ndim - 1; k >= 0; --k) {
+      idx[k] = rem % local[k];
+      rem /= local[k];
+    }
+    for (int64_t k = ndim - 1; k >= 0; --k) {
+      g += (idx[k] + offset[k]) * gstride;
+      gstride *= global[k];
+    }
+    T vals[kPer];
+    trainops::dist::sample_block(d, trainops::philox_block(5, p.key, static_cast<uint64_t>(g / kPer)),
+                                 vals);
+    ok &= writes[j] == 1 && out[j] == vals[g % kPer];
+  }
+  expect(ok, "init_item writes every element once with its global index's value");
+}
+
 }  // namespace
 
 int main() {
@@ -119,6 +177,14 @@ int main() {
   test_math<float>(4e-7);
   test_math<double>(1e-15);
   test_distributions();
+  check_items<float>({64, 30}, {64, 30}, {0, 0});
+  check_items<float>({10, 30}, {64, 30}, {17, 0});
+  check_items<float>({64, 7}, {64, 30}, {0, 13});
+  check_items<float>({5, 3}, {64, 30}, {3, 27});
+  check_items<double>({64, 1}, {64, 31}, {0, 1});
+  check_items<double>({3, 5, 9}, {6, 10, 9}, {1, 2, 0});
+  check_items<float>({6, 10, 5}, {6, 10, 9}, {0, 0, 4});
+  check_items<float>({1, 1}, {3, 3}, {2, 2});
   if (g_failures == 0) std::printf("test_philox: all passed\n");
   return g_failures == 0 ? 0 : 1;
 }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "trainops/common.h"
 #include "trainops/distributions.h"
@@ -49,6 +50,52 @@ TRAINOPS_HD int64_t run_global_start(const InitLayout& l, int64_t r) {
   return g;
 }
 
+enum class LayoutError { kNone, kDoesNotFit, kTooManyDims };
+
+// Host only. Layout of a tensor of `ndim` dims and sizes `local`: the whole
+// tensor when `global` is null, else the shard at `offset` of a global tensor
+// of sizes `global`. On kDoesNotFit, *bad_dim is the offending dimension.
+inline LayoutError make_init_layout(int64_t ndim, const int64_t* local, const int64_t* global,
+                                    const int64_t* offset, InitLayout* out, int64_t* bad_dim) {
+  InitLayout l{};
+  int64_t numel = 1;
+  for (int64_t d = 0; d < ndim; ++d) numel *= local[d];
+  l.run_len = numel > 0 ? numel : 1;
+  l.num_runs = numel > 0 ? 1 : 0;
+  l.base = 0;
+  l.outer_dims = 0;
+  *out = l;
+  if (global == nullptr || numel == 0) return LayoutError::kNone;
+
+  std::vector<int64_t> gstride(static_cast<size_t>(ndim), 1);
+  for (int64_t d = ndim - 2; d >= 0; --d) gstride[d] = gstride[d + 1] * global[d + 1];
+  int64_t last_partial = -1;
+  for (int64_t d = 0; d < ndim; ++d) {
+    if (offset[d] < 0 || offset[d] + local[d] > global[d]) {
+      *bad_dim = d;
+      return LayoutError::kDoesNotFit;
+    }
+    l.base += offset[d] * gstride[d];
+    if (local[d] != global[d]) last_partial = d;
+  }
+  if (last_partial >= 0) {
+    // Dims after last_partial are whole: a run is the shard's extent from
+    // last_partial on; the dims before it index the runs.
+    l.run_len = 1;
+    for (int64_t d = last_partial; d < ndim; ++d) l.run_len *= local[d];
+    l.num_runs = numel / l.run_len;
+    for (int64_t d = 0; d < last_partial; ++d) {
+      if (local[d] == 1) continue;  // a size-1 dim indexes nothing
+      if (l.outer_dims == kMaxInitDims) return LayoutError::kTooManyDims;
+      l.outer_size[l.outer_dims] = local[d];
+      l.outer_gstride[l.outer_dims] = gstride[d];
+      ++l.outer_dims;
+    }
+  }
+  *out = l;
+  return LayoutError::kNone;
+}
+
 struct InitTensorPlan {
   void* data;  // contiguous, row-major
   InitDType dtype;
@@ -64,6 +111,16 @@ struct InitTensorPlan {
 TRAINOPS_HD int elements_per_block(InitDType d) {
   return d == InitDType::kDouble ? dist::RealTraits<double>::kPerBlock
                                  : dist::RealTraits<float>::kPerBlock;
+}
+
+// Host only: the work items of p from its layout and dtype. A run whose first
+// element is not at a block boundary touches one block more.
+inline void set_work_items(InitTensorPlan* p) {
+  const int per = elements_per_block(p->dtype);
+  bool aligned = p->layout.base % per == 0;
+  for (int d = 0; d < p->layout.outer_dims; ++d) aligned &= p->layout.outer_gstride[d] % per == 0;
+  p->blocks_per_run = (p->layout.run_len + per - 1) / per + (aligned ? 0 : 1);
+  p->items = p->layout.num_runs * p->blocks_per_run;
 }
 
 // Item i of tensor p: the Philox block to compute and the elements it writes,
