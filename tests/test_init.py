@@ -384,6 +384,16 @@ def test_opcheck():
     torch.library.opcheck(op.default, (shard, [1], [0.0, 1.0, 0, 0], 3, [1], [8, 3], [4, 0]))
 
 
+def test_compiles_without_graph_breaks():
+    def f(a, b):
+        init.init_tensors_([a, b], InitSpec.normal(0.0, 0.02), seed=3, keys=[1, 2])
+        return a.sum() + b.sum()
+
+    a, b = torch.empty(100), torch.empty(7, 3)
+    got = torch.compile(f, fullgraph=True)(a, b)
+    assert torch.equal(got, f(a.clone(), b.clone()))
+
+
 # ---------------------------------------------------------------------------
 # Plans, init_module_, materialize_
 # ---------------------------------------------------------------------------
