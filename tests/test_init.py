@@ -387,11 +387,12 @@ def test_opcheck():
 def test_compiles_without_graph_breaks():
     def f(a, b):
         init.init_tensors_([a, b], InitSpec.normal(0.0, 0.02), seed=3, keys=[1, 2])
-        return a.sum() + b.sum()
+        return a * 2.0, b * 2.0
 
     a, b = torch.empty(100), torch.empty(7, 3)
     got = torch.compile(f, fullgraph=True)(a, b)
-    assert torch.equal(got, f(a.clone(), b.clone()))
+    ref = f(torch.empty(100), torch.empty(7, 3))
+    assert all(torch.equal(g, r) for g, r in zip(got, ref))
 
 
 # ---------------------------------------------------------------------------

@@ -154,9 +154,10 @@ TRAINOPS_HD_INLINE double u01_open(uint32_t hi, uint32_t lo) {
 }
 
 // ---- natural logarithm of a positive normal number ------------------------
-// x = 2^e m with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(s), s = (m-1)/(m+1),
-// |s| <= 0.1716, by its odd series (5 terms in fp32, 11 in fp64: the first
-// omitted term is below 2^-28 / 2^-59 relative). e ln2 in two parts.
+// x = 2^e m with m in [sqrt(1/2), sqrt(2)); e ln2 in two parts. fp32: a
+// minimax polynomial in m - 1; fp64: log m = 2 atanh(s), s = (m-1)/(m+1),
+// |s| <= 0.1716, by its odd series (11 terms: the first omitted term is below
+// 2^-59 relative).
 TRAINOPS_HD_INLINE float log_approx(float x) {
   const uint32_t bits = float_as_u32(x);
   int32_t e = static_cast<int32_t>(bits >> 23) - 127;
@@ -165,13 +166,19 @@ TRAINOPS_HD_INLINE float log_approx(float x) {
   const uint32_t big = static_cast<uint32_t>(m > 1.41421356f);
   m = u32_as_float(float_as_u32(m) - (big << 23));
   e += static_cast<int32_t>(big);
-  const float s = (m - 1.0f) / (m + 1.0f);
-  const float s2 = s * s;
-  const float p = horner<float>(s2, 2.0f / 9.0f, 2.0f / 7.0f, 2.0f / 5.0f, 2.0f / 3.0f, 2.0f);
+  // log(1 + f), f = m - 1 (exact) in [-0.293, 0.415]: f - f^2/2 + f^3 P(f),
+  // with Cephes' logf minimax polynomial (no division: 2x faster than the
+  // atanh series when vectorised).
+  const float f = m - 1.0f;
+  const float z = f * f;
+  const float p = horner<float>(f, 7.0376836292e-2f, -1.1514610310e-1f, 1.1676998740e-1f,
+                                -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f,
+                                2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f);
+  const float lm = f + fma_rn(-0.5f, z, (f * z) * p);
   const float ef = static_cast<float>(e);
   constexpr float kLn2Hi = 0.693145751953125f;     // 0x3f317200: e * kLn2Hi is exact
   constexpr float kLn2Lo = 1.42860682030941723e-6f;
-  return fma_rn(ef, kLn2Hi, fma_rn(ef, kLn2Lo, s * p));
+  return fma_rn(ef, kLn2Hi, fma_rn(ef, kLn2Lo, lm));
 }
 TRAINOPS_HD_INLINE double log_approx(double x) {
   const uint64_t bits = double_as_u64(x);
