@@ -198,14 +198,13 @@ TRAINOPS_HD_INLINE double log_approx(double x) {
 }
 
 // ---- sin and cos on [-pi/4, pi/4] -----------------------------------------
-// Taylor series (fp32: to x^11 / x^12, fp64: to x^19 / x^20; the first omitted
+// Taylor series (fp32: to x^9 / x^10, fp64: to x^19 / x^20; the first omitted
 // term is below 2^-29 / 2^-60 at pi/4).
 TRAINOPS_HD_INLINE void sincos_small(float x, float* s, float* c) {
   const float x2 = x * x;
-  const float ps = horner<float>(x2, -1.0 / 39916800.0, 1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0,
-                                 -1.0 / 6.0);
-  const float pc = horner<float>(x2, 1.0 / 479001600.0, -1.0 / 3628800.0, 1.0 / 40320.0,
-                                 -1.0 / 720.0, 1.0 / 24.0, -0.5);
+  const float ps = horner<float>(x2, 1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0);
+  const float pc =
+      horner<float>(x2, -1.0 / 3628800.0, 1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0, -0.5);
   *s = fma_rn(x * x2, ps, x);
   *c = fma_rn(x2, pc, 1.0f);
 }
