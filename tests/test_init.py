@@ -488,6 +488,23 @@ def test_init_module_is_reproducible_and_order_independent():
     assert torch.allclose(w.T @ w, torch.eye(8, dtype=torch.float64), atol=1e-5)
 
 
+def test_materialize_keeps_tied_weights():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.head = nn.Linear(4, 10, bias=False)
+            self.head.weight = self.emb.weight
+
+    with torch.device("meta"):
+        m = Tied()
+    init.materialize_(m, "cpu", "gpt2", seed=1)
+    assert m.head.weight is m.emb.weight and m.emb.weight.device.type == "cpu"
+    ref = Tied()
+    init.init_module_(ref, "gpt2", seed=1)
+    assert torch.equal(ref.emb.weight, m.emb.weight)
+
+
 def test_embedding_padding_row_is_zero():
     m = nn.Sequential(nn.Embedding(10, 4, padding_idx=3))
     init.init_module_(m, seed=1)

@@ -1150,7 +1150,19 @@ def materialize_(
     """
     the_plan = scheme_or_plan if isinstance(scheme_or_plan, InitPlan) else plan(module, scheme_or_plan, skip=skip)
     meta_buffers = [name for name, b in module.named_buffers() if b.device.type == "meta"]
+    # to_empty gives every module its own tensors: remember tied parameters
+    # (e.g. an output layer sharing the embedding) and tie them again after.
+    first: dict[int, tuple[nn.Module, str]] = {}
+    ties: list[tuple[nn.Module, str, nn.Module, str]] = []
+    for m in module.modules():
+        for pname, p in m.named_parameters(recurse=False):
+            if id(p) in first:
+                ties.append((m, pname, *first[id(p)]))
+            else:
+                first[id(p)] = (m, pname)
     module.to_empty(device=device)
+    for m, pname, src, src_name in ties:
+        setattr(m, pname, getattr(src, src_name))
     unknown = []
     norm_buffers = set()
     for mname, m in module.named_modules():
