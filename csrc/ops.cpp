@@ -70,6 +70,19 @@ TORCH_LIBRARY(trainops, m) {
   // instead of two, which is half the per-tensor argument conversion that
   // dominates lists of 10,000 small grads.
   m.def("multi_tensor_clip_grad_norm_(Tensor(a!)[] tensors, float max_norm, float norm_type) -> Tensor");
+  // In place: random / constant initialisation of a list of fp16/bf16/fp32/fp64
+  // tensors in one fused pass. Per tensor i: kinds[i] (0 uniform(low, high),
+  // 1 normal(mean, std), 2 truncated normal(mean, std, a, b), 3 constant(value))
+  // with its arguments in params[4i .. 4i+3] (unused ones 0), and a 64-bit key.
+  // Element values are a pure function of (seed, keys[i], the element's
+  // row-major index in the global tensor, the distribution): identical for any
+  // thread count, on CPU and CUDA, and for any sharding. global_shapes and
+  // global_offsets are empty (every tensor is whole) or hold, concatenated, one
+  // entry per dimension of every tensor: the global tensor's sizes and the
+  // shard's offset in it.
+  m.def(
+      "init_tensors_(Tensor(a!)[] tensors, int[] kinds, float[] params, int seed, int[] keys, "
+      "int[] global_shapes, int[] global_offsets) -> ()");
   // Facts about this build (see build_info above).
   m.def("build_info() -> str", &build_info);
 }

@@ -1,0 +1,125 @@
+// CUDA kernel of the init_tensors_ op: one launch for the whole list.
+//
+// The work items of every tensor (Philox blocks, see trainops/init_plan.h) are
+// cut by the same chunk plan as on the CPU; CUDA block c handles chunk c, one
+// item per thread per step. Each item computes one Philox block with the very
+// code of trainops/philox.h and trainops/distributions.h that the CPU runs and
+// writes its (up to 4) elements, so the values are bitwise those of the CPU
+// kernel. The per-tensor plans and the chunk table (O(tensors + chunks), never
+// O(model size)) go to the device in one pinned, asynchronous copy: no host
+// sync.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cstring>
+#include <vector>
+
+#include "../init_common.h"
+#include "trainops/chunk_plan.h"
+#include "trainops/distributions.h"
+#include "trainops/init_plan.h"
+#include "trainops/philox.h"
+
+namespace trainops {
+namespace cuda {
+namespace {
+
+constexpr int kInitThreads = 256;
+
+template <InitKind K, typename T, typename Out>
+__device__ __forceinline__ void init_item_typed(const InitTensorPlan& p,
+                                                const dist::DistParams<T>& d, uint64_t seed,
+                                                int64_t i) {
+  constexpr int kPer = dist::RealTraits<T>::kPerBlock;
+  const InitItem it = init_item(p, i);
+  if (it.g_end <= it.g_begin) return;
+  T vals[kPer];
+  dist::sample_block_k<K>(d, philox_block(seed, p.key, it.block), vals);
+  Out* out = static_cast<Out*>(p.data) + it.local_begin;
+  const int64_t first = it.g_begin - static_cast<int64_t>(it.block) * kPer;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    if (j >= first && j < first + (it.g_end - it.g_begin)) store_from(out + (j - first), vals[j]);
+  }
+}
+
+template <InitKind K>
+__device__ __forceinline__ void init_item_kind(const InitTensorPlan& p, uint64_t seed,
+                                               int64_t i) {
+  switch (p.dtype) {
+    case InitDType::kHalf:
+      init_item_typed<K, float, half_bits>(p, p.pf, seed, i);
+      break;
+    case InitDType::kBFloat16:
+      init_item_typed<K, float, bf16_bits>(p, p.pf, seed, i);
+      break;
+    case InitDType::kFloat:
+      init_item_typed<K, float, float>(p, p.pf, seed, i);
+      break;
+    default:
+      init_item_typed<K, double, double>(p, p.pd, seed, i);
+      break;
+  }
+}
+
+// grid: one CUDA block per chunk; block: kInitThreads threads.
+__global__ void init_tensors_kernel(const InitTensorPlan* __restrict plans,
+                                    const Chunk* __restrict chunks, uint64_t seed) {
+  const Chunk c = chunks[blockIdx.x];
+  const InitTensorPlan& p = plans[c.tensor];
+  const InitKind kind = p.kind;
+  for (int64_t i = c.begin + threadIdx.x; i < c.begin + c.length; i += blockDim.x) {
+    switch (kind) {
+      case InitKind::kUniform:
+        init_item_kind<InitKind::kUniform>(p, seed, i);
+        break;
+      case InitKind::kNormal:
+        init_item_kind<InitKind::kNormal>(p, seed, i);
+        break;
+      case InitKind::kTruncNormal:
+        init_item_kind<InitKind::kTruncNormal>(p, seed, i);
+        break;
+      default:
+        init_item_kind<InitKind::kConstant>(p, seed, i);
+        break;
+    }
+  }
+}
+
+void init_tensors_cuda(at::TensorList tensors, at::IntArrayRef kinds, at::ArrayRef<double> params,
+                       int64_t seed, at::IntArrayRef keys, at::IntArrayRef global_shapes,
+                       at::IntArrayRef global_offsets) {
+  constexpr const char* kOp = "trainops.init_tensors_";
+  InitCall call =
+      prepare_init(tensors, kinds, params, seed, keys, global_shapes, global_offsets, kOp);
+  const ChunkPlan plan = make_chunk_plan(call.items(), kInitItemsPerChunk);
+  if (plan.chunks.empty()) {
+    call.write_back();
+    return;
+  }
+  const c10::cuda::CUDAGuard guard(tensors[0].device());
+  const size_t plan_bytes = call.plans.size() * sizeof(InitTensorPlan);
+  const size_t chunk_bytes = plan.chunks.size() * sizeof(Chunk);
+  at::Tensor host = at::empty({static_cast<int64_t>(plan_bytes + chunk_bytes)},
+                              at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+  std::memcpy(host.data_ptr(), call.plans.data(), plan_bytes);
+  std::memcpy(static_cast<char*>(host.data_ptr()) + plan_bytes, plan.chunks.data(), chunk_bytes);
+  at::Tensor dev = host.to(tensors[0].device(), /*non_blocking=*/true);
+  const auto* dplans = reinterpret_cast<const InitTensorPlan*>(dev.data_ptr());
+  const auto* dchunks =
+      reinterpret_cast<const Chunk*>(static_cast<const char*>(dev.data_ptr()) + plan_bytes);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  init_tensors_kernel<<<static_cast<unsigned>(plan.chunks.size()), kInitThreads, 0, stream>>>(
+      dplans, dchunks, call.seed);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  call.write_back();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(trainops, CUDA, m) { m.impl("init_tensors_", &init_tensors_cuda); }
+
+}  // namespace cuda
+}  // namespace trainops

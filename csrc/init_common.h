@@ -1,0 +1,149 @@
+// Host-side preparation of the init_tensors_ op, shared by the CPU and CUDA
+// backends: validation (one set of checks, one wording), the per-tensor
+// layouts of sharded tensors and the derived distribution parameters. Both
+// backends compute the parameters here, on the host, so the CPU and CUDA
+// kernels see the very same fp32 / fp64 values.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "checks.h"
+#include "trainops/init_plan.h"
+
+namespace trainops {
+
+// Per tensor, init_tensors_ takes four distribution arguments.
+constexpr int64_t kInitArgsPerTensor = 4;
+
+struct InitCall {
+  std::vector<InitTensorPlan> plans;
+  // Non-contiguous tensors are initialised through a contiguous copy (its
+  // allocation is that tensor's size) and copied back: element values follow
+  // the logical row-major index, not the storage order.
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;
+  uint64_t seed = 0;
+
+  void write_back() {
+    for (auto& c : copies) c.first.copy_(c.second);
+  }
+  std::vector<int64_t> items() const {
+    std::vector<int64_t> out;
+    out.reserve(plans.size());
+    for (const auto& p : plans) out.push_back(p.items);
+    return out;
+  }
+};
+
+inline InitDType to_init_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf:
+      return InitDType::kHalf;
+    case at::kBFloat16:
+      return InitDType::kBFloat16;
+    case at::kFloat:
+      return InitDType::kFloat;
+    default:
+      return InitDType::kDouble;
+  }
+}
+
+inline void check_init_args(size_t i, int64_t kind, const double* a, const char* op) {
+  TORCH_CHECK_VALUE(kind >= 0 && kind < kNumInitKinds, op, ": kinds[", i, "] = ", kind,
+                    " is not a distribution (0 uniform, 1 normal, 2 truncated normal, 3 constant)");
+  switch (static_cast<InitKind>(kind)) {
+    case InitKind::kUniform:
+      TORCH_CHECK_VALUE(std::isfinite(a[0]) && std::isfinite(a[1]) && a[0] <= a[1], op,
+                        ": tensor ", i, ": uniform needs finite low <= high, got low=", a[0],
+                        ", high=", a[1]);
+      break;
+    case InitKind::kNormal:
+      TORCH_CHECK_VALUE(std::isfinite(a[0]) && std::isfinite(a[1]) && a[1] >= 0.0, op,
+                        ": tensor ", i, ": normal needs a finite mean and std >= 0, got mean=",
+                        a[0], ", std=", a[1]);
+      break;
+    case InitKind::kTruncNormal:
+      TORCH_CHECK_VALUE(std::isfinite(a[0]) && std::isfinite(a[1]) && a[1] >= 0.0 &&
+                            !std::isnan(a[2]) && !std::isnan(a[3]) && a[2] <= a[3],
+                        op, ": tensor ", i,
+                        ": trunc_normal needs a finite mean, std >= 0 and a <= b, got mean=", a[0],
+                        ", std=", a[1], ", a=", a[2], ", b=", a[3]);
+      break;
+    default:
+      break;
+  }
+}
+
+// Layout of tensor t, or of the shard of a global tensor of sizes `global`
+// at `offset` (both null: t is the whole tensor).
+inline InitLayout init_layout_of(const at::Tensor& t, const int64_t* global, const int64_t* offset,
+                                 size_t i, const char* op) {
+  InitLayout l{};
+  int64_t bad_dim = 0;
+  const LayoutError err =
+      make_init_layout(t.dim(), t.sizes().data(), global, offset, &l, &bad_dim);
+  TORCH_CHECK_VALUE(err != LayoutError::kDoesNotFit, op, ": tensor ", i, " of shape ", t.sizes(),
+                    " does not fit in global_shape at dim ", bad_dim, " (global size ",
+                    global ? global[bad_dim] : 0, ", offset ", offset ? offset[bad_dim] : 0, ")");
+  TORCH_CHECK_VALUE(err != LayoutError::kTooManyDims, op, ": tensor ", i,
+                    " is a shard with more than ", kMaxInitDims,
+                    " split dimensions; flatten it first");
+  return l;
+}
+
+inline InitCall prepare_init(at::TensorList tensors, at::IntArrayRef kinds,
+                             at::ArrayRef<double> args, int64_t seed, at::IntArrayRef keys,
+                             at::IntArrayRef global_shapes, at::IntArrayRef global_offsets,
+                             const char* op) {
+  check_tensor_list(tensors, op);
+  check_writable(tensors, op);
+  const size_t n = tensors.size();
+  TORCH_CHECK_VALUE(kinds.size() == n && keys.size() == n, op, ": got ", n, " tensors but ",
+                    kinds.size(), " kinds and ", keys.size(), " keys");
+  TORCH_CHECK_VALUE(args.size() == n * kInitArgsPerTensor, op, ": params must hold ",
+                    kInitArgsPerTensor, " numbers per tensor (", n * kInitArgsPerTensor,
+                    "), got ", args.size());
+  int64_t total_dims = 0;
+  for (const auto& t : tensors) total_dims += t.dim();
+  TORCH_CHECK_VALUE(global_shapes.size() == global_offsets.size() &&
+                        (global_shapes.empty() ||
+                         static_cast<int64_t>(global_shapes.size()) == total_dims),
+                    op,
+                    ": global_shapes and global_offsets must both be empty or both hold one "
+                    "entry per dimension of every tensor (",
+                    total_dims, "), got ", global_shapes.size(), " and ", global_offsets.size());
+  const bool sharded = !global_shapes.empty();
+
+  InitCall call;
+  call.seed = static_cast<uint64_t>(seed);
+  call.plans.reserve(n);
+  int64_t dim_at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const at::Tensor& t = tensors[i];
+    const double* a = args.data() + i * kInitArgsPerTensor;
+    check_init_args(i, kinds[i], a, op);
+    InitTensorPlan p{};
+    p.layout = init_layout_of(t, sharded ? global_shapes.data() + dim_at : nullptr,
+                              sharded ? global_offsets.data() + dim_at : nullptr, i, op);
+    dim_at += t.dim();
+    at::Tensor target = t;
+    if (t.numel() > 0 && !t.is_contiguous()) {
+      target = t.contiguous();
+      call.copies.emplace_back(t, target);
+    }
+    p.data = target.numel() > 0 ? target.data_ptr() : nullptr;
+    p.dtype = to_init_dtype(t.scalar_type());
+    p.kind = static_cast<InitKind>(kinds[i]);
+    p.key = static_cast<uint64_t>(keys[i]);
+    set_work_items(&p);
+    p.pf = dist::make_params<float>(p.kind, a[0], a[1], a[2], a[3]);
+    p.pd = dist::make_params<double>(p.kind, a[0], a[1], a[2], a[3]);
+    call.plans.push_back(p);
+  }
+  return call;
+}
+
+}  // namespace trainops

@@ -1,0 +1,559 @@
+"""Counter-based initialisation: Philox known answers, reproducibility, sharding, distributions, the API."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+os.environ.setdefault("TRAINOPS_REQUIRE_EXTENSION", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from trainops import init  # noqa: E402
+from trainops.init import InitSpec  # noqa: E402
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+SPECS = [
+    InitSpec.uniform(-1.0, 2.0),
+    InitSpec.normal(0.5, 2.0),
+    InitSpec.trunc_normal(0.0, 1.0, -0.5, 2.0),
+    InitSpec.constant(3.25),
+]
+# kInitItemsPerChunk Philox blocks of 4 fp32 elements: one chunk.
+CHUNK_ELEMS = (1 << 14) * 4
+SIZES = [0, 1, 3, 5, 17, CHUNK_ELEMS - 1, CHUNK_ELEMS, CHUNK_ELEMS + 1]
+
+op = torch.ops.trainops.init_tensors_
+
+
+# ---------------------------------------------------------------------------
+# Philox4x32-10 in numpy (Random123), checked against the known answers, then
+# used as the oracle of the kernel's uniforms.
+# ---------------------------------------------------------------------------
+
+M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+MASK = np.uint64(0xFFFFFFFF)
+
+
+def philox4x32_10(ctr, key):
+    """ctr: 4 arrays of uint64 (32-bit values), key: 2 ints -> 4 arrays."""
+    c = [np.asarray(x, dtype=np.uint64) & MASK for x in ctr]
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    for r in range(10):
+        if r:
+            k0 = (k0 + np.uint64(W0)) & MASK
+            k1 = (k1 + np.uint64(W1)) & MASK
+        p0 = np.uint64(M0) * c[0]
+        p1 = np.uint64(M1) * c[2]
+        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & MASK, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & MASK]
+    return c
+
+
+KATS = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF, 0xFFFFFFFF), (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+]
+
+
+@pytest.mark.parametrize("ctr,key,expected", KATS)
+def test_philox_known_answers(ctr, key, expected):
+    out = philox4x32_10([np.array([c]) for c in ctr], key)
+    assert tuple(int(o[0]) for o in out) == expected
+
+
+def philox_words(seed: int, tkey: int, blocks: np.ndarray):
+    blocks = blocks.astype(np.uint64)
+    ctr = [blocks & MASK, blocks >> np.uint64(32), np.full_like(blocks, tkey & 0xFFFFFFFF), np.full_like(blocks, tkey >> 32)]
+    return philox4x32_10(ctr, (seed & 0xFFFFFFFF, seed >> 32))
+
+
+def test_kernel_runs_philox_kat_zero():
+    # Seed 0, key 0, block 0 is Random123's first known answer: the fp32
+    # uniform(0, 1) values are the top 24 bits of its four words.
+    t = torch.empty(4, dtype=torch.float32)
+    op([t], [0], [0.0, 1.0, 0.0, 0.0], 0, [0], [], [])
+    expected = [(w >> 8) * 2.0**-24 for w in KATS[0][2]]
+    assert t.tolist() == expected
+
+
+@pytest.mark.parametrize("offset", [0, 3, 1_000_003, (1 << 40) + 7])
+def test_kernel_uniforms_are_philox_words(offset):
+    seed, tkey, n = 0x0123456789ABCDEF, 0x0FEDCBA987654321, 1001
+    g = np.arange(offset, offset + n, dtype=np.uint64)
+    # fp64 uniform(0, 1): 53 bits from words (2j, 2j+1) of block g // 2.
+    t = torch.empty(n, dtype=torch.float64)
+    op([t], [0], [0.0, 1.0, 0.0, 0.0], seed, [tkey], [offset + n], [offset])
+    w = philox_words(seed, tkey, g // np.uint64(2))
+    slot = (g % np.uint64(2)).astype(bool)
+    hi = np.where(slot, w[2], w[0])
+    lo = np.where(slot, w[3], w[1])
+    bits = ((hi << np.uint64(32)) | lo) >> np.uint64(11)
+    np.testing.assert_array_equal(t.numpy(), bits.astype(np.float64) * 2.0**-53)
+    # fp32 uniform(0, 1): 24 bits of word g % 4 of block g // 4.
+    t32 = torch.empty(n, dtype=torch.float32)
+    op([t32], [0], [0.0, 1.0, 0.0, 0.0], seed, [tkey], [offset + n], [offset])
+    w = philox_words(seed, tkey, g // np.uint64(4))
+    word = np.choose((g % np.uint64(4)).astype(np.int64), w)
+    np.testing.assert_array_equal(t32.numpy(), ((word >> np.uint64(8)).astype(np.float64) * 2.0**-24).astype(np.float32))
+
+
+# ---------------------------------------------------------------------------
+# Reproducibility
+# ---------------------------------------------------------------------------
+
+
+def _fill(shapes, dtype, spec, seed=11, keys=None, device="cpu"):
+    ts = [torch.empty(s, dtype=dtype, device=device) for s in shapes]
+    init.init_tensors_(ts, spec, seed=seed, keys=keys)
+    return ts
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_thread_count_does_not_change_values(spec, dtype, threads):
+    shapes = [(s,) for s in SIZES] + [(300, 700), (3, 5, 7)]
+    threads(1)
+    one = _fill(shapes, dtype, spec)
+    threads(2)
+    two = _fill(shapes, dtype, spec)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_is_fp32_rounded_once(spec, dtype):
+    shapes = [(s,) for s in SIZES] + [(129, 33)]
+    ref = _fill(shapes, torch.float32, spec)
+    low = _fill(shapes, dtype, spec)
+    for r, x in zip(ref, low):
+        assert torch.equal(x, r.to(dtype))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_mixed_dtype_list_equals_single_calls(spec):
+    ts = [torch.empty(1000, dtype=d) for d in DTYPES] + [torch.empty(0), torch.empty(3, 0, 2)]
+    init.init_tensors_(ts, spec, seed=3, keys=list(range(len(ts))))
+    for i, t in enumerate(ts):
+        alone = torch.empty_like(t)
+        init.init_tensors_([alone], spec, seed=3, keys=[i])
+        assert torch.equal(t, alone)
+
+
+def test_isa_variants_agree(monkeypatch):
+    shapes = [(1000,), (37, 41)]
+    ref = [_fill(shapes, torch.float32, s) for s in SPECS]
+    for isa in ("baseline", "avx2"):
+        monkeypatch.setenv("TRAINOPS_CPU_ISA", isa)
+        got = [_fill(shapes, torch.float32, s) for s in SPECS]
+        for rs, gs in zip(ref, got):
+            for r, g in zip(rs, gs):
+                assert torch.equal(r, g), isa
+
+
+def test_seed_and_key_select_streams():
+    a, b = torch.empty(100), torch.empty(100)
+    op([a, b], [1, 1], [0.0, 1.0, 0, 0] * 2, 5, [1, 2], [], [])
+    assert not torch.equal(a, b)
+    c = torch.empty(100)
+    op([c], [1], [0.0, 1.0, 0, 0], 5, [2], [], [])
+    assert torch.equal(b, c)  # list position does not matter, the key does
+    op([c], [1], [0.0, 1.0, 0, 0], 6, [2], [], [])
+    assert not torch.equal(b, c)
+
+
+def test_non_contiguous_tensor_gets_logical_values():
+    full = _fill([(64, 30)], torch.float32, InitSpec.normal())[0]
+    t = torch.empty(30, 64).t()
+    init.init_tensors_([t], InitSpec.normal(), seed=11)
+    assert torch.equal(t, full)
+
+
+def test_long_list_of_small_tensors():
+    shapes = [(i % 7 + 1, 3) for i in range(3000)]
+    ts = _fill(shapes, torch.float32, InitSpec.normal(), keys=list(range(3000)))
+    again = [_fill([s], torch.float32, InitSpec.normal(), keys=[i])[0] for i, s in enumerate(shapes[:50])]
+    for a, b in zip(ts, again):
+        assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------------
+# Sharding: a shard equals the same slice of the whole tensor
+# ---------------------------------------------------------------------------
+
+SHARDS = [
+    ((64, 30), (slice(17, 27), slice(None))),  # row shard
+    ((64, 30), (slice(None), slice(13, 20))),  # column shard
+    ((64, 30), (slice(3, 8), slice(27, 30))),  # block
+    ((64, 31), (slice(None), slice(1, 2))),  # one odd column
+    ((6, 10, 9), (slice(1, 4), slice(2, 7), slice(None))),
+    ((6, 10, 9), (slice(None), slice(None), slice(4, 9))),
+    ((1001,), (slice(333, 668),)),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS[:3], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("global_shape,index", SHARDS)
+def test_shard_equals_slice(spec, dtype, global_shape, index):
+    full = _fill([global_shape], dtype, spec, keys=[99])[0]
+    expected = full[index]
+    offset = [s.start or 0 for s in index]
+    shard = torch.empty(expected.shape, dtype=dtype)
+    init.init_tensors_([shard], spec, seed=11, keys=[99], global_shapes=[global_shape], global_offsets=[offset])
+    assert torch.equal(shard, expected)
+
+
+def test_shard_fans_come_from_global_shape():
+    g = (512, 256)
+    full = init.kaiming_normal_(torch.empty(g), seed=1, key=4)
+    shard = init.kaiming_normal_(torch.empty(512, 64), seed=1, key=4, global_shape=g, global_offset=(0, 128))
+    assert torch.equal(shard, full[:, 128:192])
+    shard = init.xavier_uniform_(torch.empty(100, 256), seed=1, key=4, global_shape=g, global_offset=(300, 0))
+    assert torch.equal(shard, init.xavier_uniform_(torch.empty(g), seed=1, key=4)[300:400])
+
+
+def test_orthogonal_shard_is_slice():
+    g = (40, 24)
+    full = init.orthogonal_(torch.empty(g), seed=2, key=1)
+    shard = init.orthogonal_(torch.empty(40, 8), seed=2, key=1, global_shape=g, global_offset=(0, 16))
+    assert torch.allclose(shard, full[:, 16:], atol=1e-6)
+
+
+def test_shard_out_of_range_is_rejected():
+    with pytest.raises(ValueError, match="does not fit"):
+        op([torch.empty(10, 10)], [1], [0.0, 1.0, 0, 0], 0, [0], [10, 15], [0, 6])
+
+
+# ---------------------------------------------------------------------------
+# Distributions (>= 1e6 samples)
+# ---------------------------------------------------------------------------
+
+N = 1 << 20
+
+
+def _moments_ok(x: np.ndarray, mean: float, std: float) -> None:
+    n = x.size
+    m, s = x.mean(), x.std()
+    assert abs(m - mean) < 5 * std / math.sqrt(n), (m, mean)
+    m4 = ((x - m) ** 4).mean()
+    se_std = math.sqrt(max(m4 - s**4, 0.0) / n) / (2 * s)
+    assert abs(s - std) < 5 * se_std, (s, std, se_std)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_uniform_distribution(dtype):
+    stats = pytest.importorskip("scipy.stats")
+
+    x = _fill([(N,)], dtype, InitSpec.uniform(-1.0, 3.0), seed=3)[0].double().numpy()
+    assert x.min() >= -1.0 and x.max() < 3.0
+    _moments_ok(x, 1.0, 4.0 / math.sqrt(12.0))
+    assert stats.kstest(x, stats.uniform(loc=-1.0, scale=4.0).cdf).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normal_distribution(dtype):
+    stats = pytest.importorskip("scipy.stats")
+
+    x = _fill([(N,)], dtype, InitSpec.normal(0.5, 2.0), seed=3)[0].double().numpy()
+    _moments_ok(x, 0.5, 2.0)
+    assert stats.kstest(x, stats.norm(loc=0.5, scale=2.0).cdf).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mean,std,a,b", [(0.0, 1.0, -2.0, 2.0), (0.0, 0.02, -0.04, 0.04), (1.0, 2.0, 0.0, 9.0), (0.0, 1.0, -0.5, 4.0)])
+def test_trunc_normal_distribution(dtype, mean, std, a, b):
+    stats = pytest.importorskip("scipy.stats")
+
+    x = _fill([(N,)], dtype, InitSpec.trunc_normal(mean, std, a, b), seed=4)[0].double().numpy()
+    assert x.min() >= a and x.max() <= b
+    ref = stats.truncnorm((a - mean) / std, (b - mean) / std, loc=mean, scale=std)
+    _moments_ok(x, ref.mean(), ref.std())
+    assert stats.kstest(x, ref.cdf).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_trunc_normal_bounds_hold_after_rounding(dtype):
+    x = _fill([(N,)], dtype, InitSpec.trunc_normal(0.0, 1.0, -2.0, 2.0), seed=5)[0]
+    assert x.min() >= -2.0 and x.max() <= 2.0
+
+
+def test_kaiming_and_xavier_match_torch_formulas():
+    shape = (1024, 1024)
+    fan_in, fan_out = 1024, 1024
+    w = init.kaiming_normal_(torch.empty(shape), mode="fan_in", nonlinearity="relu", seed=1).double().numpy().ravel()
+    _moments_ok(w, 0.0, math.sqrt(2.0) / math.sqrt(fan_in))
+    w = init.kaiming_uniform_(torch.empty(shape), a=math.sqrt(5), seed=1)
+    gain = torch.nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+    bound = math.sqrt(3.0) * gain / math.sqrt(fan_in)
+    assert w.abs().max() <= bound and w.abs().max() > 0.999 * bound
+    w = init.xavier_uniform_(torch.empty(shape), gain=2.0, seed=1)
+    bound = 2.0 * math.sqrt(6.0 / (fan_in + fan_out))
+    assert w.abs().max() <= bound and w.abs().max() > 0.999 * bound
+    w = init.xavier_normal_(torch.empty(shape), gain=0.5, seed=1).double().numpy().ravel()
+    _moments_ok(w, 0.0, 0.5 * math.sqrt(2.0 / (fan_in + fan_out)))
+    conv = init.kaiming_normal_(torch.empty(64, 32, 3, 3), mode="fan_out", seed=2).double().numpy().ravel()
+    _moments_ok(conv, 0.0, torch.nn.init.calculate_gain("leaky_relu", 0) / math.sqrt(64 * 9))
+
+
+@pytest.mark.parametrize("shape", [(64, 32), (32, 64), (16, 8, 3, 3)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_orthogonal(shape, dtype):
+    gain = 1.7
+    w = init.orthogonal_(torch.empty(shape, dtype=dtype), gain=gain, seed=3).reshape(shape[0], -1).double()
+    rows, cols = w.shape
+    prod = w.T @ w if rows >= cols else w @ w.T
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(prod, gain**2 * torch.eye(min(rows, cols), dtype=torch.float64), atol=tol)
+
+
+def test_sparse():
+    w = init.sparse_(torch.empty(100, 40), sparsity=0.3, std=0.05, seed=1)
+    assert ((w == 0).sum(0) == 30).all()
+    assert torch.equal(w, init.sparse_(torch.empty(100, 40), sparsity=0.3, std=0.05, seed=1))
+
+
+# ---------------------------------------------------------------------------
+# The torch.nn.init-compatible API
+# ---------------------------------------------------------------------------
+
+
+def test_seed_from_generator():
+    torch.manual_seed(0)
+    a = init.normal_(torch.empty(10))
+    b = init.normal_(torch.empty(10))
+    torch.manual_seed(0)
+    c = init.normal_(torch.empty(10))
+    assert torch.equal(a, c) and not torch.equal(a, b)
+    g = torch.Generator().manual_seed(7)
+    d = init.uniform_(torch.empty(10), generator=g)
+    g.manual_seed(7)
+    assert torch.equal(d, init.uniform_(torch.empty(10), generator=g))
+
+
+def test_fills_and_passthroughs():
+    assert (init.ones_(torch.empty(3, 3)) == 1).all()
+    assert (init.constant_(torch.empty(5), 2.5) == 2.5).all()
+    assert torch.equal(init.eye_(torch.empty(3, 4)), torch.eye(3, 4))
+    assert torch.equal(init.dirac_(torch.empty(4, 4, 3)), torch.nn.init.dirac_(torch.empty(4, 4, 3)))
+    assert init.calculate_gain("tanh") == torch.nn.init.calculate_gain("tanh")
+
+
+def test_zero_init_of_weight_warns():
+    with pytest.warns(UserWarning, match="symmetry"):
+        init.zeros_(torch.empty(4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        init.zeros_(torch.empty(4))  # a bias: fine
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        init.uniform_(torch.empty(3), 2.0, 1.0, seed=0)
+    with pytest.raises(ValueError):
+        init.normal_(torch.empty(3), 0.0, -1.0, seed=0)
+    with pytest.raises(TypeError):
+        init.normal_(torch.empty(3, dtype=torch.int32), seed=0)
+    with pytest.raises(ValueError):
+        op([torch.empty(3)], [7], [0.0, 1.0, 0, 0], 0, [0], [], [])
+    with pytest.raises(ValueError):
+        init.xavier_uniform_(torch.empty(3))
+
+
+def test_opcheck():
+    ts = [torch.empty(5, 3), torch.empty(70000, dtype=torch.float16), torch.empty(4, dtype=torch.float64)]
+    torch.library.opcheck(op.default, (ts, [0, 1, 2], [0.0, 1.0, 0, 0, 0.0, 1.0, 0, 0, 0.0, 1.0, -1.0, 1.0], 3, [1, 2, 3], [], []))
+    shard = [torch.empty(4, 3)]
+    torch.library.opcheck(op.default, (shard, [1], [0.0, 1.0, 0, 0], 3, [1], [8, 3], [4, 0]))
+
+
+def test_compiles_without_graph_breaks():
+    def f(a, b):
+        init.init_tensors_([a, b], InitSpec.normal(0.0, 0.02), seed=3, keys=[1, 2])
+        return a * 2.0, b * 2.0
+
+    a, b = torch.empty(100), torch.empty(7, 3)
+    got = torch.compile(f, fullgraph=True)(a, b)
+    ref = f(torch.empty(100), torch.empty(7, 3))
+    assert all(torch.equal(g, r) for g, r in zip(got, ref))
+
+
+# ---------------------------------------------------------------------------
+# Plans, init_module_, materialize_
+# ---------------------------------------------------------------------------
+
+
+class Net(nn.Module):
+    def __init__(self, order: int = 0):
+        super().__init__()
+        if order == 0:
+            self.emb = nn.Embedding(50, 16)
+            self.fc1 = nn.Linear(16, 32)
+            self.fc2 = nn.Linear(32, 8)
+        else:  # same modules, constructed in another order
+            self.fc2 = nn.Linear(32, 8)
+            self.fc1 = nn.Linear(16, 32)
+            self.emb = nn.Embedding(50, 16)
+        self.act = nn.ReLU()
+        self.ln = nn.LayerNorm(8)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.rnn = nn.GRU(8, 8)
+
+    def forward(self, x, img):
+        h = torch.sigmoid(self.fc2(self.act(self.fc1(self.emb(x)))))
+        return self.ln(h), torch.relu(self.bn(self.conv(img)))
+
+
+class Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.act = nn.Tanh()
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            return self.act(self.fc(x))
+        return x
+
+
+def test_auto_plan_rules():
+    p = init.plan(Net())
+    assert p.traced
+    assert p["fc1.weight"].scheme == "kaiming_normal_(fan_in, relu)"
+    assert p["fc2.weight"].scheme.startswith("xavier_uniform_") and p["fc2.weight"].gain == 1.0  # sigmoid gain
+    assert p["conv.weight"].scheme == "kaiming_normal_(fan_out, relu)"  # through BatchNorm
+    assert p["emb.weight"].std == 0.01
+    assert p["rnn.weight_hh_l0"].scheme == "orthogonal_"
+    assert p["rnn.weight_ih_l0"].scheme.startswith("xavier_uniform_")
+    assert p["fc1.bias"].spec == InitSpec.constant(0.0)
+    assert p["ln.weight"].spec == InitSpec.constant(1.0) and p["bn.bias"].spec == InitSpec.constant(0.0)
+    assert not any(e.guessed for e in p)
+    assert "reason" in str(p)
+    fc1 = p["fc1.weight"]
+    assert fc1.std == pytest.approx(math.sqrt(2.0) / math.sqrt(16))
+
+
+def test_plan_says_when_it_guessed():
+    p = init.plan(Untraceable())
+    assert not p.traced
+    e = p["fc.weight"]
+    assert e.guessed and e.gain == pytest.approx(5.0 / 3.0) and "GUESSED" in str(p)
+
+
+def test_other_schemes():
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.h = nn.ModuleList(nn.ModuleDict({"c_fc": nn.Linear(8, 32), "c_proj": nn.Linear(32, 8)}) for _ in range(6))
+
+    p = init.plan(GPT(), "gpt2")
+    assert p["h.0.c_fc.weight"].std == 0.02
+    assert p["h.0.c_proj.weight"].std == pytest.approx(0.02 / math.sqrt(12))
+    t = init.plan(Net(), "torch")
+    assert t["fc1.weight"].bound == pytest.approx(1.0 / math.sqrt(16))
+    assert init.plan(Net(), "kaiming")["fc2.weight"].scheme.startswith("kaiming")
+    with pytest.raises(ValueError):
+        init.plan(Net(), "nope")
+
+
+def test_init_module_is_reproducible_and_order_independent():
+    a, b = Net(0), Net(1)
+    init.init_module_(a, seed=5)
+    init.init_module_(b, seed=5)
+    pb = dict(b.named_parameters())
+    for name, p in a.named_parameters():
+        assert torch.equal(p, pb[name]), name
+    c = Net(0)
+    init.init_module_(c, seed=6)
+    assert not torch.equal(a.fc1.weight, c.fc1.weight)
+    w = a.rnn.weight_hh_l0.detach().double()  # three stacked 8x8 gates, orthogonal columns
+    assert torch.allclose(w.T @ w, torch.eye(8, dtype=torch.float64), atol=1e-5)
+
+
+def test_materialize_keeps_tied_weights():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.head = nn.Linear(4, 10, bias=False)
+            self.head.weight = self.emb.weight
+
+    with torch.device("meta"):
+        m = Tied()
+    init.materialize_(m, "cpu", "gpt2", seed=1)
+    assert m.head.weight is m.emb.weight and m.emb.weight.device.type == "cpu"
+    ref = Tied()
+    init.init_module_(ref, "gpt2", seed=1)
+    assert torch.equal(ref.emb.weight, m.emb.weight)
+
+
+def test_embedding_padding_row_is_zero():
+    m = nn.Sequential(nn.Embedding(10, 4, padding_idx=3))
+    init.init_module_(m, seed=1)
+    assert (m[0].weight[3] == 0).all() and (m[0].weight[2] != 0).all()
+
+
+def test_skip_keeps_weights():
+    m = Net()
+    before = m.fc1.weight.detach().clone()
+    init.init_module_(m, seed=1, skip=["fc1"])
+    assert torch.equal(m.fc1.weight, before)
+    before2 = m.fc2.weight.detach().clone()
+    init.init_module_(m, seed=2, skip=lambda name, p: name.startswith("fc2"))
+    assert torch.equal(m.fc2.weight, before2)
+    assert not torch.equal(m.fc1.weight, before)
+
+
+def test_materialize_matches_init_module():
+    ref = Net()
+    init.init_module_(ref, seed=9)
+    with torch.device("meta"):
+        m = Net()
+    init.materialize_(m, "cpu", "auto", seed=9)
+    ref_p = dict(ref.named_parameters())
+    for name, p in m.named_parameters():
+        assert p.device.type == "cpu"
+        assert torch.equal(p, ref_p[name]), name
+    assert torch.equal(m.bn.running_var, torch.ones(4)) and int(m.bn.num_batches_tracked) == 0
+
+
+# ---------------------------------------------------------------------------
+# CUDA (skipped without a GPU)
+# ---------------------------------------------------------------------------
+
+
+@CUDA
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_equals_cpu_bitwise(spec, dtype):
+    shapes = [(s,) for s in SIZES] + [(300, 700)]
+    cpu = _fill(shapes, dtype, spec)
+    gpu = _fill(shapes, dtype, spec, device="cuda")
+    for c, g in zip(cpu, gpu):
+        assert torch.equal(c, g.cpu())
+
+
+@CUDA
+def test_cuda_shard_equals_slice():
+    full = _fill([(64, 30)], torch.float32, InitSpec.normal(), keys=[1], device="cuda")[0]
+    shard = torch.empty(64, 7, device="cuda")
+    init.init_tensors_([shard], InitSpec.normal(), seed=11, keys=[1], global_shapes=[(64, 30)], global_offsets=[(0, 13)])
+    assert torch.equal(shard, full[:, 13:20])

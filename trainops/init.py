@@ -1,0 +1,1184 @@
+"""Counter-based weight initialisation: drop-in for ``torch.nn.init``, fused.
+
+Every function of ``torch.nn.init`` that draws or fills is here with torch's
+parameters (including ``generator=``), fans and gains, so swapping the import
+is enough::
+
+    from trainops import init
+    init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+
+What differs is where the numbers come from. Each element's value is a pure
+function of ``(seed, key, the element's index in the global tensor,
+distribution)`` (Philox4x32-10, see ``csrc/include/trainops/philox.h``), so it
+is the same for any thread count, on CPU and CUDA, and for any sharding: a
+shard initialised with ``global_shape`` / ``global_offset`` equals the same
+slice of the whole tensor. fp16/bf16 values are the fp32 values rounded once.
+
+Extra keyword-only arguments of the drawing functions:
+
+* ``seed``: 64-bit seed. When omitted it is drawn from ``generator`` (or
+  torch's default CPU generator), so ``torch.manual_seed`` controls it and
+  successive calls differ.
+* ``key``: 64-bit stream key (default 0); tensors that share a seed need
+  different keys. :func:`key_of` turns a parameter name into one.
+* ``global_shape`` / ``global_offset``: the shard's place in the whole tensor
+  (fans then come from the global shape).
+
+Whole models: :func:`plan` says, per parameter, which scheme "auto" (or
+"kaiming", "xavier", "gpt2", "torch") picks and why; :func:`init_module_`
+applies it in one fused call per device; :func:`materialize_` allocates a model
+built on the ``meta`` device and initialises it with exactly the values
+:func:`init_module_` gives. :func:`init_tensors_` is the list entry point.
+
+Deliberate differences from torch.nn.init: the streams are not torch's (same
+distributions, different numbers); normal draws are exact Box-Muller in fp32,
+so |x - mean| < 5.8 std (23-bit uniforms; fp64 outputs use 53 bits);
+truncated normals are drawn in one pass by inverse CDF (torch takes five).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+
+from . import _extension
+
+__all__ = [
+    "InitPlan",
+    "InitSpec",
+    "PlanEntry",
+    "calculate_gain",
+    "constant_",
+    "dirac_",
+    "eye_",
+    "init_module_",
+    "init_tensors_",
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "key_of",
+    "materialize_",
+    "normal_",
+    "ones_",
+    "orthogonal_",
+    "plan",
+    "sparse_",
+    "trunc_normal_",
+    "uniform_",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zeros_",
+]
+
+_KINDS = {"uniform": 0, "normal": 1, "trunc_normal": 2, "constant": 3}
+_SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_U64 = (1 << 64) - 1
+_INIT_DEVICES: frozenset[str] = _extension._devices_with_kernel("init_tensors_")
+_warned_fallback: set[str] = set()
+
+ShapeLike = Union[Sequence[int], torch.Size]
+
+
+def _register_fake() -> None:
+    if not _extension.LOADED:
+        return
+    try:
+
+        @torch.library.register_fake("trainops::init_tensors_")
+        def _init_fake(tensors, kinds, params, seed, keys, global_shapes, global_offsets) -> None:
+            for i, t in enumerate(tensors):
+                if t.device != tensors[0].device:
+                    raise ValueError(
+                        "trainops.init_tensors_: all tensors of one call must be on one device, but "
+                        f"tensor 0 is on {tensors[0].device} and tensor {i} is on {t.device}"
+                    )
+
+    except RuntimeError:  # already registered (e.g. by trainops._fake)
+        pass
+
+
+_register_fake()
+
+
+# ---------------------------------------------------------------------------
+# Specs, seeds, keys
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """One tensor's distribution for :func:`init_tensors_`.
+
+    Attributes:
+        kind: "uniform" (a=low, b=high), "normal" (a=mean, b=std),
+            "trunc_normal" (a=mean, b=std, c=low bound, d=high bound) or
+            "constant" (a=value).
+    """
+
+    kind: str
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+    d: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown distribution {self.kind!r}; expected one of {sorted(_KINDS)}")
+
+    @staticmethod
+    def uniform(low: float = 0.0, high: float = 1.0) -> InitSpec:
+        return InitSpec("uniform", float(low), float(high))
+
+    @staticmethod
+    def normal(mean: float = 0.0, std: float = 1.0) -> InitSpec:
+        return InitSpec("normal", float(mean), float(std))
+
+    @staticmethod
+    def trunc_normal(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0) -> InitSpec:
+        return InitSpec("trunc_normal", float(mean), float(std), float(a), float(b))
+
+    @staticmethod
+    def constant(value: float) -> InitSpec:
+        return InitSpec("constant", float(value))
+
+    def __str__(self) -> str:
+        if self.kind == "uniform":
+            return f"uniform({self.a:g}, {self.b:g})"
+        if self.kind == "normal":
+            return f"normal({self.a:g}, {self.b:g})"
+        if self.kind == "trunc_normal":
+            return f"trunc_normal({self.a:g}, {self.b:g}, [{self.c:g}, {self.d:g}])"
+        return f"constant({self.a:g})"
+
+
+def _as_spec(spec: InitSpec | tuple) -> InitSpec:
+    if isinstance(spec, InitSpec):
+        return spec
+    if isinstance(spec, (tuple, list)) and spec and isinstance(spec[0], str):
+        return InitSpec(spec[0], *(float(x) for x in spec[1:]))
+    raise TypeError(f"a spec is an InitSpec or a tuple like ('normal', 0.0, 0.02), got {spec!r}")
+
+
+def _to_i64(x: int) -> int:
+    x = int(x) & _U64
+    return x - (1 << 64) if x >= (1 << 63) else x
+
+
+def key_of(name: str) -> int:
+    """64-bit stream key of a parameter name (BLAKE2b of the UTF-8 name).
+
+    Keys come from names, not from positions, so results do not depend on the
+    order in which modules were constructed.
+    """
+    return _to_i64(int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little"))
+
+
+def _resolve_seed(seed: int | None, generator: torch.Generator | None) -> int:
+    if seed is not None:
+        return _to_i64(seed)
+    gen = generator if generator is not None else torch.default_generator
+    # Two 32-bit draws: torch.randint's bound is exclusive and below 2^63.
+    hi, lo = torch.randint(0, 1 << 32, (2,), generator=gen, device=gen.device, dtype=torch.int64).tolist()
+    return _to_i64((hi << 32) | lo)
+
+
+# ---------------------------------------------------------------------------
+# The list entry point
+# ---------------------------------------------------------------------------
+
+
+def _check_tensor(t: Tensor, i: int) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"tensor {i} is a {type(t).__name__}, not a torch.Tensor")
+    if t.layout != torch.strided:
+        raise TypeError(f"tensor {i} has layout {t.layout}; only dense (strided) tensors can be initialised")
+    if t.dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(f"tensor {i} has dtype {t.dtype}; only float16, bfloat16, float32 and float64 are supported")
+
+
+def _check_spec(spec: InitSpec, i: int) -> None:
+    vals = (spec.a, spec.b, spec.c, spec.d)
+    if spec.kind == "uniform" and not (math.isfinite(spec.a) and math.isfinite(spec.b) and spec.a <= spec.b):
+        raise ValueError(f"tensor {i}: uniform needs finite low <= high, got {spec}")
+    if spec.kind in ("normal", "trunc_normal") and not (math.isfinite(spec.a) and math.isfinite(spec.b)):
+        raise ValueError(f"tensor {i}: {spec.kind} needs a finite mean and std, got {vals[:2]}")
+    if spec.kind in ("normal", "trunc_normal") and spec.b < 0:
+        raise ValueError(f"tensor {i}: {spec.kind} needs std >= 0, got std={spec.b}")
+    if spec.kind == "trunc_normal" and not spec.c <= spec.d:
+        raise ValueError(f"tensor {i}: trunc_normal needs a <= b, got a={spec.c}, b={spec.d}")
+
+
+def _fallback(tensors: list[Tensor], specs: list[InitSpec], seed: int, keys: list[int]) -> None:
+    """Devices without a trainops kernel: torch's RNG, seeded from (seed, key)."""
+    for t, s, k in zip(tensors, specs, keys):
+        gen = torch.Generator(device=t.device)
+        gen.manual_seed((seed * 0x9E3779B97F4A7C15 + k) & ((1 << 63) - 1))
+        if s.kind == "uniform":
+            t.uniform_(s.a, s.b, generator=gen)
+        elif s.kind == "normal":
+            t.normal_(s.a, s.b, generator=gen)
+        elif s.kind == "trunc_normal":
+            torch.nn.init.trunc_normal_(t, s.a, s.b, s.c, s.d, generator=gen)
+        else:
+            t.fill_(s.a)
+
+
+def _has_kernel(device: torch.device) -> bool:
+    if device.type in _INIT_DEVICES:
+        return True
+    if device.type not in _warned_fallback:
+        _warned_fallback.add(device.type)
+        reason = _extension.LOAD_ERROR or f"it has no kernel for {device.type} tensors"
+        warnings.warn(
+            f"trainops.init: {reason}; falling back to torch's generator for {device.type} tensors "
+            "(same distributions, other values, not counter-based).",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return False
+
+
+@torch.no_grad()
+def init_tensors_(
+    tensors: Sequence[Tensor],
+    specs: InitSpec | tuple | Sequence[InitSpec | tuple],
+    seed: int | None = None,
+    keys: Sequence[int] | None = None,
+    *,
+    global_shapes: Sequence[ShapeLike | None] | None = None,
+    global_offsets: Sequence[Sequence[int] | None] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[Tensor]:
+    """Initialise many tensors in one fused call per device.
+
+    Args:
+        tensors: fp16/bf16/fp32/fp64 tensors, on any devices; each is written in place.
+        specs: one :class:`InitSpec` (or tuple such as ``("normal", 0.0, 0.02)``)
+            for all tensors, or one per tensor.
+        seed: 64-bit seed; drawn from ``generator`` (or torch's default
+            generator) when None.
+        keys: one 64-bit stream key per tensor; default ``0, 1, 2, ...`` (the
+            position in the list). Pass :func:`key_of` of parameter names to
+            make the values independent of list order.
+        global_shapes: per tensor, the shape of the whole tensor it is a shard
+            of (None: the tensor is whole).
+        global_offsets: per tensor, the shard's offset in that global tensor
+            (default all zeros).
+        generator: where the seed is drawn from when ``seed`` is None.
+
+    Returns:
+        The list of tensors.
+
+    Meta tensors are skipped (they hold no data). No host sync on CUDA.
+    """
+    tensors = list(tensors)
+    if isinstance(specs, (InitSpec, tuple)) and not (
+        isinstance(specs, tuple) and specs and not isinstance(specs[0], str)
+    ):
+        specs = [_as_spec(specs)] * len(tensors)
+    else:
+        specs = [_as_spec(s) for s in specs]
+    if len(specs) != len(tensors):
+        raise ValueError(f"got {len(tensors)} tensors but {len(specs)} specs")
+    keys = list(range(len(tensors))) if keys is None else [_to_i64(k) for k in keys]
+    if len(keys) != len(tensors):
+        raise ValueError(f"got {len(tensors)} tensors but {len(keys)} keys")
+    shapes = list(global_shapes) if global_shapes is not None else [None] * len(tensors)
+    offsets = list(global_offsets) if global_offsets is not None else [None] * len(tensors)
+    if len(shapes) != len(tensors) or len(offsets) != len(tensors):
+        raise ValueError("global_shapes and global_offsets need one entry per tensor")
+    for i, (t, s) in enumerate(zip(tensors, specs)):
+        _check_tensor(t, i)
+        _check_spec(s, i)
+    seed = _resolve_seed(seed, generator)
+
+    groups: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        if t.device.type != "meta":
+            groups.setdefault(t.device, []).append(i)
+    for device, idx in groups.items():
+        ts = [tensors[i] for i in idx]
+        if not _has_kernel(device):
+            _fallback(ts, [specs[i] for i in idx], seed, [keys[i] for i in idx])
+            continue
+        params: list[float] = []
+        for i in idx:
+            s = specs[i]
+            params += [s.a, s.b, s.c, s.d]
+        flat_shapes: list[int] = []
+        flat_offsets: list[int] = []
+        if any(shapes[i] is not None for i in idx):
+            for i in idx:
+                t = tensors[i]
+                g = list(shapes[i]) if shapes[i] is not None else list(t.shape)
+                o = list(offsets[i]) if offsets[i] is not None else [0] * t.dim()
+                if len(g) != t.dim() or len(o) != t.dim():
+                    raise ValueError(
+                        f"tensor {i} has {t.dim()} dims but global_shape {g} / global_offset {o} do not"
+                    )
+                flat_shapes += g
+                flat_offsets += o
+        torch.ops.trainops.init_tensors_(
+            ts, [_KINDS[specs[i].kind] for i in idx], params, seed, [keys[i] for i in idx], flat_shapes, flat_offsets
+        )
+    return tensors
+
+
+def _draw_(
+    tensor: Tensor,
+    spec: InitSpec,
+    generator: torch.Generator | None,
+    seed: int | None,
+    key: int | None,
+    global_shape: ShapeLike | None,
+    global_offset: Sequence[int] | None,
+) -> Tensor:
+    init_tensors_(
+        [tensor],
+        [spec],
+        seed=_resolve_seed(seed, generator),
+        keys=[0 if key is None else key],
+        global_shapes=[global_shape] if global_shape is not None else None,
+        global_offsets=[global_offset] if global_offset is not None else None,
+    )
+    return tensor
+
+
+# ---------------------------------------------------------------------------
+# torch.nn.init's functions
+# ---------------------------------------------------------------------------
+
+
+def calculate_gain(nonlinearity: str, param: int | float | None = None) -> float:
+    """The recommended gain of a nonlinearity (as torch.nn.init.calculate_gain)."""
+    return torch.nn.init.calculate_gain(nonlinearity, param)
+
+
+def _fans(shape: ShapeLike) -> tuple[int, int]:
+    shape = tuple(shape)
+    if len(shape) < 2:
+        raise ValueError("Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _fan(shape: ShapeLike, mode: str) -> int:
+    mode = mode.lower()
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
+    fan_in, fan_out = _fans(shape)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def _shape_for_fans(tensor: Tensor, global_shape: ShapeLike | None) -> tuple[int, ...]:
+    return tuple(global_shape) if global_shape is not None else tuple(tensor.shape)
+
+
+def uniform_(
+    tensor: Tensor,
+    a: float = 0.0,
+    b: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+    key: int | None = None,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> Tensor:
+    """Fill ``tensor`` with values from U(a, b) (as torch.nn.init.uniform_)."""
+    return _draw_(tensor, InitSpec.uniform(a, b), generator, seed, key, global_shape, global_offset)
+
+
+def normal_(
+    tensor: Tensor,
+    mean: float = 0.0,
+    std: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+    key: int | None = None,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> Tensor:
+    """Fill ``tensor`` with values from N(mean, std^2) (as torch.nn.init.normal_)."""
+    return _draw_(tensor, InitSpec.normal(mean, std), generator, seed, key, global_shape, global_offset)
+
+
+def trunc_normal_(
+    tensor: Tensor,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+    key: int | None = None,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> Tensor:
+    """N(mean, std^2) truncated to [a, b] (absolute bounds, as torch), in one pass."""
+    return _draw_(tensor, InitSpec.trunc_normal(mean, std, a, b), generator, seed, key, global_shape, global_offset)
+
+
+def _warn_zero(tensor: Tensor, what: str) -> None:
+    if tensor.dim() >= 2:
+        warnings.warn(
+            f"trainops.init.{what}: zero-initialising a {tensor.dim()}-D weight of shape {tuple(tensor.shape)}: "
+            "every unit gets the same gradient, so symmetry is never broken",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+@torch.no_grad()
+def constant_(tensor: Tensor, val: float) -> Tensor:
+    """Fill ``tensor`` with ``val`` (warns when zero-filling a >= 2-D weight)."""
+    if float(val) == 0.0:
+        _warn_zero(tensor, "constant_")
+    return tensor.fill_(val)
+
+
+@torch.no_grad()
+def ones_(tensor: Tensor) -> Tensor:
+    """Fill ``tensor`` with ones."""
+    return tensor.fill_(1.0)
+
+
+@torch.no_grad()
+def zeros_(tensor: Tensor) -> Tensor:
+    """Fill ``tensor`` with zeros (warns for a >= 2-D weight: symmetry is never broken)."""
+    _warn_zero(tensor, "zeros_")
+    return tensor.zero_()
+
+
+def eye_(tensor: Tensor) -> Tensor:
+    """Identity matrix in a 2-D tensor (torch.nn.init.eye_; draws nothing)."""
+    return torch.nn.init.eye_(tensor)
+
+
+def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
+    """Dirac delta in a 3/4/5-D tensor (torch.nn.init.dirac_; draws nothing)."""
+    return torch.nn.init.dirac_(tensor, groups)
+
+
+def xavier_uniform_(
+    tensor: Tensor,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+    key: int | None = None,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> Tensor:
+    """U(-bound, bound), bound = gain sqrt(6 / (fan_in + fan_out)) (fans of the global shape)."""
+    fan_in, fan_out = _fans(_shape_for_fans(tensor, global_shape))
+    bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    return _draw_(tensor, InitSpec.uniform(-bound, bound), generator, seed, key, global_shape, global_offset)
+
+
+def xavier_normal_(
+    tensor: Tensor,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+    key: int | None = None,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> Tensor:
+    """N(0, std^2), std = gain sqrt(2 / (fan_in + fan_out)) (fans of the global shape)."""
+    fan_in, fan_out = _fans(_shape_for_fans(tensor, global_shape))
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    return _draw_(tensor, InitSpec.normal(0.0, std), generator, seed, key, global_shape, global_offset)
+
+
+def _kaiming_std(shape: ShapeLike, a: float, mode: str, nonlinearity: str) -> float:
+    fan = _fan(shape, mode)
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+
+
+def kaiming_uniform_(
+    tensor: Tensor,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+    key: int | None = None,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> Tensor:
+    """U(-bound, bound), bound = gain sqrt(3 / fan) (as torch.nn.init.kaiming_uniform_)."""
+    if 0 in tensor.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
+        return tensor
+    bound = math.sqrt(3.0) * _kaiming_std(_shape_for_fans(tensor, global_shape), a, mode, nonlinearity)
+    return _draw_(tensor, InitSpec.uniform(-bound, bound), generator, seed, key, global_shape, global_offset)
+
+
+def kaiming_normal_(
+    tensor: Tensor,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+    key: int | None = None,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> Tensor:
+    """N(0, std^2), std = gain / sqrt(fan) (as torch.nn.init.kaiming_normal_)."""
+    if 0 in tensor.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
+        return tensor
+    std = _kaiming_std(_shape_for_fans(tensor, global_shape), a, mode, nonlinearity)
+    return _draw_(tensor, InitSpec.normal(0.0, std), generator, seed, key, global_shape, global_offset)
+
+
+@torch.no_grad()
+def _orthogonal_batch(
+    tensors: list[Tensor],
+    gains: list[float],
+    seed: int,
+    keys: list[int],
+    global_shape: ShapeLike | None = None,
+    global_offsets: list[Sequence[int] | None] | None = None,
+) -> None:
+    """Orthogonal init of same-shaped tensors: Gaussian from the counter RNG, one batched QR."""
+    shape = tuple(global_shape) if global_shape is not None else tuple(tensors[0].shape)
+    if len(shape) < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    rows = shape[0]
+    cols = math.prod(shape) // rows
+    device = tensors[0].device
+    wide = tensors[0].dtype == torch.float64
+    gauss = torch.empty((len(tensors), rows, cols), dtype=torch.float64 if wide else torch.float32, device=device)
+    init_tensors_(list(gauss.unbind(0)), InitSpec.normal(0.0, 1.0), seed=seed, keys=keys)
+    if rows < cols:
+        gauss = gauss.transpose(1, 2)
+    q, r = torch.linalg.qr(gauss)
+    q = q * torch.diagonal(r, dim1=-2, dim2=-1).sign().unsqueeze(-2)
+    if rows < cols:
+        q = q.transpose(1, 2)
+    for i, t in enumerate(tensors):
+        full = (q[i] * gains[i]).reshape(shape)
+        if global_shape is not None:
+            off = (global_offsets or [None] * len(tensors))[i] or [0] * len(shape)
+            full = full[tuple(slice(o, o + n) for o, n in zip(off, t.shape))]
+        t.copy_(full)
+
+
+def orthogonal_(
+    tensor: Tensor,
+    gain: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+    key: int | None = None,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> Tensor:
+    """(Semi-)orthogonal matrix times ``gain`` (as torch.nn.init.orthogonal_).
+
+    A Gaussian matrix from the counter RNG, then ``torch.linalg.qr`` with the
+    sign fix. A shard (``global_shape``) is the slice of the global matrix, so
+    every rank computes the whole matrix (its QR is not shardable).
+    """
+    if tensor.ndimension() < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    if tensor.numel() == 0:
+        return tensor
+    _orthogonal_batch(
+        [tensor],
+        [gain],
+        _resolve_seed(seed, generator),
+        [0 if key is None else key],
+        global_shape,
+        [global_offset],
+    )
+    return tensor
+
+
+@torch.no_grad()
+def sparse_(
+    tensor: Tensor,
+    sparsity: float,
+    std: float = 0.01,
+    generator: torch.Generator | None = None,
+    *,
+    seed: int | None = None,
+    key: int | None = None,
+) -> Tensor:
+    """2-D tensor: N(0, std^2) with ``ceil(sparsity * rows)`` zeros per column (as torch).
+
+    The zero positions are a per-column random permutation from the same
+    counter RNG (stream ``key + 1``), so they are reproducible too.
+    """
+    if tensor.ndimension() != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    rows, cols = tensor.shape
+    num_zeros = int(math.ceil(sparsity * rows))
+    seed = _resolve_seed(seed, generator)
+    key = 0 if key is None else key
+    init_tensors_([tensor], InitSpec.normal(0.0, std), seed=seed, keys=[key])
+    if num_zeros > 0:
+        u = torch.empty((rows, cols), dtype=torch.float64, device=tensor.device)
+        init_tensors_([u], InitSpec.uniform(0.0, 1.0), seed=seed, keys=[_to_i64(key + 1)])
+        zero_rows = torch.argsort(u, dim=0)[:num_zeros]
+        tensor.scatter_(0, zero_rows, 0.0)
+    return tensor
+
+
+# ---------------------------------------------------------------------------
+# Whole-model plans
+# ---------------------------------------------------------------------------
+
+_RELU_FAMILY = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+)
+_SQUASH = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
+_RELU_FUNCS = {"relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "gelu", "silu", "elu", "selu", "mish", "hardswish"}
+_SQUASH_FUNCS = {"tanh": "tanh", "tanh_": "tanh", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}
+# Modules that pass the activation question through (conv -> bn -> relu).
+_TRANSPARENT_MODULES = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.Identity,
+    nn.Flatten,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+)
+_TRANSPARENT_FUNCS = {"dropout", "flatten", "reshape", "view", "contiguous", "max_pool2d", "avg_pool2d", "permute", "transpose"}
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
+_RNNS = (nn.RNN, nn.GRU, nn.LSTM)
+
+
+@dataclass
+class PlanEntry:
+    """How one parameter is initialised.
+
+    Attributes:
+        name: qualified parameter name.
+        shape: its shape.
+        scheme: what is applied, e.g. "kaiming_normal_(fan_in, relu)".
+        spec: the distribution (None for "orthogonal" / "keep").
+        fan: the fan used (None if no fan).
+        gain: the gain used (None if none).
+        std: standard deviation of the values (None for constants).
+        bound: bound of a uniform / truncated distribution (None otherwise).
+        reason: why this scheme was picked.
+        guessed: True when the activation or the rule had to be guessed.
+        key: the stream key (from the name).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    scheme: str
+    spec: InitSpec | None
+    fan: int | None = None
+    gain: float | None = None
+    std: float | None = None
+    bound: float | None = None
+    reason: str = ""
+    guessed: bool = False
+    key: int = 0
+
+
+@dataclass
+class InitPlan:
+    """The per-parameter plan of :func:`plan`; print it for a table."""
+
+    scheme: str
+    entries: list[PlanEntry] = field(default_factory=list)
+    traced: bool = False
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, name: str) -> PlanEntry:
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def __str__(self) -> str:
+        def f(x: float | None) -> str:
+            return "-" if x is None else f"{x:.4g}"
+
+        head = f"trainops.init plan (scheme={self.scheme!r}"
+        if self.scheme == "auto":
+            head += f", activations from {'the torch.fx graph' if self.traced else 'module order (the model does not trace)'}"
+        head += ")"
+        rows = [("name", "shape", "scheme", "fan", "gain", "std", "bound", "reason")]
+        for e in self.entries:
+            rows.append(
+                (
+                    e.name,
+                    "x".join(map(str, e.shape)) or "scalar",
+                    e.scheme,
+                    "-" if e.fan is None else str(e.fan),
+                    f(e.gain),
+                    f(e.std),
+                    f(e.bound),
+                    ("GUESSED: " if e.guessed else "") + e.reason,
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(7)]
+        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r[:7], widths)) + "  " + r[7] for r in rows]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _activation_of_module(m: nn.Module) -> tuple[str, float | None] | None:
+    if isinstance(m, nn.LeakyReLU):
+        return "leaky_relu", m.negative_slope
+    if isinstance(m, _RELU_FAMILY):
+        return "relu", None
+    for cls, name in _SQUASH.items():
+        if isinstance(m, cls):
+            return name, None
+    return None
+
+
+def _fx_activations(model: nn.Module) -> dict[str, tuple[str, float | None] | None] | None:
+    """Activation that follows each Linear/Conv module, from a torch.fx trace (None if it does not trace)."""
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception:  # noqa: BLE001 - any tracing failure means: fall back to module order
+        return None
+    modules = dict(gm.named_modules())
+    out: dict[str, tuple[str, float | None] | None] = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), (nn.Linear,) + _CONV):
+            continue
+        act = None
+        cur = node
+        for _ in range(8):
+            users = list(cur.users)
+            if len(users) != 1:
+                break
+            nxt = users[0]
+            name = None
+            if nxt.op == "call_module":
+                m = modules.get(nxt.target)
+                act = _activation_of_module(m) if m is not None else None
+                if act is not None or not isinstance(m, _TRANSPARENT_MODULES):
+                    break
+            elif nxt.op in ("call_function", "call_method"):
+                name = nxt.target if isinstance(nxt.target, str) else getattr(nxt.target, "__name__", "")
+                if name in _RELU_FUNCS:
+                    slope = nxt.kwargs.get("negative_slope", nxt.args[1] if len(nxt.args) > 1 else 0.01)
+                    act = ("leaky_relu", float(slope)) if name.startswith("leaky") else ("relu", None)
+                    break
+                if name in _SQUASH_FUNCS:
+                    act = (_SQUASH_FUNCS[name], None)
+                    break
+                if name not in _TRANSPARENT_FUNCS:
+                    break
+            else:
+                break
+            cur = nxt
+        out[node.target] = act
+    return out
+
+
+def _order_activations(model: nn.Module) -> dict[str, tuple[str, float | None] | None]:
+    """Activation following each Linear/Conv in module registration order (a guess)."""
+    named = list(model.named_modules())
+    out: dict[str, tuple[str, float | None] | None] = {}
+    for i, (name, m) in enumerate(named):
+        if not isinstance(m, (nn.Linear,) + _CONV):
+            continue
+        act = None
+        for _, nxt in named[i + 1 :]:
+            a = _activation_of_module(nxt)
+            if a is not None:
+                act = a
+                break
+            if isinstance(nxt, (nn.Linear, nn.Embedding) + _CONV + _RNNS):
+                break
+        out[name] = act
+    return out
+
+
+def _entry(name: str, p: Tensor, scheme: str, spec: InitSpec | None, reason: str, **kw: Any) -> PlanEntry:
+    std = kw.pop("std", None)
+    bound = kw.pop("bound", None)
+    if spec is not None and std is None:
+        if spec.kind == "normal":
+            std = spec.b
+        elif spec.kind == "uniform":
+            bound = spec.b
+            std = (spec.b - spec.a) / math.sqrt(12.0)
+        elif spec.kind == "constant":
+            std = None
+    return PlanEntry(name, tuple(p.shape), scheme, spec, std=std, bound=bound, reason=reason, key=key_of(name), **kw)
+
+
+def _kaiming_entry(name: str, p: Tensor, mode: str, act: tuple[str, float | None], reason: str, guessed: bool) -> PlanEntry:
+    nl, slope = act
+    gain = calculate_gain(nl, slope)
+    fan = _fan(p.shape, mode)
+    std = gain / math.sqrt(fan)
+    return _entry(name, p, f"kaiming_normal_({mode}, {nl})", InitSpec.normal(0.0, std), reason, fan=fan, gain=gain, guessed=guessed)
+
+
+def _xavier_entry(name: str, p: Tensor, gain: float, reason: str, guessed: bool = False) -> PlanEntry:
+    fan_in, fan_out = _fans(p.shape)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return _entry(
+        name, p, f"xavier_uniform_(gain={gain:.4g})", InitSpec.uniform(-bound, bound), reason, fan=fan_in + fan_out, gain=gain, guessed=guessed
+    )
+
+
+def _zeros_entry(name: str, p: Tensor, reason: str) -> PlanEntry:
+    return _entry(name, p, "zeros_", InitSpec.constant(0.0), reason)
+
+
+def _ones_entry(name: str, p: Tensor, reason: str) -> PlanEntry:
+    return _entry(name, p, "ones_", InitSpec.constant(1.0), reason)
+
+
+def _is_bias(pname: str) -> bool:
+    # "bias", "in_proj_bias", RNN "bias_ih_l0" ...
+    return pname.endswith("bias") or pname.startswith("bias")
+
+
+def _layer_rule(
+    scheme: str, mname: str, m: nn.Module, pname: str, p: Tensor, acts: dict, traced: bool, n_layers: int | None
+) -> PlanEntry:
+    full = f"{mname}.{pname}" if mname else pname
+    is_bias = _is_bias(pname)
+    if scheme == "torch":
+        return _torch_rule(full, m, pname, p)
+    if scheme == "gpt2":
+        return _gpt2_rule(full, m, pname, p, n_layers)
+
+    if isinstance(m, _NORMS):
+        return _zeros_entry(full, p, f"{type(m).__name__} bias") if is_bias else _ones_entry(full, p, f"{type(m).__name__} scale")
+    if isinstance(m, nn.Embedding):
+        pad = "" if m.padding_idx is None else f"; padding row {m.padding_idx} zeroed"
+        return _entry(full, p, "normal_(0, 0.01)", InitSpec.normal(0.0, 0.01), "Embedding" + pad)
+    if isinstance(m, _RNNS):
+        if is_bias:
+            return _zeros_entry(full, p, f"{type(m).__name__} bias")
+        if pname.startswith("weight_hh"):
+            return _entry(full, p, "orthogonal_", None, f"{type(m).__name__} recurrent weight", gain=1.0, std=1.0 / math.sqrt(max(p.shape[0], p[0].numel())))
+        return _xavier_entry(full, p, 1.0, f"{type(m).__name__} input weight")
+    if isinstance(m, (nn.Linear,) + _CONV):
+        layer = "Conv" if isinstance(m, _CONV) else "Linear"
+        if is_bias:
+            return _zeros_entry(full, p, f"{layer} bias")
+        if scheme == "kaiming":
+            return _kaiming_entry(full, p, "fan_in", ("relu", None), "scheme 'kaiming'", False)
+        if scheme == "xavier":
+            return _xavier_entry(full, p, 1.0, "scheme 'xavier'")
+        act = acts.get(mname)
+        src = "torch.fx graph" if traced else "module order"
+        guessed = not traced
+        if act is not None and act[0] in ("relu", "leaky_relu"):
+            mode = "fan_out" if layer == "Conv" else "fan_in"
+            return _kaiming_entry(full, p, mode, act, f"{layer} followed by {act[0]} ({src})", guessed)
+        if act is not None:
+            return _xavier_entry(full, p, calculate_gain(act[0]), f"{layer} followed by {act[0]} ({src})", guessed)
+        return _xavier_entry(full, p, 1.0, f"{layer} with no activation after it ({src})", guessed)
+    if isinstance(m, nn.MultiheadAttention):
+        if is_bias:
+            return _zeros_entry(full, p, "MultiheadAttention bias")
+        return _xavier_entry(full, p, 1.0, "MultiheadAttention projection")
+    # Anything else: a parameter of an unknown module.
+    if p.dim() >= 2:
+        return _xavier_entry(full, p, 1.0, f"parameter of {type(m).__name__} (unknown module)", guessed=True)
+    if is_bias:
+        return _zeros_entry(full, p, f"bias of {type(m).__name__} (unknown module)")
+    e = _ones_entry(full, p, f"1-D parameter of {type(m).__name__} (unknown module), taken as a scale")
+    e.guessed = True
+    return e
+
+
+def _torch_rule(full: str, m: nn.Module, pname: str, p: Tensor) -> PlanEntry:
+    """What each module's reset_parameters() draws, from the counter RNG."""
+    is_bias = _is_bias(pname)
+    if isinstance(m, (nn.Linear,) + _CONV):
+        w = m.weight
+        fan_in, _ = _fans(w.shape)
+        if is_bias:
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            return _entry(full, p, "uniform_(+-1/sqrt(fan_in))", InitSpec.uniform(-bound, bound), "reset_parameters bias", fan=fan_in)
+        gain = calculate_gain("leaky_relu", math.sqrt(5))
+        bound = math.sqrt(3.0) * gain / math.sqrt(fan_in)
+        return _entry(
+            full, p, "kaiming_uniform_(a=sqrt(5))", InitSpec.uniform(-bound, bound), "reset_parameters weight", fan=fan_in, gain=gain
+        )
+    if isinstance(m, nn.Embedding):
+        return _entry(full, p, "normal_(0, 1)", InitSpec.normal(0.0, 1.0), "Embedding.reset_parameters")
+    if isinstance(m, _NORMS):
+        return _zeros_entry(full, p, "reset_parameters") if is_bias else _ones_entry(full, p, "reset_parameters")
+    if isinstance(m, _RNNS):
+        bound = 1.0 / math.sqrt(m.hidden_size)
+        return _entry(full, p, "uniform_(+-1/sqrt(hidden))", InitSpec.uniform(-bound, bound), "RNN reset_parameters")
+    if isinstance(m, nn.MultiheadAttention):
+        if is_bias:
+            return _zeros_entry(full, p, "MultiheadAttention bias")
+        return _xavier_entry(full, p, 1.0, "MultiheadAttention._reset_parameters")
+    if p.dim() >= 2:
+        return _xavier_entry(full, p, 1.0, f"parameter of {type(m).__name__} (unknown module)", guessed=True)
+    e = (_zeros_entry if is_bias else _ones_entry)(full, p, f"parameter of {type(m).__name__} (unknown module)")
+    e.guessed = True
+    return e
+
+
+_RESIDUAL_PROJ = re.compile(r"(^|\.)(c_proj|out_proj|o_proj|proj|down_proj|dense_4h_to_h)\.weight$")
+
+
+def _gpt2_rule(full: str, m: nn.Module, pname: str, p: Tensor, n_layers: int | None) -> PlanEntry:
+    """GPT-2: normal(0, 0.02), residual projections 0.02/sqrt(2 n_layers), zero biases, unit norms."""
+    if _is_bias(pname):
+        return _zeros_entry(full, p, "bias")
+    if isinstance(m, _NORMS):
+        return _ones_entry(full, p, f"{type(m).__name__} scale")
+    if p.dim() < 2:
+        e = _ones_entry(full, p, "1-D parameter, taken as a scale")
+        e.guessed = True
+        return e
+    if _RESIDUAL_PROJ.search(full) and n_layers:
+        std = 0.02 / math.sqrt(2 * n_layers)
+        return _entry(full, p, "normal_(0, 0.02/sqrt(2 n_layers))", InitSpec.normal(0.0, std), f"residual projection, {n_layers} layers")
+    return _entry(full, p, "normal_(0, 0.02)", InitSpec.normal(0.0, 0.02), "GPT-2 weight")
+
+
+def _count_layers(model: nn.Module) -> int | None:
+    cfg = getattr(model, "config", None)
+    for attr in ("n_layer", "num_hidden_layers", "n_layers"):
+        v = getattr(cfg, attr, None) if cfg is not None else None
+        if isinstance(v, int):
+            return v
+    best = None
+    for name, m in model.named_modules():
+        if isinstance(m, nn.ModuleList) and len(m) > 0:
+            best = max(best or 0, len(m))
+    return best
+
+
+def _skip_fn(skip: Iterable[str] | Callable[[str, Tensor], bool] | None) -> Callable[[str, Tensor], bool]:
+    if skip is None:
+        return lambda name, p: False
+    if callable(skip):
+        return lambda name, p: bool(skip(name, p))
+    names = set(skip)
+    return lambda name, p: name in names or any(name.startswith(n + ".") for n in names)
+
+
+def plan(
+    module: nn.Module,
+    scheme: str = "auto",
+    *,
+    skip: Iterable[str] | Callable[[str, Tensor], bool] | None = None,
+    n_layers: int | None = None,
+) -> InitPlan:
+    """The initialisation plan of a model, per parameter, with reasons.
+
+    Args:
+        module: the model (may live on the meta device).
+        scheme: "auto" (Linear + ReLU family -> kaiming_normal_(fan_in); Conv +
+            ReLU -> kaiming_normal_(fan_out); Linear/Conv + tanh/sigmoid ->
+            xavier_uniform_ with that gain; RNN weight_hh -> orthogonal_,
+            weight_ih -> xavier_uniform_; Embedding -> normal(0, 0.01); biases
+            -> zeros; norms -> ones/zeros), "kaiming", "xavier", "gpt2" (normal
+            0.02, residual projections / sqrt(2 n_layers)) or "torch" (what
+            reset_parameters draws).
+        skip: parameter names (or module prefixes) to leave untouched, or a
+            predicate ``(name, param) -> bool``.
+        n_layers: layer count for "gpt2" (default: ``model.config.n_layer`` or
+            the longest ModuleList).
+
+    Returns:
+        An :class:`InitPlan`; ``print(plan)`` shows a table. The activation
+        after each layer comes from a torch.fx trace when the model traces,
+        from module order otherwise (entries then say GUESSED).
+    """
+    schemes = ("auto", "kaiming", "xavier", "gpt2", "torch")
+    if scheme not in schemes:
+        raise ValueError(f"unknown scheme {scheme!r}; expected one of {schemes}")
+    acts: dict = {}
+    traced = False
+    if scheme == "auto":
+        fx = _fx_activations(module)
+        traced = fx is not None
+        acts = fx if fx is not None else _order_activations(module)
+    if scheme == "gpt2" and n_layers is None:
+        n_layers = _count_layers(module)
+    skip_fn = _skip_fn(skip)
+    out = InitPlan(scheme=scheme, traced=traced)
+    seen: set[int] = set()
+    for mname, m in module.named_modules():
+        for pname, p in m.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue  # tied weights: initialised once, under their first name
+            seen.add(id(p))
+            full = f"{mname}.{pname}" if mname else pname
+            if skip_fn(full, p):
+                continue
+            out.entries.append(_layer_rule(scheme, mname, m, pname, p, acts, traced, n_layers))
+    return out
+
+
+@torch.no_grad()
+def init_module_(
+    module: nn.Module,
+    scheme: str | InitPlan = "auto",
+    seed: int = 0,
+    *,
+    skip: Iterable[str] | Callable[[str, Tensor], bool] | None = None,
+    n_layers: int | None = None,
+) -> InitPlan:
+    """Initialise every parameter of ``module`` by a plan, in one fused call per device.
+
+    Args:
+        module: the model.
+        scheme: a scheme name (see :func:`plan`) or a plan from it.
+        seed: 64-bit seed; keys come from the parameter names.
+        skip: names / prefixes / predicate of parameters to leave untouched.
+        n_layers: for scheme "gpt2".
+
+    Returns:
+        The plan that was applied.
+    """
+    the_plan = scheme if isinstance(scheme, InitPlan) else plan(module, scheme, skip=skip, n_layers=n_layers)
+    params = dict(module.named_parameters())
+    skip_fn = _skip_fn(skip)
+    draws: list[tuple[Tensor, InitSpec, int]] = []
+    ortho: dict[tuple, list[tuple[Tensor, PlanEntry]]] = {}
+    for e in the_plan:
+        p = params.get(e.name)
+        if p is None or skip_fn(e.name, p):
+            continue
+        if e.spec is not None and e.spec.kind == "constant" and e.spec.a == 0.0 and p.dim() >= 2:
+            warnings.warn(
+                f"trainops.init: the plan zero-initialises {e.name} of shape {tuple(p.shape)}: "
+                "symmetry is never broken",
+                UserWarning,
+                stacklevel=2,
+            )
+        if e.scheme == "orthogonal_":
+            ortho.setdefault((tuple(p.shape), p.dtype, p.device), []).append((p, e))
+        elif e.spec is not None:
+            draws.append((p, e.spec, e.key))
+    if draws:
+        init_tensors_([d[0] for d in draws], [d[1] for d in draws], seed=seed, keys=[d[2] for d in draws])
+    # As nn.Embedding.reset_parameters: the padding row starts at zero.
+    drawn = {id(d[0]) for d in draws}
+    for m in module.modules():
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None and id(m.weight) in drawn:
+            if m.weight.device.type != "meta":
+                m.weight[m.padding_idx].zero_()
+    for group in ortho.values():
+        if group[0][0].device.type == "meta":
+            continue
+        _orthogonal_batch([p for p, _ in group], [e.gain or 1.0 for _, e in group], _to_i64(seed), [e.key for _, e in group])
+    return the_plan
+
+
+@torch.no_grad()
+def materialize_(
+    module: nn.Module,
+    device: torch.device | str,
+    scheme_or_plan: str | InitPlan = "auto",
+    seed: int = 0,
+    *,
+    skip: Iterable[str] | Callable[[str, Tensor], bool] | None = None,
+) -> InitPlan:
+    """Allocate a model built under ``torch.device("meta")`` on ``device`` and initialise it.
+
+    The values are exactly those :func:`init_module_` gives with the same
+    scheme and seed. Norm layers' running statistics are reset; any other
+    buffer that was on the meta device is zero-filled, with a warning naming
+    it (its real value is not known here).
+
+    Args:
+        module: the model (parameters on the meta device, or anywhere).
+        device: where to allocate it.
+        scheme_or_plan: a scheme name or a plan from :func:`plan`.
+        seed: 64-bit seed.
+        skip: parameters to leave uninitialised (allocated only).
+
+    Returns:
+        The plan that was applied.
+    """
+    the_plan = scheme_or_plan if isinstance(scheme_or_plan, InitPlan) else plan(module, scheme_or_plan, skip=skip)
+    meta_buffers = [name for name, b in module.named_buffers() if b.device.type == "meta"]
+    # to_empty gives every module its own tensors: remember tied parameters
+    # (e.g. an output layer sharing the embedding) and tie them again after.
+    first: dict[int, tuple[nn.Module, str]] = {}
+    ties: list[tuple[nn.Module, str, nn.Module, str]] = []
+    for m in module.modules():
+        for pname, p in m.named_parameters(recurse=False):
+            if id(p) in first:
+                ties.append((m, pname, *first[id(p)]))
+            else:
+                first[id(p)] = (m, pname)
+    module.to_empty(device=device)
+    for m, pname, src, src_name in ties:
+        setattr(m, pname, getattr(src, src_name))
+    unknown = []
+    norm_buffers = set()
+    for mname, m in module.named_modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            m.reset_running_stats()
+            norm_buffers.update(f"{mname}.{b}" if mname else b for b in ("running_mean", "running_var", "num_batches_tracked"))
+    buffers = dict(module.named_buffers())
+    for name in meta_buffers:
+        if name not in norm_buffers and name in buffers:
+            buffers[name].zero_()
+            unknown.append(name)
+    if unknown:
+        warnings.warn(
+            f"trainops.init.materialize_: buffers {unknown} were on the meta device and are zero-filled; "
+            "set their real values after materialize_",
+            UserWarning,
+            stacklevel=2,
+        )
+    return init_module_(module, the_plan, seed, skip=skip)
