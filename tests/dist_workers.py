@@ -223,3 +223,68 @@ def run(rank: int, ws: int, init_file: str, checks: list[str]) -> None:
             dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def _init_model():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(37, 12, padding_idx=3)
+            self.gru = torch.nn.GRU(12, 10, batch_first=True)
+            self.fc1 = torch.nn.Linear(10, 33)
+            self.norm = torch.nn.LayerNorm(33)
+            self.fc2 = torch.nn.Linear(33, 5)
+
+        def forward(self, x):
+            h, _ = self.gru(self.emb(x))
+            return self.fc2(torch.relu(self.norm(self.fc1(h[:, -1]))))
+
+    return Net()
+
+
+def _assert_same_values(sharded: torch.nn.Module, ref: torch.nn.Module) -> None:
+    ref_params = dict(ref.named_parameters())
+    for name, p in sharded.named_parameters():
+        full = p.full_tensor() if tdist.is_dtensor(p) else p
+        assert torch.equal(full.detach(), ref_params[name].detach()), name
+
+
+def check_init_fsdp2(rank: int, ws: int) -> None:
+    """init_module_ / materialize_ on FSDP2 shards give the unsharded model's values."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (ws,))
+    ref = _init_model()
+    trainops.init.init_module_(ref, "auto", seed=7)
+    for scheme in ("auto", "torch"):
+        ref_s = _init_model()
+        trainops.init.init_module_(ref_s, scheme, seed=11)
+        model = _init_model()
+        for m in (model.gru, model.fc1, model.fc2, model.emb):
+            fully_shard(m, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        trainops.init.init_module_(model, scheme, seed=11)
+        _assert_same_values(model, ref_s)
+    # Built on the meta device, sharded, then materialised shard by shard.
+    with torch.device("meta"):
+        meta_model = _init_model()
+    for m in (meta_model.gru, meta_model.fc1, meta_model.fc2, meta_model.emb):
+        fully_shard(m, mesh=mesh)
+    fully_shard(meta_model, mesh=mesh)
+    trainops.init.materialize_(meta_model, "cpu", "auto", seed=7)
+    _assert_same_values(meta_model, ref)
+    assert float(ref.emb.weight[3].abs().sum()) == 0.0  # padding row
+
+
+def check_init_tensor_parallel(rank: int, ws: int) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    mesh = init_device_mesh("cpu", (ws,))
+    ref = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    trainops.init.init_module_(ref, "auto", seed=3)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    parallelize_module(model, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+    trainops.init.init_module_(model, "auto", seed=3)
+    _assert_same_values(model, ref)

@@ -49,7 +49,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from . import _extension
+from . import _extension, distributed
 
 __all__ = [
     "InitPlan",
@@ -783,15 +783,31 @@ def _activation_of_module(m: nn.Module) -> tuple[str, float | None] | None:
     return None
 
 
+class _LayerTracer(torch.fx.Tracer):
+    """symbolic_trace's tracer, but a torch.nn layer stays a leaf also when a
+    wrapper subclassed it (FSDP2's fully_shard turns Linear into FSDPLinear),
+    so a sharded model traces to the same graph, and gets the same plan, as
+    the unsharded one."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if super().is_leaf_module(m, module_qualified_name):
+            return True
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return False
+        return any(
+            cls is not nn.Module and cls.__module__.startswith("torch.nn.modules") for cls in type(m).__mro__[1:]
+        )
+
+
 def _fx_activations(model: nn.Module) -> dict[str, tuple[str, float | None] | None] | None:
     """Activation that follows each Linear/Conv module, from a torch.fx trace (None if it does not trace)."""
     try:
-        gm = torch.fx.symbolic_trace(model)
+        graph = _LayerTracer().trace(model)
     except Exception:  # noqa: BLE001 - any tracing failure means: fall back to module order
         return None
-    modules = dict(gm.named_modules())
+    modules = dict(model.named_modules())
     out: dict[str, tuple[str, float | None] | None] = {}
-    for node in gm.graph.nodes:
+    for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules.get(node.target), (nn.Linear,) + _CONV):
             continue
         act = None
@@ -1108,18 +1124,61 @@ def init_module_(
         elif e.spec is not None:
             draws.append((p, e.spec, e.key))
     if draws:
-        init_tensors_([d[0] for d in draws], [d[1] for d in draws], seed=seed, keys=[d[2] for d in draws])
+        # Sharded parameters (DTensor: FSDP2, tensor parallel) are drawn on their
+        # local shard only, at its offset in the global tensor: every rank
+        # writes its own elements with the values the unsharded model gets.
+        layouts = [_shard_layout(d[0]) for d in draws]
+        sharded = any(g is not None for _, g, _ in layouts)
+        init_tensors_(
+            [local for local, _, _ in layouts],
+            [d[1] for d in draws],
+            seed=seed,
+            keys=[d[2] for d in draws],
+            global_shapes=[g for _, g, _ in layouts] if sharded else None,
+            global_offsets=[o for _, _, o in layouts] if sharded else None,
+        )
     # As nn.Embedding.reset_parameters: the padding row starts at zero.
     drawn = {id(d[0]) for d in draws}
     for m in module.modules():
         if isinstance(m, nn.Embedding) and m.padding_idx is not None and id(m.weight) in drawn:
-            if m.weight.device.type != "meta":
-                m.weight[m.padding_idx].zero_()
+            _zero_row(m.weight, m.padding_idx % m.weight.shape[0])
     for group in ortho.values():
-        if group[0][0].device.type == "meta":
+        layouts = [_shard_layout(p) for p, _ in group]
+        if layouts[0][0].device.type == "meta":
             continue
-        _orthogonal_batch([p for p, _ in group], [e.gain or 1.0 for _, e in group], _to_i64(seed), [e.key for _, e in group])
+        # Orthogonality couples every element of the matrix, so a shard cannot
+        # be drawn alone: each rank builds the whole (small: recurrent weights
+        # are hidden x hidden) matrix from the same counter RNG and keeps its
+        # slice. Memory: one full matrix per rank; values equal the unsharded ones.
+        _orthogonal_batch(
+            [local for local, _, _ in layouts],
+            [e.gain or 1.0 for _, e in group],
+            _to_i64(seed),
+            [e.key for _, e in group],
+            global_shape=tuple(group[0][0].shape),
+            global_offsets=[o for _, _, o in layouts],
+        )
     return the_plan
+
+
+def _shard_layout(p: Tensor) -> tuple[Tensor, tuple[int, ...] | None, tuple[int, ...] | None]:
+    """(local tensor, global shape, offset of the local shard) of a parameter;
+    shape and offset are None for an ordinary (unsharded) tensor."""
+    if not distributed.is_dtensor(p):
+        return p, None, None
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    _, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+    return p._local_tensor, tuple(p.shape), tuple(offset)
+
+
+def _zero_row(weight: Tensor, row: int) -> None:
+    local, _, offset = _shard_layout(weight)
+    if local.device.type == "meta":
+        return
+    first = offset[0] if offset is not None else 0
+    if first <= row < first + local.shape[0]:
+        local[row - first].zero_()
 
 
 @torch.no_grad()
