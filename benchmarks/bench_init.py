@@ -30,15 +30,7 @@ import torch
 
 from trainops import init
 
-N_LAYER, D, VOCAB, CTX = 12, 768, 50257, 1024
-
-
-def gpt2_small_shapes() -> list[tuple[int, ...]]:
-    shapes: list[tuple[int, ...]] = [(VOCAB, D), (CTX, D)]
-    for _ in range(N_LAYER):
-        shapes += [(D,), (D,), (D, 3 * D), (3 * D,), (D, D), (D,), (D,), (D,), (D, 4 * D), (4 * D,), (4 * D, D), (D,)]
-    shapes += [(D,), (D,)]
-    return shapes
+from trainops.bench import gpt2_shapes as gpt2_small_shapes
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""``trainops bench``: trainops against torch.nn.utils on the local device.
+"""``trainops bench``: trainops against torch.nn.utils / torch.nn.init on the local device.
 
 Gradient sets (realistic shapes, random values):
 
@@ -17,6 +17,12 @@ fraction of the floor: the same bytes at the read bandwidth of one large
 ``torch.sum`` pass and the write bandwidth of one ``fill_`` pass, both measured
 in the same run. "vs 1 norm pass" is trainops' time over one
 ``torch.linalg.vector_norm`` pass over a buffer of the same bytes.
+
+Init cases (``--suite init``): GPT-2 small's 148 parameter tensors initialised
+with normal(0, 0.02) and trunc_normal_(0, 0.02, -0.04, 0.04) by one fused
+trainops call against a loop of the torch.nn.init function, on the configured
+threads and on one thread; the floor is one ``fill_`` pass over the same
+tensors (every element written once).
 """
 
 from __future__ import annotations
@@ -208,6 +214,85 @@ def run_case(case: str, dtype_name: str, clipping: bool, device: str, floor: Flo
     )
 
 
+@dataclass
+class InitRow:
+    case: str
+    dtype: str
+    threads: int
+    mbytes: float
+    torch_ms: float
+    trainops_ms: float
+    fill_ms: float
+    speedup: float
+    gbs: float
+    pct_floor: float
+
+
+def run_init_case(dist_name: str, dtype_name: str, device: str, threads: int) -> InitRow:
+    """One fused trainops init call over GPT-2's parameters vs a torch.nn.init loop."""
+    from . import init as tinit
+
+    before = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        dtype = DTYPES[dtype_name]
+        params = [torch.empty(s, dtype=dtype, device=device) for s in gpt2_shapes()]
+        nbytes = sum(p.numel() for p in params) * params[0].element_size()
+        if dist_name == "normal":
+            spec = tinit.InitSpec.normal(0.0, 0.02)
+
+            def torch_loop():
+                for p in params:
+                    torch.nn.init.normal_(p, 0.0, 0.02)
+        else:
+            spec = tinit.InitSpec.trunc_normal(0.0, 0.02, -0.04, 0.04)
+
+            def torch_loop():
+                for p in params:
+                    torch.nn.init.trunc_normal_(p, 0.0, 0.02, -0.04, 0.04)
+
+        def ours():
+            tinit.init_tensors_(params, [spec] * len(params), seed=0, keys=list(range(len(params))))
+
+        def fill():
+            for p in params:
+                p.fill_(1.0)
+
+        t_ms = median_ms(torch_loop, device, min_reps=3)
+        o_ms = median_ms(ours, device)
+        f_ms = median_ms(fill, device)
+    finally:
+        torch.set_num_threads(before)
+    return InitRow(
+        case=f"gpt2 {dist_name}",
+        dtype=dtype_name,
+        threads=threads if device == "cpu" else 0,
+        mbytes=nbytes / 1e6,
+        torch_ms=t_ms,
+        trainops_ms=o_ms,
+        fill_ms=f_ms,
+        speedup=t_ms / o_ms,
+        gbs=nbytes / (o_ms * 1e6),
+        pct_floor=100 * f_ms / o_ms,
+    )
+
+
+def format_init_table(rows: list[InitRow]) -> str:
+    head = (
+        f"{'init case':<18} {'dtype':<5} {'threads':>7} {'MB':>7} {'torch ms':>9} {'trainops ms':>11} "
+        f"{'speedup':>8} {'GB/s':>6} {'fill_ ms':>8} {'% floor':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.case:<18} {r.dtype:<5} {r.threads or '-':>7} {r.mbytes:>7.1f} {r.torch_ms:>9.1f} "
+            f"{r.trainops_ms:>11.1f} {r.speedup:>7.1f}x {r.gbs:>6.1f} {r.fill_ms:>8.1f} {r.pct_floor:>7.0f}%"
+        )
+    lines.append("torch ms = a loop of torch.nn.init.<fn>_ over the 148 tensors; floor = a loop of fill_ (write once)")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[Row], floor: Floor, device: str) -> str:
     head = (
         f"{'case':<10} {'dtype':<5} {'clip':<4} {'tensors':>7} {'MB':>8} {'torch ms':>9} {'loop ms':>9} "
@@ -236,6 +321,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
     parser.add_argument("--llama-gb", type=float, default=4.0, help="gradient memory for the llama case (GiB)")
+    parser.add_argument("--suite", default="all", choices=("all", "clip", "init"), help="which benchmarks")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     parser.set_defaults(func=run)
 
@@ -257,16 +343,31 @@ def run(args: argparse.Namespace) -> int:
             print(f"trainops bench: unknown dtype {name!r}; choose from {', '.join(DTYPES)}", file=sys.stderr)
             return 2
     modes = {"both": [False, True], "yes": [True], "no": [False]}[args.clip]
-    print(f"measuring the bandwidth floor on {device} ...", file=sys.stderr, flush=True)
-    floor = measure_floor(device, 256 * 2**20)
     rows: list[Row] = []
-    todo = [(c, d, m) for c in cases for d in dtypes for m in modes]
-    for i, (case, dtype_name, clipping) in enumerate(todo, 1):
-        print(f"[{i}/{len(todo)}] {case} {dtype_name} clip={'yes' if clipping else 'no'}", file=sys.stderr, flush=True)
-        rows.append(run_case(case, dtype_name, clipping, device, floor, args.llama_gb))
-    print(format_table(rows, floor, device))
+    init_rows: list[InitRow] = []
+    floor = None
+    if args.suite in ("all", "clip"):
+        print(f"measuring the bandwidth floor on {device} ...", file=sys.stderr, flush=True)
+        floor = measure_floor(device, 256 * 2**20)
+        todo = [(c, d, m) for c in cases for d in dtypes for m in modes]
+        for i, (case, dtype_name, clipping) in enumerate(todo, 1):
+            print(f"[clip {i}/{len(todo)}] {case} {dtype_name} clip={'yes' if clipping else 'no'}", file=sys.stderr, flush=True)
+            rows.append(run_case(case, dtype_name, clipping, device, floor, args.llama_gb))
+        print(format_table(rows, floor, device))
+    if args.suite in ("all", "init"):
+        n = torch.get_num_threads()
+        todo_init = [(dist, d, t) for dist in ("normal", "trunc_normal") for d in dtypes for t in sorted({n, 1}, reverse=True)]
+        if device != "cpu":
+            todo_init = [(dist, d, 0) for dist, d, t in todo_init if t == n]
+        for i, (dist_name, dtype_name, threads) in enumerate(todo_init, 1):
+            print(f"[init {i}/{len(todo_init)}] {dist_name} {dtype_name} threads={threads or '-'}", file=sys.stderr, flush=True)
+            init_rows.append(run_init_case(dist_name, dtype_name, device, threads or n))
+        if rows:
+            print()
+        print(format_init_table(init_rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "floor": asdict(floor), "rows": [asdict(r) for r in rows]}, f, indent=1)
+                       "floor": asdict(floor) if floor else None, "rows": [asdict(r) for r in rows],
+                       "init_rows": [asdict(r) for r in init_rows]}, f, indent=1)
     return 0
