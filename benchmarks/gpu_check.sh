@@ -47,7 +47,7 @@ fi
 "$PY" -m trainops info 2>&1 | tee "$OUT_DIR/info.log" || "$PY" -c "import trainops; print(trainops._extension.build_info())"
 
 stamp "CUDA tests"
-TESTS=(tests/test_cuda_build.py tests/test_cuda_clip.py)
+TESTS=(tests/test_cuda_build.py tests/test_cuda_clip.py tests/test_init.py)
 if "$PY" -c "import pytest" 2>/dev/null; then
   if ! timeout 300 "$PY" -m pytest -q -rs "${TESTS[@]}" 2>&1 | tee "$OUT_DIR/tests.log"; then
     echo "gpu_check: TESTS FAILED (log: $OUT_DIR/tests.log)"
@@ -64,6 +64,13 @@ fi
 stamp "GPU benchmarks"
 if ! timeout 240 "$PY" benchmarks/bench_cuda_clip.py --json "$OUT_DIR/bench.json" 2>&1 | tee "$OUT_DIR/bench.log"; then
   echo "gpu_check: BENCHMARK FAILED (log: $OUT_DIR/bench.log)"
+  STATUS=1
+fi
+
+stamp "trainops bench on the GPU (clip: GPT-2 and 10k x 100; init: GPT-2 normal / trunc_normal)"
+if ! timeout 180 "$PY" -m trainops bench --device cuda --cases gpt2,10k_x_100 --dtypes fp32,bf16 \
+    --json "$OUT_DIR/trainops_bench.json" 2>&1 | tee "$OUT_DIR/trainops_bench.log"; then
+  echo "gpu_check: TRAINOPS BENCH FAILED (log: $OUT_DIR/trainops_bench.log)"
   STATUS=1
 fi
 

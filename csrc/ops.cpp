@@ -102,6 +102,14 @@ at::Tensor multi_tensor_clip_grad_norm(at::TensorList tensors, double max_norm, 
           .findSchemaOrThrow("trainops::multi_tensor_clip_scale_", "")
           .typed<void(at::TensorList, const at::Tensor&, double)>();
   at::Tensor total = std::get<0>(norm_op.call(tensors, norm_type, false));
+  if (total.device().is_cpu()) {
+    // Reading a CPU total costs no device sync: skip the scale call (and its
+    // per-tensor dispatch and checks) when it would write nothing.
+    const double coef = total.scalar_type() == at::kDouble
+                            ? clip_coefficient(total.item<double>(), max_norm)
+                            : static_cast<double>(clip_coefficient(total.item<float>(), max_norm));
+    if (coef == 1.0) return total;
+  }
   scale_op.call(tensors, total, max_norm);
   return total;
 }
