@@ -14,8 +14,8 @@ For each set, dtype and clipping mode, the table shows the median time of
 ``trainops.clip_grad_norm_``, the speedup over torch's faster variant, the
 effective bandwidth of trainops (bytes that must move / time) and that as a
 fraction of the floor: the same bytes at the read bandwidth of one large
-``torch.sum`` pass and the write bandwidth of one ``fill_`` pass, both measured
-in the same run. "vs 1 norm pass" is trainops' time over one
+``torch.sum`` pass (plus, when clipping, one in-place pass at the bandwidth of
+``mul_``), measured in the same run. "vs 1 norm pass" is trainops' time over one
 ``torch.linalg.vector_norm`` pass over a buffer of the same bytes.
 
 Init cases (``--suite init``): GPT-2 small's 148 parameter tensors initialised
@@ -141,15 +141,18 @@ def median_ms(fn: Callable[[], object], device: str, min_reps: int = 5, budget_s
 class Floor:
     read_gbs: float
     write_gbs: float
+    rw_gbs: float  # in-place read-modify-write, bytes read + written
 
 
 def measure_floor(device: str, nbytes: int) -> Floor:
-    """Read (torch.sum) and write (fill_) bandwidth over a buffer of >= 256 MiB."""
+    """Read (torch.sum), write (fill_) and in-place read+write (mul_) bandwidth
+    over a buffer of >= 256 MiB."""
     n = max(nbytes, 256 * 2**20) // 4
     buf = torch.empty(n, dtype=torch.float32, device=device).normal_()
     read_ms = median_ms(lambda: buf.sum(), device)
+    rw_ms = median_ms(lambda: buf.mul_(1.0), device)
     write_ms = median_ms(lambda: buf.fill_(1.0), device)
-    return Floor(read_gbs=4 * n / read_ms / 1e6, write_gbs=4 * n / write_ms / 1e6)
+    return Floor(read_gbs=4 * n / read_ms / 1e6, write_gbs=4 * n / write_ms / 1e6, rw_gbs=8 * n / rw_ms / 1e6)
 
 
 @dataclass
@@ -194,9 +197,9 @@ def run_case(case: str, dtype_name: str, clipping: bool, device: str, floor: Flo
     norm_pass_ms = median_ms(lambda: torch.linalg.vector_norm(flat), device)
     del flat
     moved = 3 * nbytes if clipping else nbytes  # read; or read + read-and-write
-    floor_s = nbytes / (floor.read_gbs * 1e9)
+    floor_s = nbytes / (floor.read_gbs * 1e9)  # one read pass
     if clipping:
-        floor_s += nbytes / (floor.read_gbs * 1e9) + nbytes / (floor.write_gbs * 1e9)
+        floor_s += 2 * nbytes / (floor.rw_gbs * 1e9)  # plus one in-place scale pass
     ours = ms["trainops"]
     return Row(
         case=case,
@@ -300,7 +303,8 @@ def format_table(rows: list[Row], floor: Floor, device: str) -> str:
     )
     lines = [
         f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-        f"floor: read {floor.read_gbs:.1f} GB/s (sum), write {floor.write_gbs:.1f} GB/s (fill_)",
+        f"floor: read {floor.read_gbs:.1f} GB/s (sum), read+write {floor.rw_gbs:.1f} GB/s (mul_), "
+        f"write {floor.write_gbs:.1f} GB/s (fill_)",
         head,
         "-" * len(head),
     ]
