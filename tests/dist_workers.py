@@ -88,6 +88,13 @@ def check_zero_shards(rank: int, ws: int) -> None:
     for q, e in zip(params, expected):
         torch.testing.assert_close(q.grad, e, rtol=2e-6, atol=1e-9)
     assert rel_err(total, reference.total_norm(full, 2.0)) <= 1e-6
+    # A NaN on one rank makes every norm type NaN on every rank (MAX drops NaN).
+    poisoned = [s.clone() for s in shards]
+    if rank == ws - 1:
+        poisoned[3][0] = math.nan
+    for p in NORM_TYPES:
+        got = trainops.get_total_norm(poisoned, p, process_group=group)
+        assert math.isnan(float(got)), (p, float(got))
     # Per-parameter norms: global per parameter.
     norms = trainops.grad_norms([q for q in params], process_group=group)
     for got, t in zip(norms, full):
@@ -150,6 +157,14 @@ def check_dtensor_1d(rank: int, ws: int) -> None:
     norms = trainops.grad_norms(params)
     for got, t in zip(norms, full):
         assert rel_err(got, reference.tensor_norm64(t * coef, 2.0)) <= 2e-6
+    # GradMonitor on DTensor grads: the same global norm, clipping included.
+    monitor = trainops.GradMonitor(params, max_norm=1e9, per_parameter=True)
+    monitor.step()
+    assert rel_err(monitor.total_norms[0], reference.total_norm([t * coef for t in full], 2.0)) <= 2e-6
+    for got, t in zip(monitor.parameter_norms[0], full):
+        assert rel_err(got, reference.tensor_norm64(t * coef, 2.0)) <= 2e-6
+    # torch's own total (a DTensor) is accepted by clip_grads_with_norm_.
+    trainops.clip_grads_with_norm_(params, 1e9, torch.nn.utils.get_total_norm([q.grad for q in params]))
     trainops.clip_grad_value_(params, 0.01)
     for q, t in zip(params, full):
         torch.testing.assert_close(q.grad.full_tensor(), (t * coef).clamp(-0.01, 0.01), rtol=2e-6, atol=1e-9)

@@ -116,6 +116,12 @@ def test_no_spurious_overflow_or_underflow():
     assert rel_err(total, 60000.0 * math.sqrt(1000)) <= 1e-6
     huge64 = torch.full((10,), 1e300, dtype=torch.float64)
     assert rel_err(trainops.get_total_norm([huge64]), 1e300 * math.sqrt(10)) <= 1e-14
+    # fp64 chunks whose plain sums fit but whose combined sum would not.
+    big64 = [torch.full((2 * CHUNK,), 4.79e151, dtype=torch.float64)]
+    assert rel_err(trainops.get_total_norm(big64), 4.79e151 * math.sqrt(2 * CHUNK)) <= 1e-14
+    # Very large p: 1.9^1100 overflows even fp64.
+    vals = torch.full((100,), 1.9)
+    assert rel_err(trainops.get_total_norm([vals], 1100.0), 1.9 * 100 ** (1 / 1100)) <= 1e-6
     # Huge and tiny chunks in one list: the combine keeps the small ones' share.
     mixed = [torch.full((CHUNK,), 1e20), torch.full((CHUNK,), 1e-20)]
     assert rel_err(trainops.get_total_norm(mixed, 1.0), reference.total_norm(mixed, 1.0)) <= 1e-6

@@ -192,6 +192,9 @@ def _noise(z: np.ndarray) -> float:
     return 1.4826 * mad / math.sqrt(6.0)
 
 
+MAX_SLOPE_POINTS = 400
+
+
 def _tail_change(z: np.ndarray, k: int, sigma: float) -> tuple[float, float]:
     """(change over the last k epochs, its standard error).
 
@@ -203,8 +206,16 @@ def _tail_change(z: np.ndarray, k: int, sigma: float) -> tuple[float, float]:
     """
     t = np.arange(k, dtype=np.float64)
     tail = z[-k:]
-    i, j = np.triu_indices(k, 1)
-    slope = float(np.median((tail[j] - tail[i]) / (t[j] - t[i])))
+    # All pairs of a long tail are k^2/2 slopes (a 100,000-step log: 10 GB):
+    # past MAX_SLOPE_POINTS the slope is taken over that many bin means.
+    tb, zb = t, tail
+    if k > MAX_SLOPE_POINTS:
+        starts = np.linspace(0, k, MAX_SLOPE_POINTS + 1).astype(np.int64)[:-1]
+        counts = np.diff(np.append(starts, k))
+        tb = np.add.reduceat(t, starts) / counts
+        zb = np.add.reduceat(tail, starts) / counts
+    i, j = np.triu_indices(len(tb), 1)
+    slope = float(np.median((zb[j] - zb[i]) / (tb[j] - tb[i])))
     sxx = float(((t - t.mean()) ** 2).sum())
     residual = tail - np.median(tail - slope * t) - slope * t
     local = math.sqrt(float((residual**2).sum()) / max(k - 2, 1))
@@ -408,7 +419,7 @@ def diagnose(
         return verdict("converged", what="training loss is", gap="")
 
     smooth_se_v = fv.sigma * math.sqrt(3.0 / w)
-    if fv.rise > max(VAL_RISE, SIGNIFICANCE * smooth_se_v) and fv.best < n - 2:
+    if fv.rise > max(VAL_RISE, SIGNIFICANCE * smooth_se_v) and fv.best < n - 2 and ft.falling():
         return verdict("early_stop", rise=_relative(fv.rise, scale))
     if fv.falling():
         return verdict("underfitting", what="training and validation losses are")

@@ -185,9 +185,17 @@ def norms(
         if per_tensor:
             payload = torch.cat([payload, b_per.to(device=device, dtype=torch.float64)])
         if not is_inf:
-            payload = payload.pow(p)
+            payload = payload.pow(p)  # SUM keeps NaN and inf on its own
+        elif groups:
+            # MAX drops NaN (gloo, NCCL): carry a NaN flag per entry next to
+            # the values, in the same collective.
+            flags = payload.isnan().to(torch.float64)
+            payload = torch.cat([payload.nan_to_num(nan=0.0), flags])
         for group in groups:
             dist.all_reduce(payload, op=op, group=group)
+        if is_inf and groups:
+            values, flags = payload.chunk(2)
+            payload = torch.where(flags > 0, torch.full_like(values, math.nan), values)
         total_pow = torch.maximum(total_pow, payload[0]) if is_inf else total_pow + payload[0]
         if per_tensor:
             per[torch.tensor(indices, device=device)] = payload[1:]

@@ -19,6 +19,7 @@ consecutive epochs without an improvement larger than ``min_delta``.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 __all__ = ["EarlyStopping"]
@@ -45,8 +46,9 @@ class EarlyStopping:
     """
 
     def __init__(self, patience: int, min_delta: float = 0.0, mode: str = "min", check_finite: bool = True) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        if isinstance(patience, bool) or not hasattr(patience, "__index__") or operator.index(patience) < 0:
             raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
+        patience = operator.index(patience)  # numpy / torch integers too
         delta = float(min_delta)
         if not delta >= 0.0:  # also rejects NaN
             raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")

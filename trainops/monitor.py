@@ -39,10 +39,8 @@ from .clip import (
     _check_nonnegative,
     _check_norm_type,
     _check_tensors,
-    _device_norm,
+    _norms as _fused_norms,
     clip_grads_with_norm_,
-    get_total_norm,
-    grad_norms,
 )
 
 __all__ = ["GradMonitor", "GradSummary"]
@@ -251,14 +249,11 @@ class GradMonitor:
 
     def _norms_now(self, present: list[int], grads: list[Tensor]) -> tuple[Tensor, Tensor | None]:
         """(total norm, per-parameter norms of ``grads`` or None) for this step."""
-        single_device = all(g.device == grads[0].device for g in grads)
-        if single_device:
-            # One fused pass gives both the total and the per-tensor norms.
-            total, per = _device_norm(grads, self.norm_type, self.per_parameter)
-            return total, (per if self.per_parameter else None)
-        total = get_total_norm(grads, self.norm_type)
-        per = grad_norms([self.parameters[i] for i in present], self.norm_type) if self.per_parameter else None
-        return total, per
+        # One fused pass gives both the total and the per-tensor norms; grads
+        # on several devices or DTensor (FSDP2 / TP) grads go through
+        # trainops.clip's multi-device and distributed paths.
+        total, per = _fused_norms(grads, self.norm_type, self.per_parameter)
+        return total, (per if self.per_parameter else None)
 
     @torch.no_grad()
     def step(self) -> Tensor:

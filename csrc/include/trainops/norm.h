@@ -95,19 +95,24 @@ struct PlainRange<double> {
 // less than 2^-50 relative. fp64: the same against 2^-1022.
 template <typename acc_t>
 struct PlainSumRange;
+// The upper bound leaves room for the fp64 combine: fp32 sums are at most
+// ~2^143 (2^16 terms < 2^128), but a plain fp64 sum near DBL_MAX would
+// overflow when chunks are added, so fp64 sums above 2^900 are rescaled too.
 template <>
 struct PlainSumRange<float> {
   static constexpr int kMinSumExp = -60;
+  static constexpr int kMaxSumExp = 1000;
 };
 template <>
 struct PlainSumRange<double> {
   static constexpr int kMinSumExp = -900;
+  static constexpr int kMaxSumExp = 900;
 };
 
 template <typename acc_t>
 TRAINOPS_HD bool plain_sum_ok(double sum) {
   return sum >= ldexp(1.0, PlainSumRange<acc_t>::kMinSumExp) &&
-         sum <= std::numeric_limits<double>::max();
+         sum <= ldexp(1.0, PlainSumRange<acc_t>::kMaxSumExp);
 }
 
 // The partial of a trusted plain sum: reference magnitude 1.
@@ -130,13 +135,11 @@ TRAINOPS_HD bool plain_sum_is_safe(double max_abs, NormKind kind, double p) {
          mp <= ldexp(1.0, PlainRange<acc_t>::kMaxExp);
 }
 
-// Exact power-of-two factor that brings max_abs into [1, 2): elements scaled by
-// it keep every bit, so a rescaled pass is as accurate as a plain one.
-TRAINOPS_HD double rescale_factor(double max_abs) {
-  int e = 0;
-  frexp(max_abs, &e);  // max_abs = m * 2^e, m in [0.5, 1)
-  return ldexp(1.0, 1 - e);
-}
+// Factor 1 / max of the rescaled pass: every scaled |x| is <= 1, so the sum
+// of p-th powers is <= the element count for any p (a power of two putting
+// max in [1, 2) overflowed for p >~ 1000: 1.9^1100 = inf). The rescaled pass
+// sums in fp64, where the one rounding of x * (1/max) is far below fp32.
+TRAINOPS_HD double rescale_factor(double max_abs) { return 1.0 / max_abs; }
 
 // Turn a chunk's sum of (scale*|x|)^p and its max |x| into a partial.
 // Plain sums pass scale = 1.
