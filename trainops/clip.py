@@ -23,7 +23,8 @@
 
 None of these functions synchronises with the device, except
 ``error_if_nonfinite=True``, which must read the norm on the host to raise.
-Devices without a trainops kernel fall back to torch.nn.utils, with a single
+Devices without a trainops kernel fall back to the operations torch.nn.utils uses
+(per-tensor vector_norm, mul_, clamp_), with a single
 warning.
 """
 
