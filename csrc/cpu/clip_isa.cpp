@@ -12,44 +12,15 @@
 namespace trainops {
 namespace cpu {
 
-namespace baseline {
-constexpr int kVecBytes = 16;
-#include "simd.inc"
-#include "clip_kernels.inc"
-}  // namespace baseline
-
-#if TRAINOPS_MULTI_ISA
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-namespace avx2 {
-constexpr int kVecBytes = 32;
-#include "simd.inc"
-#include "clip_kernels.inc"
-}  // namespace avx2
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,prefer-vector-width=512")
-namespace avx512 {
-constexpr int kVecBytes = 64;
-#include "simd.inc"
-#include "clip_kernels.inc"
-}  // namespace avx512
-#pragma GCC pop_options
-#endif
+#define TRAINOPS_KERNELS_INC "clip_kernels.inc"
+#include "isa_variants.inc"
 
 const ClipKernels& clip_kernels() {
 #if TRAINOPS_MULTI_ISA
-  switch (current_cpu_isa()) {
-    case CpuIsa::kAvx512:
-      return avx512::kClipKernels;
-    case CpuIsa::kAvx2:
-      return avx2::kClipKernels;
-    default:
-      break;
-  }
-#endif
+  return pick_isa(baseline::kClipKernels, avx2::kClipKernels, avx512::kClipKernels);
+#else
   return baseline::kClipKernels;
+#endif
 }
 
 }  // namespace cpu

@@ -28,6 +28,19 @@ std::string compiled_cpu_isas();
 
 const char* cpu_isa_name(CpuIsa isa);
 
+// The entry of current_cpu_isa() among per-ISA kernel tables.
+template <typename T>
+const T& pick_isa(const T& baseline, const T& avx2, const T& avx512) {
+  switch (current_cpu_isa()) {
+    case CpuIsa::kAvx512:
+      return avx512;
+    case CpuIsa::kAvx2:
+      return avx2;
+    default:
+      return baseline;
+  }
+}
+
 }  // namespace cpu
 }  // namespace trainops
 

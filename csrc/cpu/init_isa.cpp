@@ -22,44 +22,15 @@
 namespace trainops {
 namespace cpu {
 
-namespace baseline {
-constexpr int kVecBytes = 16;
-#include "simd.inc"
-#include "init_kernels.inc"
-}  // namespace baseline
-
-#if TRAINOPS_MULTI_ISA
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-namespace avx2 {
-constexpr int kVecBytes = 32;
-#include "simd.inc"
-#include "init_kernels.inc"
-}  // namespace avx2
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,prefer-vector-width=512")
-namespace avx512 {
-constexpr int kVecBytes = 64;
-#include "simd.inc"
-#include "init_kernels.inc"
-}  // namespace avx512
-#pragma GCC pop_options
-#endif
+#define TRAINOPS_KERNELS_INC "init_kernels.inc"
+#include "isa_variants.inc"
 
 const InitKernels& init_kernels() {
 #if TRAINOPS_MULTI_ISA
-  switch (current_cpu_isa()) {
-    case CpuIsa::kAvx512:
-      return avx512::kInitKernels;
-    case CpuIsa::kAvx2:
-      return avx2::kInitKernels;
-    default:
-      break;
-  }
-#endif
+  return pick_isa(baseline::kInitKernels, avx2::kInitKernels, avx512::kInitKernels);
+#else
   return baseline::kInitKernels;
+#endif
 }
 
 }  // namespace cpu
