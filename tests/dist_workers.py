@@ -226,6 +226,19 @@ def check_2d_mesh(rank: int, ws: int) -> None:
         got = trainops.get_total_norm(dts, p)
         assert rel_err(got, reference.total_norm(full, p)) <= 1e-6, p
         assert _same_on_all_ranks(got)
+    # Several meshes and a plain (local, replicated) tensor in one call: one
+    # collective per (mesh, sharded dims) bucket, never one per tensor.
+    flat_mesh = init_device_mesh("cpu", (ws,))
+    more = full_grads(5, [(12, 3), (9,), (4, 4)])
+    on_flat = [distribute_tensor(t, flat_mesh, [Shard(0)]) for t in more]
+    plain = full_grads(6, [(7,)])[0]
+    with CountAllReduce() as counter:
+        got = trainops.get_total_norm(dts + on_flat + [plain])
+    # buckets: (2-D, dims 0+1) x2 tensors -> 2 collectives (one per sharded dim),
+    # (2-D, dim 1) -> 1, (2-D, dim 0) -> 1, (2-D, none) -> 0, (flat, dim 0) -> 1, plain -> 0
+    assert counter.calls == 5, counter.calls
+    assert rel_err(got, reference.total_norm(full + more + [plain], 2.0)) <= 1e-6
+    assert _same_on_all_ranks(got)
 
 
 def run(rank: int, ws: int, init_file: str, checks: list[str]) -> None:

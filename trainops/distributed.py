@@ -142,6 +142,21 @@ def _buckets(
     return buckets
 
 
+_INDEX_CACHE: dict[tuple, Tensor] = {}
+
+
+def _index_tensor(indices: list[int], device: torch.device) -> Tensor:
+    """Device index tensor of a bucket, built once: a host-to-device copy every
+    step would stall the host on CUDA."""
+    key = (device, tuple(indices))
+    index = _INDEX_CACHE.get(key)
+    if index is None:
+        if len(_INDEX_CACHE) > 64:
+            _INDEX_CACHE.clear()
+        index = _INDEX_CACHE[key] = torch.tensor(indices, device=device)
+    return index
+
+
 def _result_dtype(tensors: list[Tensor]) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
@@ -198,7 +213,7 @@ def norms(
             payload = torch.where(flags > 0, torch.full_like(values, math.nan), values)
         total_pow = torch.maximum(total_pow, payload[0]) if is_inf else total_pow + payload[0]
         if per_tensor:
-            per[torch.tensor(indices, device=device)] = payload[1:]
+            per[_index_tensor(indices, device)] = payload[1:]
     total = total_pow if is_inf else total_pow.pow(1.0 / p)
     dtype = _result_dtype(tensors)
     if per_tensor:
