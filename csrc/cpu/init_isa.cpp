@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #if defined(__x86_64__)
 // GCC 12's _mm512_mul_epu32 passes an intentionally undefined vector to its
