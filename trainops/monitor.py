@@ -38,9 +38,8 @@ from torch import Tensor
 from .clip import (
     _check_nonnegative,
     _check_norm_type,
-    _check_tensors,
     _norms as _fused_norms,
-    clip_grads_with_norm_,
+    _scale_by_norm,
 )
 
 __all__ = ["GradMonitor", "GradSummary"]
@@ -270,10 +269,17 @@ class GradMonitor:
         if self._steps == self.capacity:
             self._grow()
         i = self._steps
-        present = [k for k, p in enumerate(self.parameters) if p.grad is not None]
-        grads = [self.parameters[k].grad for k in present]
+        present: list[int] = []
+        grads: list[Tensor] = []
+        for k, p in enumerate(self.parameters):  # one .grad read per parameter
+            g = p.grad
+            if g is not None:
+                present.append(k)
+                grads.append(g)
         if grads:
-            _check_tensors(grads)
+            # The fused op validates the whole list before touching any data
+            # (and trainops.clip turns its errors into the precise TypeError /
+            # ValueError), so no per-tensor Python checks on every step.
             total, per = self._norms_now(present, grads)
             # A no-op unless the parameters span devices. Not non_blocking: a
             # device-to-host copy could then be read before it lands.
@@ -284,7 +290,7 @@ class GradMonitor:
                 # Clipped means scaled down: the kernel's coefficient is
                 # min(max_norm / (total + 1e-6), 1), below 1 when this holds.
                 self._clipped[i].copy_((total_here + 1e-6) > self.max_norm)
-                clip_grads_with_norm_(self.parameters, self.max_norm, total)
+                _scale_by_norm(grads, self.max_norm, total)
             if per is not None:
                 per = per.to(device=self.device, dtype=torch.float32)
                 if len(present) == len(self.parameters):
