@@ -241,6 +241,47 @@ def check_2d_mesh(rank: int, ws: int) -> None:
     assert _same_on_all_ranks(got)
 
 
+def check_2d_mesh_clip_and_init(rank: int, ws: int) -> None:
+    """Data x tensor parallel mesh: clipped shards and init values equal the unsharded ones."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (2, ws // 2), mesh_dim_names=("dp", "tp"))
+    placements = [[Shard(0), Shard(1)], [Replicate(), Shard(0)], [Shard(0), Replicate()], [Replicate(), Replicate()]]
+    full = full_grads(7, [(8, 6), (6, 8), (16,), (5,)])
+    params = []
+    for t, pl in zip(full, placements):
+        q = distribute_tensor(torch.zeros_like(t), mesh, pl)
+        q.requires_grad_(True)
+        q.grad = distribute_tensor(t.clone(), mesh, pl)
+        params.append(q)
+    for p in NORM_TYPES:
+        coef = 0.3 / (float(reference.total_norm(full, p)) + 1e-6)
+        for q, t in zip(params, full):
+            q.grad = distribute_tensor(t.clone(), mesh, q.placements)
+        total = trainops.clip_grad_norm_(params, 0.3, p)
+        assert rel_err(total, reference.total_norm(full, p)) <= 1e-6, p
+        for q, t in zip(params, full):
+            torch.testing.assert_close(q.grad.full_tensor(), t * coef, rtol=2e-6, atol=1e-9)
+
+    # init_module_ on a model whose parameters are DTensors on the 2-D mesh.
+    def build():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 6))
+
+    ref = build()
+    trainops.init.init_module_(ref, "auto", seed=5)
+    model = build()
+    layouts = {"0.weight": [Shard(0), Shard(1)], "0.bias": [Replicate(), Shard(0)],
+               "2.weight": [Shard(1), Replicate()], "2.bias": [Replicate(), Replicate()]}
+    for name, pl in layouts.items():
+        mod_name, pname = name.split(".")
+        mod = model[int(mod_name)]
+        setattr(mod, pname, torch.nn.Parameter(distribute_tensor(getattr(mod, pname).detach(), mesh, pl)))
+    trainops.init.init_module_(model, "auto", seed=5)
+    _assert_same_values(model, ref)
+
+
 def run(rank: int, ws: int, init_file: str, checks: list[str]) -> None:
     os.environ.setdefault("TRAINOPS_REQUIRE_EXTENSION", "1")
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=ws)

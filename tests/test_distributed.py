@@ -29,7 +29,7 @@ def test_clipping_matches_single_process(world_size, tmp_path):
 
 
 def test_2d_mesh_data_x_tensor_parallel(tmp_path):
-    _spawn(4, ["check_2d_mesh"], tmp_path)
+    _spawn(4, ["check_2d_mesh", "check_2d_mesh_clip_and_init"], tmp_path)
 
 
 @pytest.mark.parametrize("world_size", [2, 4])
