@@ -1,7 +1,8 @@
 # Newcomer's entry points (see README):
 #   make bench   set up .venv, build trainops, run `trainops bench` (the main job)
 #   make test    set up .venv, build trainops, run pytest and the CMake/ctest build
-# CI (.ci/run) runs `make test` and `make cuda-check`.
+#   make wheel   build the wheel for this machine into dist/ (see README, "Wheels")
+# CI (.ci/run) runs `make test`, `make cuda-check` and `make wheel-check`.
 #
 # TORCH picks the torch to install (default: the CPU build on this machine's
 # disk); e.g. `make test TORCH=torch==2.14.1`.
@@ -17,7 +18,7 @@ BENCH_ARGS ?=
 
 export MAX_JOBS
 
-.PHONY: venv build bench test test-python test-cpp cuda-check clean
+.PHONY: venv build bench test test-python test-cpp cuda-check wheel wheel-check clean
 
 $(VENV)/.ready:
 	$(PYTHON) -m venv $(VENV)
@@ -53,12 +54,30 @@ $(VENV_CUDA)/.ready:
 	$(VENV_CUDA)/bin/pip install -q "$(TORCH_CUDA)" numpy pytest ninja setuptools wheel expecttest
 	touch $@
 
+# The CUDA wheel (+cu130, stable ABI) is built and installed into the CUDA
+# venv; the build and load checks run from outside the source tree.
 cuda-check: $(VENV_CUDA)/.ready
-	rm -rf build/cuda-src && mkdir -p build/cuda-src
-	tar --exclude=./.venv* --exclude=./build --exclude=./build-cmake --exclude=./.git -cf - . | tar -xf - -C build/cuda-src
-	rm -f build/cuda-src/trainops/_C*.so build/cuda-src/trainops/_build_meta.json
-	cd build/cuda-src && TRAINOPS_CUDA=1 $(abspath $(VENV_CUDA))/bin/python setup.py -q build_ext --inplace
-	cd build/cuda-src && TRAINOPS_REQUIRE_EXTENSION=1 $(abspath $(VENV_CUDA))/bin/python -m pytest -q tests/test_build.py tests/test_cuda_build.py
+	rm -rf build/cuda-src build/cuda-dist build/cuda-tests && mkdir -p build/cuda-src build/cuda-dist build/cuda-tests
+	git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C build/cuda-src
+	cd build/cuda-src && TRAINOPS_CUDA=1 $(abspath $(VENV_CUDA))/bin/python -m pip wheel -q --no-build-isolation --no-deps -w ../cuda-dist .
+	$(VENV_CUDA)/bin/pip install -q --no-deps --force-reinstall build/cuda-dist/trainops-*+cu*.whl
+	cp -r tests build/cuda-tests/tests
+	cd build/cuda-tests && TRAINOPS_REQUIRE_EXTENSION=1 $(abspath $(VENV_CUDA))/bin/python -m pytest -q -p no:cacheprovider tests/test_build.py tests/test_cuda_build.py
+
+# The wheel for this machine's torch (CPU kernels; TRAINOPS_CUDA=1 and
+# TORCH_CUDA_ARCH_LIST for a CUDA wheel, see README).
+wheel: venv
+	rm -rf build/wheel-src && mkdir -p build/wheel-src dist
+	git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C build/wheel-src
+	cd build/wheel-src && $(abspath $(VENV))/bin/python -m pip wheel --no-build-isolation --no-deps -w $(abspath dist) .
+	cd build/wheel-src && $(abspath $(VENV))/bin/python setup.py -q sdist -d $(abspath dist)
+	ls dist
+
+# One wheel, several torch versions: a wheel built against $(TORCH) runs the
+# smoke tests in a fresh venv with $(TORCH_CUDA), and the reverse.
+wheel-check: venv $(VENV_CUDA)/.ready
+	SDIST_CHECK=1 scripts/wheel_check.sh $(VENV) "$(TORCH_CUDA)" build/wheel-check-new
+	scripts/wheel_check.sh $(VENV_CUDA) "$(TORCH)" build/wheel-check-old
 
 clean:
 	rm -rf build build-cmake trainops/_C*.so trainops/_build_meta.json

@@ -11,6 +11,17 @@ Build switches (environment variables), all optional:
                            code for A100 (sm_80) and H100/H200 (sm_90) plus PTX
                            that newer GPUs JIT-compile.
   MAX_JOBS                 parallel compile jobs (read by torch's ninja build).
+  TRAINOPS_ABI=auto|stable|aten
+                           stable: build against the LibTorch stable ABI
+                           (needs torch >= 2.10 to build); the binary loads
+                           under every torch >= 2.10, so one wheel serves them
+                           all. aten: the version-specific C++ API (torch 2.6+);
+                           the binary loads only under the torch it was built
+                           against. auto (default): stable when the installed
+                           torch is >= 2.10, else aten.
+  TRAINOPS_LOCAL_VERSION   local version tag of the package (default: cpu, or
+                           cuXYZ for a CUDA build, e.g. 0.1.0+cu130); "none"
+                           drops it.
   TRAINOPS_DEBUG=1         -O0 -g builds.
 
 CPU kernels are always built, portable (no -march=native): the hot loops are
@@ -32,6 +43,9 @@ from setuptools import find_packages, setup
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
 PY_LIMITED_API = "0x030A0000"  # CPython 3.10, the oldest torch >= 2.6 supports here
+# The stable-ABI build targets this torch: the oldest whose stable ABI has the
+# list arguments (Tensor[], int[], float[]) and the ops the kernels need.
+STABLE_ABI_MIN_TORCH = (2, 10)
 
 
 def _find_cuda_home() -> str | None:
@@ -95,6 +109,33 @@ def _version() -> str:
     return scope["__version__"]
 
 
+def _torch_version_tuple() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+def _want_stable_abi() -> bool:
+    mode = os.environ.get("TRAINOPS_ABI", "auto").lower()
+    if mode not in ("auto", "stable", "aten"):
+        raise RuntimeError(f"TRAINOPS_ABI must be auto, stable or aten, got {mode!r}")
+    new_enough = _torch_version_tuple() >= STABLE_ABI_MIN_TORCH
+    if mode == "stable" and not new_enough:
+        raise RuntimeError(
+            f"TRAINOPS_ABI=stable needs torch >= {'.'.join(map(str, STABLE_ABI_MIN_TORCH))} to build, "
+            f"found {torch.__version__}; use TRAINOPS_ABI=aten"
+        )
+    return mode == "stable" or (mode == "auto" and new_enough)
+
+
+def _local_version(with_cuda: bool) -> str:
+    if "sdist" in sys.argv:
+        return ""  # a source archive is the same for every variant
+    tag = os.environ.get("TRAINOPS_LOCAL_VERSION")
+    if tag is None:
+        tag = "cu" + torch.version.cuda.replace(".", "") if with_cuda else "cpu"
+    return "" if tag.lower() in ("", "none") else "+" + tag
+
+
 def _cxx_std() -> str:
     """The C++ standard the installed torch headers require (C++20 from torch 2.14 on)."""
     from torch.utils.cpp_extension import include_paths
@@ -112,6 +153,7 @@ def _cxx_std() -> str:
 def _extension():
     debug = os.environ.get("TRAINOPS_DEBUG", "0") == "1"
     with_cuda = _want_cuda()
+    stable = _want_stable_abi()
     torch_version = torch.__version__.split("+")[0]
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS) if with_cuda else ""
     if with_cuda:
@@ -123,11 +165,18 @@ def _extension():
         f'-DTRAINOPS_CUDA_VERSION="{torch.version.cuda if with_cuda else ""}"',
         f"-DPy_LIMITED_API={PY_LIMITED_API}",
     ]
+    if stable:
+        major, minor = STABLE_ABI_MIN_TORCH
+        defines += ["-DTRAINOPS_STABLE_ABI=1", f"-DTORCH_TARGET_VERSION=0x{major:02x}{minor:02x}000000000000"]
+        if with_cuda:
+            defines.append("-DUSE_CUDA")  # declares the CUDA part of the stable C shim
     opt = ["-O0", "-g"] if debug else ["-O3"]
     # -ffp-contract=off: no ISA may fuse a multiply-add that another does not,
     # so every CPU ISA (and the GPU, with --fmad=false) rounds identically.
     std = _cxx_std()
-    cxx = opt + [std, "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-Wno-psabi"] + defines
+    # -fvisibility=hidden: the module exports PyInit__C only, so two builds
+    # (or two extensions) loaded into one process never interpose symbols.
+    cxx = opt + [std, "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-Wno-psabi", "-fvisibility=hidden"] + defines
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     include_dirs = [os.path.join(ROOT, "csrc"), os.path.join(ROOT, "csrc", "include")]
     kwargs = dict(
@@ -138,18 +187,20 @@ def _extension():
     )
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
-        nvcc = opt + [std, "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr"] + defines
+        nvcc = opt + [std, "--fmad=false", "-lineinfo", "--expt-relaxed-constexpr", "-Xcompiler=-fvisibility=hidden"] + defines
         include_dirs += _nvidia_wheel_includes()
-        return CUDAExtension(sources=sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs), {
-            "torch": torch_version,
-            "cuda": torch.version.cuda,
-            "cuda_archs": archs,
-        }
-    return CppExtension(sources=sources, extra_compile_args={"cxx": cxx}, **kwargs), {
+    meta = {
         "torch": torch_version,
-        "cuda": None,
-        "cuda_archs": "",
+        "abi": "stable" if stable else "aten",
+        # The oldest torch the binary loads under (aten: exactly `torch`).
+        "min_torch": ".".join(map(str, STABLE_ABI_MIN_TORCH)) if stable else torch_version,
+        "cuda": torch.version.cuda if with_cuda else None,
+        "cuda_archs": archs,
+        "local_version": _local_version(with_cuda),
     }
+    if with_cuda:
+        return CUDAExtension(sources=sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs), meta
+    return CppExtension(sources=sources, extra_compile_args={"cxx": cxx}, **kwargs), meta
 
 
 def _write_build_meta(meta: dict) -> None:
@@ -163,7 +214,9 @@ ext, meta = _extension()
 _write_build_meta(meta)
 
 setup(
-    version=_version(),
+    version=_version() + meta["local_version"],
+    # stable ABI: every torch from min_torch on; aten: the torch it was built against.
+    install_requires=[f"torch>={meta['min_torch']}" if meta["abi"] == "stable" else f"torch=={meta['torch']}"],
     packages=find_packages(include=["trainops", "trainops.*"]),
     package_data={"trainops": ["_build_meta.json"]},
     ext_modules=[ext],

@@ -5,13 +5,12 @@
 // kernels see the very same fp32 / fp64 values.
 #pragma once
 
-#include <ATen/ATen.h>
-
 #include <cmath>
 #include <utility>
 #include <vector>
 
 #include "checks.h"
+#include "torch_api.h"
 #include "trainops/init_plan.h"
 
 namespace trainops {
@@ -24,11 +23,11 @@ struct InitCall {
   // Non-contiguous tensors are initialised through a contiguous copy (its
   // allocation is that tensor's size) and copied back: element values follow
   // the logical row-major index, not the storage order.
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;
+  std::vector<std::pair<Tensor, Tensor>> copies;
   uint64_t seed = 0;
 
   void write_back() {
-    for (auto& c : copies) c.first.copy_(c.second);
+    for (auto& c : copies) copy_into(c.first, c.second);
   }
   std::vector<int64_t> items() const {
     std::vector<int64_t> out;
@@ -38,35 +37,22 @@ struct InitCall {
   }
 };
 
-inline InitDType to_init_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kHalf:
-      return InitDType::kHalf;
-    case at::kBFloat16:
-      return InitDType::kBFloat16;
-    case at::kFloat:
-      return InitDType::kFloat;
-    default:
-      return InitDType::kDouble;
-  }
-}
-
 inline void check_init_args(size_t i, int64_t kind, const double* a, const char* op) {
-  TORCH_CHECK_VALUE(kind >= 0 && kind < kNumInitKinds, op, ": kinds[", i, "] = ", kind,
+  TRAINOPS_CHECK_VALUE(kind >= 0 && kind < kNumInitKinds, op, ": kinds[", i, "] = ", kind,
                     " is not a distribution (0 uniform, 1 normal, 2 truncated normal, 3 constant)");
   switch (static_cast<InitKind>(kind)) {
     case InitKind::kUniform:
-      TORCH_CHECK_VALUE(std::isfinite(a[0]) && std::isfinite(a[1]) && a[0] <= a[1], op,
+      TRAINOPS_CHECK_VALUE(std::isfinite(a[0]) && std::isfinite(a[1]) && a[0] <= a[1], op,
                         ": tensor ", i, ": uniform needs finite low <= high, got low=", a[0],
                         ", high=", a[1]);
       break;
     case InitKind::kNormal:
-      TORCH_CHECK_VALUE(std::isfinite(a[0]) && std::isfinite(a[1]) && a[1] >= 0.0, op,
+      TRAINOPS_CHECK_VALUE(std::isfinite(a[0]) && std::isfinite(a[1]) && a[1] >= 0.0, op,
                         ": tensor ", i, ": normal needs a finite mean and std >= 0, got mean=",
                         a[0], ", std=", a[1]);
       break;
     case InitKind::kTruncNormal:
-      TORCH_CHECK_VALUE(std::isfinite(a[0]) && std::isfinite(a[1]) && a[1] >= 0.0 &&
+      TRAINOPS_CHECK_VALUE(std::isfinite(a[0]) && std::isfinite(a[1]) && a[1] >= 0.0 &&
                             !std::isnan(a[2]) && !std::isnan(a[3]) && a[2] <= a[3],
                         op, ": tensor ", i,
                         ": trunc_normal needs a finite mean, std >= 0 and a <= b, got mean=", a[0],
@@ -79,36 +65,35 @@ inline void check_init_args(size_t i, int64_t kind, const double* a, const char*
 
 // Layout of tensor t, or of the shard of a global tensor of sizes `global`
 // at `offset` (both null: t is the whole tensor).
-inline InitLayout init_layout_of(const at::Tensor& t, const int64_t* global, const int64_t* offset,
+inline InitLayout init_layout_of(const Tensor& t, const int64_t* global, const int64_t* offset,
                                  size_t i, const char* op) {
   InitLayout l{};
   int64_t bad_dim = 0;
   const LayoutError err =
       make_init_layout(t.dim(), t.sizes().data(), global, offset, &l, &bad_dim);
-  TORCH_CHECK_VALUE(err != LayoutError::kDoesNotFit, op, ": tensor ", i, " of shape ", t.sizes(),
+  TRAINOPS_CHECK_VALUE(err != LayoutError::kDoesNotFit, op, ": tensor ", i, " of shape ", shape_str(t),
                     " does not fit in global_shape at dim ", bad_dim, " (global size ",
                     global ? global[bad_dim] : 0, ", offset ", offset ? offset[bad_dim] : 0, ")");
-  TORCH_CHECK_VALUE(err != LayoutError::kTooManyDims, op, ": tensor ", i,
+  TRAINOPS_CHECK_VALUE(err != LayoutError::kTooManyDims, op, ": tensor ", i,
                     " is a shard with more than ", kMaxInitDims,
                     " split dimensions; flatten it first");
   return l;
 }
 
-inline InitCall prepare_init(at::TensorList tensors, at::IntArrayRef kinds,
-                             at::ArrayRef<double> args, int64_t seed, at::IntArrayRef keys,
-                             at::IntArrayRef global_shapes, at::IntArrayRef global_offsets,
-                             const char* op) {
-  check_tensor_list(tensors, op);
-  check_writable(tensors, op);
+inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListArg args,
+                             int64_t seed, IntListArg keys, IntListArg global_shapes,
+                             IntListArg global_offsets, const char* op) {
+  const auto facts = check_tensor_list(tensors, op);
+  check_writable(tensors, facts, op);
   const size_t n = tensors.size();
-  TORCH_CHECK_VALUE(kinds.size() == n && keys.size() == n, op, ": got ", n, " tensors but ",
+  TRAINOPS_CHECK_VALUE(kinds.size() == n && keys.size() == n, op, ": got ", n, " tensors but ",
                     kinds.size(), " kinds and ", keys.size(), " keys");
-  TORCH_CHECK_VALUE(args.size() == n * kInitArgsPerTensor, op, ": params must hold ",
+  TRAINOPS_CHECK_VALUE(args.size() == n * kInitArgsPerTensor, op, ": params must hold ",
                     kInitArgsPerTensor, " numbers per tensor (", n * kInitArgsPerTensor,
                     "), got ", args.size());
   int64_t total_dims = 0;
   for (const auto& t : tensors) total_dims += t.dim();
-  TORCH_CHECK_VALUE(global_shapes.size() == global_offsets.size() &&
+  TRAINOPS_CHECK_VALUE(global_shapes.size() == global_offsets.size() &&
                         (global_shapes.empty() ||
                          static_cast<int64_t>(global_shapes.size()) == total_dims),
                     op,
@@ -122,20 +107,19 @@ inline InitCall prepare_init(at::TensorList tensors, at::IntArrayRef kinds,
   call.plans.reserve(n);
   int64_t dim_at = 0;
   for (size_t i = 0; i < n; ++i) {
-    const at::Tensor& t = tensors[i];
+    const Tensor& t = tensors[i];
     const double* a = args.data() + i * kInitArgsPerTensor;
     check_init_args(i, kinds[i], a, op);
     InitTensorPlan p{};
     p.layout = init_layout_of(t, sharded ? global_shapes.data() + dim_at : nullptr,
                               sharded ? global_offsets.data() + dim_at : nullptr, i, op);
     dim_at += t.dim();
-    at::Tensor target = t;
-    if (t.numel() > 0 && !t.is_contiguous()) {
-      target = t.contiguous();
-      call.copies.emplace_back(t, target);
+    p.data = facts[i].data;
+    if (facts[i].numel > 0 && !facts[i].contiguous) {
+      call.copies.emplace_back(t, make_contiguous(t));
+      p.data = call.copies.back().second.data_ptr();
     }
-    p.data = target.numel() > 0 ? target.data_ptr() : nullptr;
-    p.dtype = to_init_dtype(t.scalar_type());
+    p.dtype = static_cast<InitDType>(facts[i].dtype);
     p.kind = static_cast<InitKind>(kinds[i]);
     p.key = static_cast<uint64_t>(keys[i]);
     set_work_items(&p);

@@ -1,18 +1,16 @@
 // The one schema file: every trainops op is declared here, once. Backends only
-// add TORCH_LIBRARY_IMPL(trainops, CPU|CUDA, m) in csrc/cpu and csrc/cuda.
+// add TRAINOPS_LIBRARY_IMPL(CPU|CUDA, m) in csrc/cpu and csrc/cuda
+// (TORCH_LIBRARY / STABLE_TORCH_LIBRARY, see csrc/torch_api.h).
 //
 // The compiled module is a Python limited-API (abi3) extension with an empty
 // module init: importing it runs the static registrations below, and the ops
 // are reached through torch.ops.trainops.*; there are no pybind11 bindings.
 #include <Python.h>
-#include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/library.h>
 
-#include <sstream>
 #include <string>
 
-#include "checks.h"
 #include "cpu/cpu_isa.h"
+#include "torch_api.h"
 #include "trainops/chunk_plan.h"
 
 #if !defined(TRAINOPS_TORCH_VERSION)
@@ -26,8 +24,9 @@
 #endif
 
 extern "C" {
-// Empty module: `import trainops._C` only loads the shared library.
-PyObject* PyInit__C(void) {
+// Empty module: `import trainops._C` only loads the shared library. The one
+// exported symbol (the build hides everything else: -fvisibility=hidden).
+PyMODINIT_FUNC PyInit__C(void) {
   static struct PyModuleDef module_def = {
       PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr,
   };
@@ -41,17 +40,16 @@ namespace {
 // "key=value;..." facts about this binary, read by `trainops info` and by the
 // import-time check that the extension matches the running torch.
 std::string build_info() {
-  std::ostringstream out;
-  out << "torch=" << TRAINOPS_TORCH_VERSION << ";cpu_isas=" << cpu::compiled_cpu_isas()
-      << ";cpu_isa=" << cpu::cpu_isa_name(cpu::current_cpu_isa())
-      << ";cuda=" << TRAINOPS_CUDA_VERSION << ";cuda_archs=" << TRAINOPS_CUDA_ARCHS
-      << ";chunk_size=" << kChunkSize;
-  return out.str();
+  return str("torch=", TRAINOPS_TORCH_VERSION, ";abi=", TRAINOPS_STABLE_ABI ? "stable" : "aten",
+             ";cpu_isas=", cpu::compiled_cpu_isas(),
+             ";cpu_isa=", cpu::cpu_isa_name(cpu::current_cpu_isa()),
+             ";cuda=", TRAINOPS_CUDA_VERSION, ";cuda_archs=", TRAINOPS_CUDA_ARCHS,
+             ";chunk_size=", kChunkSize);
 }
 
 }  // namespace
 
-TORCH_LIBRARY(trainops, m) {
+TRAINOPS_LIBRARY(m) {
   // Global p-norm (p > 0 or inf) of a list of fp16/bf16/fp32/fp64 tensors on
   // one device, as if they were concatenated. Returns (total, per_tensor):
   // total is a 0-dim tensor, fp64 if any input is fp64 else fp32; per_tensor
@@ -66,9 +64,9 @@ TORCH_LIBRARY(trainops, m) {
   m.def("multi_tensor_clamp_(Tensor(a!)[] tensors, float clip_value) -> ()");
   // In place: clip_grad_norm_ in one call, multi_tensor_norm then
   // multi_tensor_clip_scale_; returns the total norm (before clipping).
-  // Composite (defined once below for every backend): one Python->C++ call
-  // instead of two, which is half the per-tensor argument conversion that
-  // dominates lists of 10,000 small grads.
+  // One Python->C++ call instead of two, which is half the per-tensor
+  // argument conversion that dominates lists of 10,000 small grads; each
+  // backend also shares its list preparation between the two passes.
   m.def("multi_tensor_clip_grad_norm_(Tensor(a!)[] tensors, float max_norm, float norm_type) -> Tensor");
   // In place: random / constant initialisation of a list of fp16/bf16/fp32/fp64
   // tensors in one fused pass. Per tensor i: kinds[i] (0 uniform(low, high),
@@ -84,40 +82,12 @@ TORCH_LIBRARY(trainops, m) {
       "init_tensors_(Tensor(a!)[] tensors, int[] kinds, float[] params, int seed, int[] keys, "
       "int[] global_shapes, int[] global_offsets) -> ()");
   // Facts about this build (see build_info above).
-  m.def("build_info() -> str", &build_info);
+  m.def("build_info() -> str");
 }
 
-namespace {
-
-at::Tensor multi_tensor_clip_grad_norm(at::TensorList tensors, double max_norm, double norm_type) {
-  constexpr const char* kOp = "trainops.multi_tensor_clip_grad_norm_";
-  check_max_norm(max_norm, kOp);
-  check_norm_type(norm_type, kOp);
-  static const auto norm_op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("trainops::multi_tensor_norm", "")
-          .typed<std::tuple<at::Tensor, at::Tensor>(at::TensorList, double, bool)>();
-  static const auto scale_op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("trainops::multi_tensor_clip_scale_", "")
-          .typed<void(at::TensorList, const at::Tensor&, double)>();
-  at::Tensor total = std::get<0>(norm_op.call(tensors, norm_type, false));
-  if (total.device().is_cpu()) {
-    // Reading a CPU total costs no device sync: skip the scale call (and its
-    // per-tensor dispatch and checks) when it would write nothing.
-    const double coef = total.scalar_type() == at::kDouble
-                            ? clip_coefficient(total.item<double>(), max_norm)
-                            : static_cast<double>(clip_coefficient(total.item<float>(), max_norm));
-    if (coef == 1.0) return total;
-  }
-  scale_op.call(tensors, total, max_norm);
-  return total;
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(trainops, CompositeExplicitAutograd, m) {
-  m.impl("multi_tensor_clip_grad_norm_", &multi_tensor_clip_grad_norm);
+// No tensor arguments: the catch-all key serves every call.
+TRAINOPS_LIBRARY_IMPL(CompositeExplicitAutograd, m) {
+  m.impl("build_info", TRAINOPS_KERNEL(build_info));
 }
 
 }  // namespace trainops

@@ -28,3 +28,15 @@ def threads():
     before = torch.get_num_threads()
     yield torch.set_num_threads
     torch.set_num_threads(before)
+
+
+def op_error(kind: type[Exception]) -> type[Exception]:
+    """What a direct torch.ops.trainops call raises for a TypeError/ValueError.
+
+    The stable-ABI build carries one exception type across the ABI, so there
+    the op raises RuntimeError (with the same message); the Python API raises
+    `kind` in both builds.
+    """
+    from trainops import _extension
+
+    return RuntimeError if (_extension.BUILD_META or {}).get("abi") == "stable" else kind

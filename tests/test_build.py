@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import trainops
@@ -18,7 +21,12 @@ from trainops.info import info_lines
 def test_extension_loaded_and_build_info():
     assert _extension.LOADED, _extension.LOAD_ERROR
     info = _extension.build_info()
-    assert info["torch"] == torch.__version__.split("+")[0]
+    assert info["abi"] == _extension.BUILD_META["abi"]
+    running = _extension._version_tuple(torch.__version__.split("+")[0])
+    if info["abi"] == "stable":
+        assert running >= _extension._version_tuple(_extension.BUILD_META["min_torch"])
+    else:
+        assert info["torch"] == torch.__version__.split("+")[0]
     assert info["cpu_isa"] in info["cpu_isas"].split(",")
     assert "cpu" in _extension.CLIP_DEVICES
 
@@ -33,6 +41,38 @@ def test_info_lines_name_versions_and_backends():
 def test_cli_info_runs():
     out = subprocess.run([sys.executable, "-m", "trainops", "info"], capture_output=True, text=True, check=True)
     assert "built against" in out.stdout
+
+
+STABLE = (_extension.BUILD_META or {}).get("abi") == "stable"
+
+
+@pytest.mark.skipif(not STABLE, reason="the aten build links libtorch's C++ API by design")
+@pytest.mark.skipif(shutil.which("nm") is None, reason="needs nm (binutils)")
+def test_stable_binary_uses_only_the_c_shim_of_libtorch():
+    """What makes one binary load under every torch >= 2.10: it calls libtorch
+    only through the stable C shim (aoti_torch_* / torch_*), never a C++ symbol
+    of libtorch or c10, whose mangled names and layouts change between releases."""
+    so = glob.glob(os.path.join(os.path.dirname(trainops.__file__), "_C*.so"))[0]
+    out = subprocess.run(["nm", "-D", "--undefined-only", "-C", so], capture_output=True, text=True, check=True)
+    cxx_torch = [line for line in out.stdout.splitlines() if re.search(r"\b(c10|at|torch|caffe2)::", line)]
+    assert not cxx_torch, cxx_torch[:10]
+    assert "torch_library_impl" in out.stdout
+
+
+@pytest.mark.skipif(not STABLE, reason="only the stable-ABI binary loads under another torch")
+def test_stable_binary_loads_whatever_torch_it_was_built_against(tmp_path):
+    meta = dict(_extension.BUILD_META, torch="2.10.0")
+    path = _copy_package_with_meta(tmp_path, meta)
+    out = _run("import trainops; print(trainops._extension.LOADED)", path, require=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
+
+
+def test_stable_binary_refused_under_too_old_torch(tmp_path):
+    path = _copy_package_with_meta(tmp_path, {"torch": "99.0.0", "abi": "stable", "min_torch": "99.0"})
+    out = _run("import trainops", path, require=True)
+    assert out.returncode != 0
+    assert "needs torch >= 99.0" in out.stderr
 
 
 def _copy_package_with_meta(tmp_path, meta: dict | None):

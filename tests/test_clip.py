@@ -15,7 +15,7 @@ import trainops
 from trainops import _extension, reference
 from trainops.clip import get_total_norm
 
-from .conftest import FLOAT_DTYPES, device_params
+from .conftest import FLOAT_DTYPES, device_params, op_error
 
 CHUNK = int(_extension.build_info()["chunk_size"])
 NORM_TYPES = [1.0, 2.0, math.inf, 3.0, 0.5]
@@ -87,7 +87,7 @@ def test_non_contiguous_tensors(device):
     view2 = a.t()
     torch.ops.trainops.multi_tensor_clamp_([view2], 0.1)
     assert a.abs().max() <= 0.1
-    with pytest.raises(ValueError, match="share memory"):
+    with pytest.raises(op_error(ValueError), match="share memory"):
         torch.ops.trainops.multi_tensor_clamp_([torch.randn(3, device=device).expand(4, 3)], 0.1)
 
 
@@ -255,7 +255,7 @@ def test_fused_clip_op_equals_norm_then_scale(p):
     assert torch.equal(total_a, total_b)
     for x, y in zip(a, b):
         assert torch.equal(x, y)
-    with pytest.raises(ValueError, match="max_norm"):
+    with pytest.raises(op_error(ValueError), match="max_norm"):
         torch.ops.trainops.multi_tensor_clip_grad_norm_(a, -1.0, p)
 
 
@@ -460,19 +460,19 @@ def test_bad_tensors_raise_before_touching_grads():
 
 
 def test_op_level_validation():
-    with pytest.raises(ValueError, match="norm_type"):
+    with pytest.raises(op_error(ValueError), match="norm_type"):
         torch.ops.trainops.multi_tensor_norm([torch.randn(3)], -1.0, False)
-    with pytest.raises(TypeError, match="dtype"):
+    with pytest.raises(op_error(TypeError), match="dtype"):
         torch.ops.trainops.multi_tensor_norm([torch.arange(3)], 2.0, False)
-    with pytest.raises(ValueError, match="max_norm"):
+    with pytest.raises(op_error(ValueError), match="max_norm"):
         torch.ops.trainops.multi_tensor_clip_scale_([torch.randn(3)], torch.tensor(1.0), -1.0)
-    with pytest.raises(ValueError, match="clip_value"):
+    with pytest.raises(op_error(ValueError), match="clip_value"):
         torch.ops.trainops.multi_tensor_clamp_([torch.randn(3)], -1.0)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 1, reason="needs a CUDA device")
 def test_mixed_devices_in_one_op_call_rejected():
-    with pytest.raises(ValueError, match="one device"):
+    with pytest.raises(op_error(ValueError), match="one device"):
         torch.ops.trainops.multi_tensor_norm([torch.randn(3, device="cuda"), torch.randn(3)], 2.0, False)
 
 

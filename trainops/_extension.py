@@ -1,6 +1,10 @@
 """Loading of the compiled extension (trainops._C) and what it provides.
 
-Policy when the extension is missing or was built against another torch:
+Two builds exist (setup.py, TRAINOPS_ABI): the stable-ABI binary loads under
+every torch from its ``min_torch`` (2.10) on, whatever torch it was built
+against; the aten binary loads only under the exact torch it was built against.
+
+Policy when the extension is missing or cannot run under this torch:
 ``import trainops`` still works and warns once, with the reason and the command
 that rebuilds it; every op then runs on the pure-PyTorch fallback
 (``torch.nn.utils`` for clipping), which is correct but slower. Set
@@ -27,6 +31,22 @@ def _running_torch() -> str:
     return torch.__version__.split("+")[0]
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:2])
+
+
+def _incompatibility(meta: dict) -> str | None:
+    """Why the binary described by `meta` cannot load under this torch, or None."""
+    if meta.get("abi") == "stable":
+        min_torch = meta.get("min_torch", "2.10")
+        if _version_tuple(_running_torch()) < _version_tuple(min_torch):
+            return f"trainops._C (stable ABI) needs torch >= {min_torch} but torch {_running_torch()} is running"
+        return None
+    if meta.get("torch") != _running_torch():
+        return f"trainops._C was built against torch {meta.get('torch')} but torch {_running_torch()} is running"
+    return None
+
+
 def _read_build_meta() -> dict | None:
     try:
         with open(os.path.join(_HERE, "_build_meta.json")) as f:
@@ -39,12 +59,9 @@ def _load() -> tuple[bool, str | None, dict | None]:
     meta = _read_build_meta()
     if meta is None:
         return False, "the compiled extension trainops._C is not built", None
-    if meta.get("torch") != _running_torch():
-        return (
-            False,
-            f"trainops._C was built against torch {meta.get('torch')} but torch {_running_torch()} is running",
-            meta,
-        )
+    reason = _incompatibility(meta)
+    if reason is not None:
+        return False, reason, meta
     try:
         importlib.import_module("trainops._C")
     except ImportError as exc:  # missing file, undefined symbol, ...

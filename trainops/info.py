@@ -23,8 +23,13 @@ def info_lines() -> list[str]:
         lines.append(f"                {_extension.REBUILD_HINT}; until then ops fall back to pure PyTorch")
         return lines
     b = _extension.build_info()
+    meta = _extension.BUILD_META or {}
+    if b.get("abi") == "stable":
+        abi = f"stable ABI: loads under torch >= {meta.get('min_torch', '2.10')}"
+    else:
+        abi = f"version-specific ABI: loads only under torch {b.get('torch')}"
     lines += [
-        f"built against   torch {b.get('torch')}",
+        f"built against   torch {b.get('torch')} ({abi})",
         f"CPU kernels     compiled for {b.get('cpu_isas')}; in use: {b.get('cpu_isa')}",
     ]
     if b.get("cuda"):

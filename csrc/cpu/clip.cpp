@@ -5,13 +5,10 @@
 // 10,000 kernel calls. Per-chunk partial norms land in a workspace of one
 // NormPartial per chunk and are combined in chunk order afterwards, so the
 // result does not depend on the thread count.
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
-
 #include <vector>
 
 #include "../checks.h"
+#include "../torch_api.h"
 #include "clip_kernels.h"
 #include "cpu_isa.h"
 #include "trainops/chunk_plan.h"
@@ -20,19 +17,6 @@
 namespace trainops {
 namespace cpu {
 namespace {
-
-DType to_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kHalf:
-      return DType::kHalf;
-    case at::kBFloat16:
-      return DType::kBFloat16;
-    case at::kFloat:
-      return DType::kFloat;
-    default:
-      return DType::kDouble;
-  }
-}
 
 // The list as flat spans. The kernels are elementwise or order-free
 // reductions, so any non-overlapping dense tensor (contiguous, transposed,
@@ -43,38 +27,34 @@ struct FlatList {
   std::vector<char*> data;
   std::vector<DType> dtype;
   std::vector<int64_t> numel;
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (original, contiguous copy)
+  std::vector<std::pair<Tensor, Tensor>> copies;  // (original, contiguous copy)
 
-  explicit FlatList(at::TensorList tensors) {
+  FlatList(TensorListArg tensors, const std::vector<TensorFacts>& facts) {
     const size_t n = tensors.size();
     data.reserve(n);
     dtype.reserve(n);
     numel.reserve(n);
-    for (const auto& t : tensors) {
-      // No at::Tensor copies on the common path: copying a tensor that Python
+    for (size_t i = 0; i < n; ++i) {
+      // No Tensor copies on the common path: copying a tensor that Python
       // also holds costs an interpreter incref/decref (~50 ns).
-      char* ptr;
-      if (t.numel() > 0 && !t.is_non_overlapping_and_dense()) {
-        copies.emplace_back(t, t.contiguous());
+      const TensorFacts& f = facts[i];
+      char* ptr = static_cast<char*>(f.data);
+      if (f.numel > 0 && !f.contiguous && !is_dense(tensors[i])) {
+        copies.emplace_back(tensors[i], make_contiguous(tensors[i]));
         ptr = static_cast<char*>(copies.back().second.data_ptr());
-      } else {
-        ptr = static_cast<char*>(t.data_ptr());
       }
       data.push_back(ptr);
-      dtype.push_back(to_dtype(t.scalar_type()));
-      numel.push_back(t.numel());
+      dtype.push_back(f.dtype);
+      numel.push_back(f.numel);
     }
   }
 
   void write_back() {
-    for (auto& c : copies) c.first.copy_(c.second);
+    for (auto& c : copies) copy_into(c.first, c.second);
   }
 
-  static size_t element_size(DType d) {
-    return d == DType::kDouble ? 8 : (d == DType::kFloat ? 4 : 2);
-  }
   char* chunk_ptr(const Chunk& c) const {
-    return data[c.tensor] + c.begin * static_cast<int64_t>(element_size(dtype[c.tensor]));
+    return data[c.tensor] + c.begin * static_cast<int64_t>(dtype_size(dtype[c.tensor]));
   }
 };
 
@@ -89,14 +69,14 @@ constexpr int64_t kCacheLine = 64;
 // Run fn(chunk) over every chunk of the plan, tasks in parallel.
 template <typename Fn>
 void for_each_chunk(const ChunkPlan& plan, const FlatList& flat, const Fn& fn) {
-  at::parallel_for(0, plan.num_tasks(), 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, plan.num_tasks(), 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t last = plan.task_begin[task + 1];
       for (int64_t c = plan.task_begin[task]; c < last; ++c) {
         if (c + kPrefetchDistance < last) {
           const Chunk& ahead = plan.chunks[c + kPrefetchDistance];
           const char* p = flat.chunk_ptr(ahead);
-          const int64_t bytes = ahead.length * static_cast<int64_t>(FlatList::element_size(flat.dtype[ahead.tensor]));
+          const int64_t bytes = ahead.length * static_cast<int64_t>(dtype_size(flat.dtype[ahead.tensor]));
           for (int64_t off = 0; off < bytes && off < kPrefetchBytes; off += kCacheLine) {
             __builtin_prefetch(p + off);
           }
@@ -107,17 +87,11 @@ void for_each_chunk(const ChunkPlan& plan, const FlatList& flat, const Fn& fn) {
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> multi_tensor_norm_cpu(at::TensorList tensors, double norm_type,
-                                                         bool per_tensor) {
-  constexpr const char* kOp = "trainops.multi_tensor_norm";
-  check_tensor_list(tensors, kOp);
-  check_norm_type(norm_type, kOp);
-  const NormSpec spec = make_norm_spec(norm_type);
-  const at::ScalarType out_dtype = norm_result_dtype(tensors);
-  const auto options = at::TensorOptions().dtype(at::kDouble).device(at::kCPU);
-
-  FlatList flat(tensors);
-  const ChunkPlan plan = make_chunk_plan(flat.numel);
+// The norm pass over a prepared list: (total, per-tensor norms or empty), in
+// the result dtype.
+std::tuple<Tensor, Tensor> norm_pass(const std::vector<TensorFacts>& facts, const FlatList& flat,
+                                     const ChunkPlan& plan, const NormSpec& spec,
+                                     bool per_tensor) {
   std::vector<NormPartial> chunk_parts(plan.chunks.size());
   const ClipKernels& k = clip_kernels();
   for_each_chunk(plan, flat, [&](int64_t c, const Chunk& chunk) {
@@ -125,49 +99,94 @@ std::tuple<at::Tensor, at::Tensor> multi_tensor_norm_cpu(at::TensorList tensors,
         k.norm_chunk(flat.dtype[chunk.tensor], flat.chunk_ptr(chunk), chunk.length, spec);
   });
 
-  const int64_t n = static_cast<int64_t>(tensors.size());
+  const int64_t n = static_cast<int64_t>(flat.numel.size());
+  const ScalarType out_dtype = norm_result_dtype(facts);
+  const bool fp64 = out_dtype == ScalarType::Double;
+  Tensor total = empty_cpu({}, out_dtype);
+  Tensor per = empty_cpu({per_tensor ? n : 0}, out_dtype);
+  void* const total_data = total.data_ptr();
+  void* const per_data = per.data_ptr();
+  const auto store = [fp64](void* out, int64_t i, double v) {
+    if (fp64) {
+      static_cast<double*>(out)[i] = v;
+    } else {
+      static_cast<float*>(out)[i] = static_cast<float>(v);
+    }
+  };
   std::vector<NormPartial> tensor_parts(static_cast<size_t>(n));
-  at::Tensor per = at::empty({per_tensor ? n : 0}, options);
-  double* per_data = per.data_ptr<double>();
   for (int64_t t = 0; t < n; ++t) {
     const int64_t b = plan.chunk_begin[t];
     tensor_parts[t] =
         combine_partials(chunk_parts.data() + b, plan.chunk_begin[t + 1] - b, spec.kind, spec.p);
-    if (per_tensor) per_data[t] = partial_to_norm(tensor_parts[t], spec.kind, spec.p);
+    if (per_tensor) store(per_data, t, partial_to_norm(tensor_parts[t], spec.kind, spec.p));
   }
   const NormPartial all = combine_partials(tensor_parts.data(), n, spec.kind, spec.p);
-  at::Tensor total = at::scalar_tensor(partial_to_norm(all, spec.kind, spec.p), options);
-  return {total.to(out_dtype), per.to(out_dtype)};
+  store(total_data, 0, partial_to_norm(all, spec.kind, spec.p));
+  return {total, per};
 }
 
-void multi_tensor_clip_scale_cpu(at::TensorList tensors, const at::Tensor& total_norm,
-                                 double max_norm) {
-  constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
-  check_tensor_list(tensors, kOp);
-  check_max_norm(max_norm, kOp);
-  check_total_norm(total_norm, tensors, kOp);
-  check_writable(tensors, kOp);
-  double coef_double;
-  float coef_float;
-  if (total_norm.scalar_type() == at::kDouble) {
-    coef_double = clip_coefficient(total_norm.item<double>(), max_norm);
-    coef_float = static_cast<float>(coef_double);
-  } else {
-    coef_float = clip_coefficient(total_norm.item<float>(), max_norm);
-    coef_double = static_cast<double>(coef_float);
+// The clip coefficient of a CPU total norm, in fp64 and in fp32 (the total's
+// own precision decides the rounding, as in torch).
+std::pair<double, float> coefficients(const Tensor& total_norm, double max_norm) {
+  if (total_norm.scalar_type() == ScalarType::Double) {
+    const double c = clip_coefficient(*static_cast<const double*>(total_norm.data_ptr()), max_norm);
+    return {c, static_cast<float>(c)};
   }
-  // No clipping needed: no writes at all (the multiply by 1 torch performs is
-  // an identity). A NaN coefficient is != 1 and scales like torch does.
-  if (coef_double == 1.0) return;
+  const float c = clip_coefficient(*static_cast<const float*>(total_norm.data_ptr()), max_norm);
+  return {static_cast<double>(c), c};
+}
 
-  FlatList flat(tensors);
-  const ChunkPlan plan = make_chunk_plan(flat.numel);
+// The scale pass; none at all (no writes) when the coefficient is exactly 1.
+// A NaN coefficient is != 1 and scales like torch does.
+void scale_pass(FlatList& flat, const ChunkPlan& plan, std::pair<double, float> coef) {
+  if (coef.first == 1.0) return;
   const ClipKernels& k = clip_kernels();
   for_each_chunk(plan, flat, [&](int64_t, const Chunk& chunk) {
-    k.scale_chunk(flat.dtype[chunk.tensor], flat.chunk_ptr(chunk), chunk.length, coef_double,
-                  coef_float);
+    k.scale_chunk(flat.dtype[chunk.tensor], flat.chunk_ptr(chunk), chunk.length, coef.first,
+                  coef.second);
   });
   flat.write_back();
+}
+
+std::tuple<Tensor, Tensor> multi_tensor_norm_cpu(TensorListArg tensors, double norm_type,
+                                                 bool per_tensor) {
+  constexpr const char* kOp = "trainops.multi_tensor_norm";
+  const auto facts = check_tensor_list(tensors, kOp);
+  check_norm_type(norm_type, kOp);
+  const FlatList flat(tensors, facts);
+  return norm_pass(facts, flat, make_chunk_plan(flat.numel), make_norm_spec(norm_type),
+                   per_tensor);
+}
+
+void multi_tensor_clip_scale_cpu(TensorListArg tensors, const Tensor& total_norm,
+                                 double max_norm) {
+  constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
+  const auto facts = check_tensor_list(tensors, kOp);
+  check_max_norm(max_norm, kOp);
+  check_total_norm(total_norm, tensors, kOp);
+  check_writable(tensors, facts, kOp);
+  const auto coef = coefficients(total_norm, max_norm);
+  if (coef.first == 1.0) return;
+  FlatList flat(tensors, facts);
+  scale_pass(flat, make_chunk_plan(flat.numel), coef);
+}
+
+// clip_grad_norm_ in one call: one list conversion and one chunk plan serve
+// both passes, and reading the CPU total costs no device sync.
+Tensor multi_tensor_clip_grad_norm_cpu(TensorListArg tensors, double max_norm, double norm_type) {
+  constexpr const char* kOp = "trainops.multi_tensor_clip_grad_norm_";
+  const auto facts = check_tensor_list(tensors, kOp);
+  check_max_norm(max_norm, kOp);
+  check_norm_type(norm_type, kOp);
+  FlatList flat(tensors, facts);
+  const ChunkPlan plan = make_chunk_plan(flat.numel);
+  Tensor total = std::get<0>(norm_pass(facts, flat, plan, make_norm_spec(norm_type), false));
+  const auto coef = coefficients(total, max_norm);
+  if (coef.first != 1.0) {
+    check_writable(tensors, facts, kOp);
+    scale_pass(flat, plan, coef);
+  }
+  return total;
 }
 
 // The bound -v / +v as the element type represents it (torch converts the
@@ -185,12 +204,12 @@ double bound_in(DType d, double v) {
   }
 }
 
-void multi_tensor_clamp_cpu(at::TensorList tensors, double clip_value) {
+void multi_tensor_clamp_cpu(TensorListArg tensors, double clip_value) {
   constexpr const char* kOp = "trainops.multi_tensor_clamp_";
-  check_tensor_list(tensors, kOp);
+  const auto facts = check_tensor_list(tensors, kOp);
   check_clip_value(clip_value, kOp);
-  check_writable(tensors, kOp);
-  FlatList flat(tensors);
+  check_writable(tensors, facts, kOp);
+  FlatList flat(tensors, facts);
   const ChunkPlan plan = make_chunk_plan(flat.numel);
   const ClipKernels& k = clip_kernels();
   for_each_chunk(plan, flat, [&](int64_t, const Chunk& chunk) {
@@ -203,10 +222,11 @@ void multi_tensor_clamp_cpu(at::TensorList tensors, double clip_value) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(trainops, CPU, m) {
-  m.impl("multi_tensor_norm", &multi_tensor_norm_cpu);
-  m.impl("multi_tensor_clip_scale_", &multi_tensor_clip_scale_cpu);
-  m.impl("multi_tensor_clamp_", &multi_tensor_clamp_cpu);
+TRAINOPS_LIBRARY_IMPL(CPU, m) {
+  m.impl("multi_tensor_norm", TRAINOPS_KERNEL(multi_tensor_norm_cpu));
+  m.impl("multi_tensor_clip_scale_", TRAINOPS_KERNEL(multi_tensor_clip_scale_cpu));
+  m.impl("multi_tensor_clip_grad_norm_", TRAINOPS_KERNEL(multi_tensor_clip_grad_norm_cpu));
+  m.impl("multi_tensor_clamp_", TRAINOPS_KERNEL(multi_tensor_clamp_cpu));
 }
 
 }  // namespace cpu

@@ -11,13 +11,12 @@
 
 #include <string>
 
+#include "trainops/common.h"  // DType
+
 namespace trainops {
 namespace cpu {
 
 enum class CpuIsa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
-
-// Element types the CPU kernels understand (torch-free tag).
-enum class DType : int { kHalf = 0, kBFloat16 = 1, kFloat = 2, kDouble = 3 };
 
 // Best ISA compiled in and supported by this CPU, capped by TRAINOPS_CPU_ISA.
 // Read on every call (cheap) so that tests can change the cap in-process.

@@ -7,11 +7,8 @@
 // costs one region, not one per tensor, and a big tensor is spread over all
 // threads. Every value is a pure function of (seed, key, global index,
 // distribution), so the thread count and the chunking never change a result.
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
-
 #include "../init_common.h"
+#include "../torch_api.h"
 #include "init_kernels.h"
 #include "trainops/chunk_plan.h"
 
@@ -19,15 +16,14 @@ namespace trainops {
 namespace cpu {
 namespace {
 
-void init_tensors_cpu(at::TensorList tensors, at::IntArrayRef kinds, at::ArrayRef<double> params,
-                      int64_t seed, at::IntArrayRef keys, at::IntArrayRef global_shapes,
-                      at::IntArrayRef global_offsets) {
+void init_tensors_cpu(TensorListArg tensors, IntListArg kinds, FloatListArg params, int64_t seed,
+                      IntListArg keys, IntListArg global_shapes, IntListArg global_offsets) {
   constexpr const char* kOp = "trainops.init_tensors_";
   InitCall call =
       prepare_init(tensors, kinds, params, seed, keys, global_shapes, global_offsets, kOp);
   const ChunkPlan plan = make_chunk_plan(call.items(), kInitItemsPerChunk);
   const InitKernels& k = init_kernels();
-  at::parallel_for(0, plan.num_tasks(), 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, plan.num_tasks(), 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       for (int64_t c = plan.task_begin[task]; c < plan.task_begin[task + 1]; ++c) {
         const Chunk& chunk = plan.chunks[c];
@@ -40,7 +36,7 @@ void init_tensors_cpu(at::TensorList tensors, at::IntArrayRef kinds, at::ArrayRe
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(trainops, CPU, m) { m.impl("init_tensors_", &init_tensors_cpu); }
+TRAINOPS_LIBRARY_IMPL(CPU, m) { m.impl("init_tensors_", TRAINOPS_KERNEL(init_tensors_cpu)); }
 
 }  // namespace cpu
 }  // namespace trainops

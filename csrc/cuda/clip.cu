@@ -15,12 +15,6 @@
 // * Scale: every block reads total_norm on the device, computes the clip
 //   coefficient there and returns before touching memory when it is 1.
 // * No host sync anywhere: the ops can be captured in a CUDA graph.
-#include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
-
 #include <cstdint>
 #include <memory>
 #include <tuple>
@@ -29,6 +23,8 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../torch_api.h"
+#include "cuda_api.h"
 #include "trainops/chunk_plan.h"
 #include "trainops/common.h"
 #include "trainops/norm.h"
@@ -478,19 +474,6 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------
 // Host side
 
-DTypeCode to_code(at::ScalarType t) {
-  switch (t) {
-    case at::kHalf:
-      return kHalfCode;
-    case at::kBFloat16:
-      return kBFloat16Code;
-    case at::kFloat:
-      return kFloatCode;
-    default:
-      return kDoubleCode;
-  }
-}
-
 // The list as flat spans, as on the CPU: a non-overlapping dense tensor
 // (contiguous, transposed, channels-last, ...) is used in place as the span of
 // its storage, since every kernel here is elementwise or an order-free
@@ -501,29 +484,30 @@ struct FlatList {
   std::vector<DTypeCode> code;
   std::vector<int64_t> numel;
   std::vector<int64_t> elem_size;
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (original, contiguous copy)
+  std::vector<std::pair<Tensor, Tensor>> copies;  // (original, contiguous copy)
 
-  explicit FlatList(at::TensorList tensors) {
+  FlatList(TensorListArg tensors, const std::vector<TensorFacts>& facts) {
     const size_t n = tensors.size();
     data.reserve(n);
     code.reserve(n);
     numel.reserve(n);
     elem_size.reserve(n);
-    for (const auto& t : tensors) {
-      at::Tensor flat = t;
-      if (t.numel() > 0 && !t.is_non_overlapping_and_dense()) {
-        flat = t.contiguous();
-        copies.emplace_back(t, flat);
+    for (size_t i = 0; i < n; ++i) {
+      const TensorFacts& f = facts[i];
+      char* ptr = static_cast<char*>(f.data);
+      if (f.numel > 0 && !f.contiguous && !is_dense(tensors[i])) {
+        copies.emplace_back(tensors[i], make_contiguous(tensors[i]));
+        ptr = static_cast<char*>(copies.back().second.data_ptr());
       }
-      data.push_back(static_cast<char*>(flat.data_ptr()));
-      code.push_back(to_code(t.scalar_type()));
-      numel.push_back(t.numel());
-      elem_size.push_back(static_cast<int64_t>(t.element_size()));
+      data.push_back(ptr);
+      code.push_back(static_cast<DTypeCode>(f.dtype));
+      numel.push_back(f.numel);
+      elem_size.push_back(dtype_size(f.dtype));
     }
   }
 
   void write_back() {
-    for (auto& c : copies) c.first.copy_(c.second);
+    for (auto& c : copies) copy_into(c.first, c.second);
   }
 };
 
@@ -552,51 +536,49 @@ int64_t for_each_batch(const FlatList& flat, const Launch& launch) {
   return num_chunks;
 }
 
-void check_cuda_list(at::TensorList tensors, const char* op) {
-  TORCH_CHECK_VALUE(!tensors.empty(), op, ": expected at least one tensor");
-  check_tensor_list(tensors, op);
-  TORCH_CHECK_VALUE(tensors[0].is_cuda(), op, ": expected CUDA tensors, got ", tensors[0].device());
-  TORCH_CHECK_VALUE(static_cast<int64_t>(tensors.size()) < kMaxTensors, op, ": at most ",
+std::vector<TensorFacts> check_cuda_list(TensorListArg tensors, const char* op) {
+  TRAINOPS_CHECK_VALUE(!tensors.empty(), op, ": expected at least one tensor");
+  auto facts = check_tensor_list(tensors, op);
+  TRAINOPS_CHECK_VALUE(is_cuda_facts(facts[0]), op, ": expected CUDA tensors, got ",
+                       device_str(tensors[0]));
+  TRAINOPS_CHECK_VALUE(static_cast<int64_t>(tensors.size()) < kMaxTensors, op, ": at most ",
                     kMaxTensors, " tensors per call, got ", tensors.size());
+  return facts;
 }
 
 template <NormKind K>
 void launch_norm_chunks(const FlatList& flat, double p, NormPartial* parts, int32_t* chunk_tensor,
                         cudaStream_t stream) {
+  constexpr const char* kOp = "trainops.multi_tensor_norm";
   for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
     norm_chunks_kernel<K><<<count, kThreads, 0, stream>>>(batch, p, parts, chunk_tensor);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    check_launch(kOp);
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> multi_tensor_norm_cuda(at::TensorList tensors, double norm_type,
-                                                          bool per_tensor) {
+// The norm pass over a prepared list: (total, per-tensor norms or empty), in
+// the result dtype, both on the device. Three launches (chunks, tensors,
+// total), no host sync.
+std::tuple<Tensor, Tensor> norm_pass(TensorListArg tensors, const std::vector<TensorFacts>& facts,
+                                     const FlatList& flat, const NormSpec& spec, bool per_tensor,
+                                     cudaStream_t stream) {
   constexpr const char* kOp = "trainops.multi_tensor_norm";
-  check_cuda_list(tensors, kOp);
-  check_norm_type(norm_type, kOp);
-  const NormSpec spec = make_norm_spec(norm_type);
-  const at::ScalarType out_dtype = norm_result_dtype(tensors);
-  const c10::cuda::CUDAGuard guard(tensors[0].device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-
-  FlatList flat(tensors);
+  const ScalarType out_dtype = norm_result_dtype(facts);
   int64_t num_chunks = 0;
   for (int64_t n : flat.numel) num_chunks += num_chunks_of(n);
   const int64_t num_tensors = static_cast<int64_t>(tensors.size());
 
   // Workspace, O(tensors + chunks): chunk partials, tensor partials (16 B
   // each, so they stay 16-byte aligned), then the chunk -> tensor map.
-  const auto byte_options = tensors[0].options().dtype(at::kByte);
   const int64_t part_bytes = static_cast<int64_t>(sizeof(NormPartial));
-  at::Tensor workspace =
-      at::empty({(num_chunks + num_tensors) * part_bytes + num_chunks * 4}, byte_options);
-  auto* parts = reinterpret_cast<NormPartial*>(workspace.data_ptr());
+  Tensor workspace = empty_like_device(
+      tensors[0], {(num_chunks + num_tensors) * part_bytes + num_chunks * 4}, ScalarType::Byte);
+  auto* parts = static_cast<NormPartial*>(workspace.data_ptr());
   NormPartial* tensor_parts = parts + num_chunks;
   auto* chunk_tensor = reinterpret_cast<int32_t*>(tensor_parts + num_tensors);
 
-  const auto out_options = tensors[0].options().dtype(out_dtype);
-  at::Tensor total = at::empty(c10::IntArrayRef{}, out_options);
-  at::Tensor per = at::empty({per_tensor ? num_tensors : 0}, out_options);
+  Tensor total = empty_like_device(tensors[0], {}, out_dtype);
+  Tensor per = empty_like_device(tensors[0], {per_tensor ? num_tensors : 0}, out_dtype);
 
   switch (spec.kind) {
     case NormKind::kOne:
@@ -619,46 +601,79 @@ std::tuple<at::Tensor, at::Tensor> multi_tensor_norm_cuda(at::TensorList tensors
     tensor_norms_kernel<out_t><<<blocks, kTensorWarpsPerBlock * kWarpSize, 0, stream>>>(
         parts, chunk_tensor, num_chunks, num_tensors, spec.kind, spec.p, tensor_parts,
         per_tensor ? per_out : nullptr);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    check_launch(kOp);
     total_norm_kernel<out_t><<<1, kTotalThreads, 0, stream>>>(tensor_parts, num_tensors,
                                                               spec.kind, spec.p, total_out);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    check_launch(kOp);
   };
-  if (out_dtype == at::kDouble) {
-    finalize(total.data_ptr<double>(), per_tensor ? per.data_ptr<double>() : nullptr);
+  if (out_dtype == ScalarType::Double) {
+    finalize(static_cast<double*>(total.data_ptr()),
+             per_tensor ? static_cast<double*>(per.data_ptr()) : nullptr);
   } else {
-    finalize(total.data_ptr<float>(), per_tensor ? per.data_ptr<float>() : nullptr);
+    finalize(static_cast<float*>(total.data_ptr()),
+             per_tensor ? static_cast<float*>(per.data_ptr()) : nullptr);
   }
   return {total, per};
 }
 
-void multi_tensor_clip_scale_cuda(at::TensorList tensors, const at::Tensor& total_norm,
-                                  double max_norm) {
+// The scale pass: every block reads the total on the device and returns
+// before any write when the coefficient is 1.
+void scale_pass(FlatList& flat, const Tensor& total_norm, double max_norm, cudaStream_t stream) {
   constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
-  check_cuda_list(tensors, kOp);
-  check_max_norm(max_norm, kOp);
-  check_total_norm(total_norm, tensors, kOp);
-  check_writable(tensors, kOp);
-  const c10::cuda::CUDAGuard guard(tensors[0].device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-
-  FlatList flat(tensors);
-  // Only the coefficient decides whether anything is written, and it lives on
-  // the device: the kernels run and return early when it is 1.
-  if (total_norm.scalar_type() == at::kDouble) {
-    const double* total = total_norm.data_ptr<double>();
+  if (total_norm.scalar_type() == ScalarType::Double) {
+    const auto* total = static_cast<const double*>(total_norm.data_ptr());
     for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
       clip_scale_kernel<double><<<count, kThreads, 0, stream>>>(batch, total, max_norm);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      check_launch(kOp);
     });
   } else {
-    const float* total = total_norm.data_ptr<float>();
+    const auto* total = static_cast<const float*>(total_norm.data_ptr());
     for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
       clip_scale_kernel<float><<<count, kThreads, 0, stream>>>(batch, total, max_norm);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      check_launch(kOp);
     });
   }
   flat.write_back();
+}
+
+std::tuple<Tensor, Tensor> multi_tensor_norm_cuda(TensorListArg tensors, double norm_type,
+                                                  bool per_tensor) {
+  constexpr const char* kOp = "trainops.multi_tensor_norm";
+  const auto facts = check_cuda_list(tensors, kOp);
+  check_norm_type(norm_type, kOp);
+  const DeviceScope scope(tensors[0]);
+  const FlatList flat(tensors, facts);
+  return norm_pass(tensors, facts, flat, make_norm_spec(norm_type), per_tensor,
+                   current_stream(tensors[0]));
+}
+
+void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_norm,
+                                  double max_norm) {
+  constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
+  const auto facts = check_cuda_list(tensors, kOp);
+  check_max_norm(max_norm, kOp);
+  check_total_norm(total_norm, tensors, kOp);
+  check_writable(tensors, facts, kOp);
+  const DeviceScope scope(tensors[0]);
+  FlatList flat(tensors, facts);
+  scale_pass(flat, total_norm, max_norm, current_stream(tensors[0]));
+}
+
+// clip_grad_norm_ in one call: one list preparation for both passes; the
+// coefficient stays on the device (no host sync).
+Tensor multi_tensor_clip_grad_norm_cuda(TensorListArg tensors, double max_norm, double norm_type) {
+  constexpr const char* kOp = "trainops.multi_tensor_clip_grad_norm_";
+  const auto facts = check_cuda_list(tensors, kOp);
+  check_max_norm(max_norm, kOp);
+  check_norm_type(norm_type, kOp);
+  check_writable(tensors, facts, kOp);
+  const DeviceScope scope(tensors[0]);
+  const cudaStream_t stream = current_stream(tensors[0]);
+  FlatList flat(tensors, facts);
+  Tensor total =
+      std::get<0>(norm_pass(tensors, facts, flat, make_norm_spec(norm_type), false, stream));
+  scale_pass(flat, total, max_norm, stream);
+  return total;
 }
 
 // The bound -v / +v as the element type represents it (torch converts the
@@ -676,33 +691,34 @@ double bound_in(DTypeCode d, double v) {
   }
 }
 
-void multi_tensor_clamp_cuda(at::TensorList tensors, double clip_value) {
+void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
   constexpr const char* kOp = "trainops.multi_tensor_clamp_";
-  check_cuda_list(tensors, kOp);
+  const auto facts = check_cuda_list(tensors, kOp);
   check_clip_value(clip_value, kOp);
-  check_writable(tensors, kOp);
-  const c10::cuda::CUDAGuard guard(tensors[0].device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  check_writable(tensors, facts, kOp);
+  const DeviceScope scope(tensors[0]);
+  const cudaStream_t stream = current_stream(tensors[0]);
 
   ClampBounds bounds;
   for (DTypeCode d : {kHalfCode, kBFloat16Code, kFloatCode, kDoubleCode}) {
     bounds.lo[d] = bound_in(d, -clip_value);
     bounds.hi[d] = bound_in(d, clip_value);
   }
-  FlatList flat(tensors);
+  FlatList flat(tensors, facts);
   for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
     clamp_kernel<<<count, kThreads, 0, stream>>>(batch, bounds);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    check_launch(kOp);
   });
   flat.write_back();
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(trainops, CUDA, m) {
-  m.impl("multi_tensor_norm", &multi_tensor_norm_cuda);
-  m.impl("multi_tensor_clip_scale_", &multi_tensor_clip_scale_cuda);
-  m.impl("multi_tensor_clamp_", &multi_tensor_clamp_cuda);
+TRAINOPS_LIBRARY_IMPL(CUDA, m) {
+  m.impl("multi_tensor_norm", TRAINOPS_KERNEL(multi_tensor_norm_cuda));
+  m.impl("multi_tensor_clip_scale_", TRAINOPS_KERNEL(multi_tensor_clip_scale_cuda));
+  m.impl("multi_tensor_clip_grad_norm_", TRAINOPS_KERNEL(multi_tensor_clip_grad_norm_cuda));
+  m.impl("multi_tensor_clamp_", TRAINOPS_KERNEL(multi_tensor_clamp_cuda));
 }
 
 }  // namespace cuda

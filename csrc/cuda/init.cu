@@ -8,15 +8,12 @@
 // kernel. The per-tensor plans and the chunk table (O(tensors + chunks), never
 // O(model size)) go to the device in one pinned, asynchronous copy: no host
 // sync.
-#include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
-
 #include <cstring>
 #include <vector>
 
 #include "../init_common.h"
+#include "../torch_api.h"
+#include "cuda_api.h"
 #include "trainops/chunk_plan.h"
 #include "trainops/distributions.h"
 #include "trainops/init_plan.h"
@@ -88,9 +85,8 @@ __global__ void init_tensors_kernel(const InitTensorPlan* __restrict plans,
   }
 }
 
-void init_tensors_cuda(at::TensorList tensors, at::IntArrayRef kinds, at::ArrayRef<double> params,
-                       int64_t seed, at::IntArrayRef keys, at::IntArrayRef global_shapes,
-                       at::IntArrayRef global_offsets) {
+void init_tensors_cuda(TensorListArg tensors, IntListArg kinds, FloatListArg params, int64_t seed,
+                       IntListArg keys, IntListArg global_shapes, IntListArg global_offsets) {
   constexpr const char* kOp = "trainops.init_tensors_";
   InitCall call =
       prepare_init(tensors, kinds, params, seed, keys, global_shapes, global_offsets, kOp);
@@ -99,27 +95,29 @@ void init_tensors_cuda(at::TensorList tensors, at::IntArrayRef kinds, at::ArrayR
     call.write_back();
     return;
   }
-  const c10::cuda::CUDAGuard guard(tensors[0].device());
+  const DeviceScope scope(tensors[0]);
   const size_t plan_bytes = call.plans.size() * sizeof(InitTensorPlan);
   const size_t chunk_bytes = plan.chunks.size() * sizeof(Chunk);
-  at::Tensor host = at::empty({static_cast<int64_t>(plan_bytes + chunk_bytes)},
-                              at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+  Tensor host = empty_cpu({static_cast<int64_t>(plan_bytes + chunk_bytes)}, ScalarType::Byte,
+                         /*pinned=*/true);
   std::memcpy(host.data_ptr(), call.plans.data(), plan_bytes);
   std::memcpy(static_cast<char*>(host.data_ptr()) + plan_bytes, plan.chunks.data(), chunk_bytes);
-  at::Tensor dev = host.to(tensors[0].device(), /*non_blocking=*/true);
+  // torch's copy records the pinned block's use on the stream, so the block
+  // is not reused before the copy has run.
+  Tensor dev = to_device_async(host, tensors[0]);
   const auto* dplans = reinterpret_cast<const InitTensorPlan*>(dev.data_ptr());
   const auto* dchunks =
       reinterpret_cast<const Chunk*>(static_cast<const char*>(dev.data_ptr()) + plan_bytes);
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream(tensors[0]);
   init_tensors_kernel<<<static_cast<unsigned>(plan.chunks.size()), kInitThreads, 0, stream>>>(
       dplans, dchunks, call.seed);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  check_launch(kOp);
   call.write_back();
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(trainops, CUDA, m) { m.impl("init_tensors_", &init_tensors_cuda); }
+TRAINOPS_LIBRARY_IMPL(CUDA, m) { m.impl("init_tensors_", TRAINOPS_KERNEL(init_tensors_cuda)); }
 
 }  // namespace cuda
 }  // namespace trainops

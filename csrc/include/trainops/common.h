@@ -18,6 +18,12 @@
 
 namespace trainops {
 
+// Element types of the kernels (a torch-free tag; the values are shared with
+// the CUDA kernels' dtype codes and the init plans).
+enum class DType : int { kHalf = 0, kBFloat16 = 1, kFloat = 2, kDouble = 3 };
+
+inline constexpr int dtype_size(DType d) { return d == DType::kDouble ? 8 : (d == DType::kFloat ? 4 : 2); }
+
 // Storage types for the two 16-bit formats: plain bit patterns, so that this
 // header needs neither c10 nor cuda_fp16.h. Layout-compatible with c10::Half /
 // c10::BFloat16 / __half / __nv_bfloat16 (one uint16_t).
