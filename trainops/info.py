@@ -13,8 +13,14 @@ from .version import __version__
 
 def info_lines() -> list[str]:
     """Human-readable facts about trainops, torch and the compiled backends."""
+    try:  # the installed distribution's version carries the variant tag (+cpu, +cu130)
+        from importlib.metadata import version
+
+        dist = version("trainops")
+    except Exception:  # not installed (source tree on PYTHONPATH)
+        dist = __version__
     lines = [
-        f"trainops        {__version__}",
+        f"trainops        {dist}",
         f"torch           {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
         f"python          {platform.python_version()} ({platform.machine()})",
     ]
