@@ -362,3 +362,30 @@ def test_rejects_non_tensors_and_bad_gradients():
 def test_exported_from_package():
     assert trainops.GradMonitor is GradMonitor
     assert "GradMonitor" in trainops.__all__
+
+
+def test_max_steps_bounds_the_buffers_and_logs_every_step(monkeypatch):
+    monkeypatch.setattr(monitor_module, "INITIAL_CAPACITY", 4)
+    model = _model()
+    writer = _RecordingWriter()
+    mon = GradMonitor(model.named_parameters(), per_parameter=True, writer=writer, log_every=None, max_steps=8)
+    totals = []
+    for step in range(21):
+        _backward(model, seed=step)
+        totals.append(mon.step().item())
+        assert mon.steps <= 8 and mon.capacity <= 8
+    # The newest steps are kept, with their global indices.
+    kept = mon.steps
+    np.testing.assert_allclose(mon.total_norms.numpy(), totals[-kept:], rtol=1e-6)
+    assert mon.parameter_norms.shape == (kept, 4)
+    assert mon.summary().steps == kept
+    # Nothing was lost on the way to the writer: every step once, in order.
+    mon.flush()
+    logged = writer.scalars["grad/total_norm"]
+    assert [step for step, _ in logged] == list(range(21))
+    np.testing.assert_allclose([value for _, value in logged], totals, rtol=1e-6)
+
+
+def test_max_steps_validated():
+    with pytest.raises(ValueError, match="max_steps"):
+        GradMonitor(_model(), max_steps=1)

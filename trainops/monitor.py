@@ -64,6 +64,9 @@ PERCENTILES = (5, 25, 50, 75, 95, 99)
 TOP_K = 5
 # Initial capacity (steps) of the record buffers: 1024 float32 steps = 4 KiB.
 INITIAL_CAPACITY = 1024
+# Default bound on the steps kept on the device: with per_parameter and 1,000
+# parameters, 10,000 steps are 40 MB.
+MAX_STEPS = 10_000
 
 
 @dataclass
@@ -167,10 +170,16 @@ class GradMonitor:
             :meth:`flush` and :meth:`summary`.
         global_step: the step number of the first recorded step (TensorBoard
             x-axis and the step indices in the summary), e.g. when resuming.
+        max_steps: the most recent steps kept on the device (None: all, which
+            grows without bound over a long run). When the buffers are full the
+            older half is dropped, after any of it not yet logged has been
+            written to the writer (one sync every ``max_steps / 2`` steps at
+            most). :meth:`summary` and the tensor properties cover the kept
+            steps; step indices stay global.
 
     Raises:
-        ValueError: for a negative/NaN ``max_norm``, ``norm_type <= 0`` or a
-            ``log_every`` < 1.
+        ValueError: for a negative/NaN ``max_norm``, ``norm_type <= 0``, a
+            ``log_every`` < 1 or a ``max_steps`` < 2.
     """
 
     def __init__(
@@ -182,6 +191,7 @@ class GradMonitor:
         writer: Any | None = None,
         log_every: int | None = 100,
         global_step: int = 0,
+        max_steps: int | None = MAX_STEPS,
     ) -> None:
         self.names, self.parameters = _named_params(parameters)
         self.max_norm = None if max_norm is None else _check_nonnegative(max_norm, "max_norm")
@@ -191,6 +201,9 @@ class GradMonitor:
         if log_every is not None and int(log_every) < 1:
             raise ValueError(f"log_every must be >= 1 or None, got {log_every}")
         self.log_every = None if log_every is None else int(log_every)
+        if max_steps is not None and int(max_steps) < 2:
+            raise ValueError(f"max_steps must be >= 2 or None, got {max_steps}")
+        self.max_steps = None if max_steps is None else int(max_steps)
         self.first_step = int(global_step)
         self.device = self.parameters[0].device if self.parameters else torch.device("cpu")
         self._steps = 0
@@ -199,7 +212,7 @@ class GradMonitor:
         # are None, cached by the tuple of present positions: building one per
         # step would be a host-to-device copy every step.
         self._scatter_cache: dict[tuple[int, ...], Tensor] = {}
-        self._allocate(INITIAL_CAPACITY)
+        self._allocate(INITIAL_CAPACITY if self.max_steps is None else min(INITIAL_CAPACITY, self.max_steps))
 
     def _allocate(self, capacity: int) -> None:
         n_params = len(self.parameters) if self.per_parameter else 0
@@ -209,15 +222,29 @@ class GradMonitor:
         self._param_norms = torch.zeros(capacity, n_params, dtype=torch.float32, device=self.device)
 
     def _grow(self) -> None:
-        """Double the capacity; the copy is device-to-device, no sync."""
+        """Double the capacity (up to max_steps); the copy is device-to-device, no sync."""
         old = (self._norms, self._clipped, self._nonfinite, self._param_norms)
-        self._allocate(2 * self._norms.shape[0])
+        capacity = 2 * self._norms.shape[0]
+        self._allocate(capacity if self.max_steps is None else min(capacity, self.max_steps))
         for new, prev in zip((self._norms, self._clipped, self._nonfinite, self._param_norms), old):
             new[: prev.shape[0]].copy_(prev)
 
+    def _drop_oldest_half(self) -> None:
+        """Make room at max_steps: log what is pending, keep the newer half."""
+        if self.writer is not None and self._logged < self._steps:
+            self.flush()
+        drop = self._steps // 2
+        keep = self._steps - drop
+        for buffer in (self._norms, self._clipped, self._nonfinite, self._param_norms):
+            buffer[:keep].copy_(buffer[drop : self._steps].clone())  # device-to-device
+            buffer[keep:].zero_()  # step() writes only the fields that apply
+        self.first_step += drop
+        self._logged = max(0, self._logged - drop)
+        self._steps = keep
+
     @property
     def steps(self) -> int:
-        """Number of recorded steps."""
+        """Number of recorded steps kept (at most ``max_steps``)."""
         return self._steps
 
     @property
@@ -267,7 +294,10 @@ class GradMonitor:
             :func:`trainops.clip_grad_norm_`.
         """
         if self._steps == self.capacity:
-            self._grow()
+            if self.max_steps is not None and self._steps >= self.max_steps:
+                self._drop_oldest_half()
+            else:
+                self._grow()
         i = self._steps
         present: list[int] = []
         grads: list[Tensor] = []
