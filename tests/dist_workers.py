@@ -170,6 +170,109 @@ def check_dtensor_1d(rank: int, ws: int) -> None:
         torch.testing.assert_close(q.grad.full_tensor(), (t * coef).clamp(-0.01, 0.01), rtol=2e-6, atol=1e-9)
 
 
+def check_cached_bucket_plan(rank: int, ws: int) -> None:
+    """The per-step DTensor path (cached bucket plan, local shards reused for
+    the scale) gives the uncached path's answer bit for bit and follows changes."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Partial, Replicate, Shard, distribute_tensor
+
+    from trainops import clip
+
+    mesh = init_device_mesh("cpu", (ws,))
+    shapes = [(10, 3), (6,), (4, 4), (9,), (0,)]
+    full = full_grads(8, shapes)
+    # Shard(0) and Shard(1) share a bucket (same mesh, same sharded dim); Replicate is its own.
+    placements = [[Shard(0)], [Replicate()], [Shard(1)], [Shard(0)], [Shard(0)]]
+    dts = [distribute_tensor(t, mesh, pl) for t, pl in zip(full, placements)]
+
+    def uncached(tensors, p):
+        return tdist.norms(tensors, p, False, None, None, clip._local_norms)[0]
+
+    for p in NORM_TYPES:
+        first = trainops.get_total_norm(dts, p)  # plans
+        with CountAllReduce() as counter:
+            again = trainops.get_total_norm(dts, p)  # from the plan
+        assert counter.calls == 1, counter.calls  # the replicated bucket needs none
+        assert torch.equal(first, again) and torch.equal(again, uncached(dts, p)), p
+        assert rel_err(again, reference.total_norm(full, p)) <= 1e-6, p
+        assert again.dtype == torch.float32 and again._base is None  # a fresh tensor, never a view
+    split = tdist.dtensor_buckets(dts)
+    assert split is not None and [b[1] for b in split[0]] == [[0, 2, 3, 4], [1]]
+    assert all(a is t._local_tensor for a, t in zip(split[1], dts))
+
+    # Same length, same first and last spec, a different one between: planned again.
+    changed = list(dts)
+    changed[2] = distribute_tensor(full[2], mesh, [Replicate()])
+    got = trainops.get_total_norm(changed)
+    assert torch.equal(got, uncached(changed, 2.0))
+    assert rel_err(got, reference.total_norm(full, 2.0)) <= 1e-6  # the replicated copy counts once
+    # Placements changed in place on a spec the plan holds: noticed, not served stale.
+    moved = [distribute_tensor(t, mesh, [Shard(0)]) for t in full[:2]]
+    trainops.get_total_norm(moved)
+    moved[1]._spec.placements = (Replicate(),)  # the local shard now counts as the whole tensor
+    assert torch.equal(trainops.get_total_norm(moved), uncached(moved, 2.0))
+
+    # The result dtype follows the grads: float64 if any is float64, in any bucket.
+    f64 = [distribute_tensor(full[0].double(), mesh, [Shard(0)]), distribute_tensor(full[1], mesh, [Replicate()])]
+    for p in NORM_TYPES:
+        got = trainops.get_total_norm(f64, p)
+        assert got.dtype == torch.float64 and got._base is None, p
+        assert rel_err(got, reference.total_norm([full[0].double(), full[1]], p)) <= 1e-6, p
+        one = trainops.get_total_norm(f64[:1], p)  # one bucket: its payload is the result
+        assert one.dtype == torch.float64 and one._base is None, p
+    assert trainops.get_total_norm(f64[1:]).dtype == torch.float32
+
+    # Partial placements are never planned (they need a redistribute every call).
+    partial = torch.distributed.tensor.DTensor.from_local(full[1] / ws, mesh, [Partial()], run_check=False)
+    assert tdist.dtensor_buckets(dts[:1] + [partial]) is None
+    assert tdist.dtensor_buckets([full[0]] + dts) is None  # plain tensor first
+    assert tdist.dtensor_buckets(dts + [full[0]]) is None  # plain tensor later
+    got = trainops.get_total_norm(dts + [partial, full[1]])
+    assert rel_err(got, reference.total_norm(full + [full[1], full[1]], 2.0)) <= 1e-6
+
+    # More distinct lists than the cache holds: still right.
+    for n in range(1, 2 * tdist._MAX_PLANS + 2):
+        many = [distribute_tensor(full[0], mesh, [Shard(0)]) for _ in range(n)]
+        assert rel_err(trainops.get_total_norm(many), math.sqrt(n) * float(full[0].norm())) <= 1e-6
+    assert len(tdist._PLANS) <= tdist._MAX_PLANS
+
+    # Clipping twice from the plan scales every local shard, in place.
+    params = []
+    for t, pl in zip(full, placements):
+        q = distribute_tensor(torch.zeros_like(t), mesh, pl)
+        q.requires_grad_(True)
+        q.grad = distribute_tensor(t.clone(), mesh, pl)
+        params.append(q)
+    locals_before = [q.grad._local_tensor for q in params]
+    norm = float(reference.total_norm(full, 2.0))
+    trainops.clip_grad_norm_(params, 2.0)
+    trainops.clip_grad_norm_(params, 1.0)
+    coef = (2.0 / (norm + 1e-6)) * (1.0 / (2.0 + 1e-6))
+    for q, t, before in zip(params, full, locals_before):
+        assert q.grad._local_tensor is before
+        torch.testing.assert_close(q.grad.full_tensor(), t * coef, rtol=2e-6, atol=1e-9)
+
+    # .grad of DTensor parameters is read with subclass __torch_function__
+    # handling off only when that handling is a no-op for every class present.
+    assert clip._torch_function_is_noop(params)
+    assert [id(g) for g in clip._grads_of(params)] == [id(q.grad) for q in params]
+
+    class Logged(torch.Tensor):
+        calls = 0
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            Logged.calls += 1
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    logged = torch.zeros(3).as_subclass(Logged)
+    logged.grad = torch.ones(3)
+    assert not clip._torch_function_is_noop(params + [logged])
+    Logged.calls = 0
+    grads = clip._grads_of(params + [logged])
+    assert Logged.calls > 0 and len(grads) == len(params) + 1
+
+
 def check_fsdp2(rank: int, ws: int) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard

@@ -16,7 +16,13 @@ pytestmark = pytest.mark.skipif(
     reason="needs torch.distributed with gloo",
 )
 
-CLIP_CHECKS = ["check_zero_shards", "check_replicated_marking", "check_dtensor_1d", "check_fsdp2"]
+CLIP_CHECKS = [
+    "check_zero_shards",
+    "check_replicated_marking",
+    "check_dtensor_1d",
+    "check_cached_bucket_plan",
+    "check_fsdp2",
+]
 
 
 def _spawn(ws: int, checks: list[str], tmp_path) -> None:
