@@ -17,6 +17,11 @@ PIP_DEPS = numpy scipy pytest pytest-benchmark expecttest ninja setuptools wheel
 BENCH_ARGS ?=
 
 export MAX_JOBS
+# Recipes fail on the first failing command of a pipeline, too.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# A copy of the working tree (tracked and untracked-but-not-ignored files) into $(1).
+copy_tree = git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(1)
 
 .PHONY: venv build bench test test-python test-cpp cuda-check wheel wheel-check clean
 
@@ -58,17 +63,19 @@ $(VENV_CUDA)/.ready:
 # venv; the build and load checks run from outside the source tree.
 cuda-check: $(VENV_CUDA)/.ready
 	rm -rf build/cuda-src build/cuda-dist build/cuda-tests && mkdir -p build/cuda-src build/cuda-dist build/cuda-tests
-	git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C build/cuda-src
+	$(call copy_tree,build/cuda-src)
 	cd build/cuda-src && TRAINOPS_CUDA=1 $(abspath $(VENV_CUDA))/bin/python -m pip wheel -q --no-build-isolation --no-deps -w ../cuda-dist .
 	$(VENV_CUDA)/bin/pip install -q --no-deps --force-reinstall build/cuda-dist/trainops-*+cu*.whl
 	cp -r tests build/cuda-tests/tests
-	cd build/cuda-tests && TRAINOPS_REQUIRE_EXTENSION=1 $(abspath $(VENV_CUDA))/bin/python -m pytest -q -p no:cacheprovider tests/test_build.py tests/test_cuda_build.py
+	cd build/cuda-tests && env -u PYTHONPATH $(abspath $(VENV_CUDA))/bin/python -c \
+	  "import trainops, sys; assert 'site-packages' in trainops.__file__, trainops.__file__; print(trainops.__file__)"
+	cd build/cuda-tests && env -u PYTHONPATH TRAINOPS_REQUIRE_EXTENSION=1 $(abspath $(VENV_CUDA))/bin/python -m pytest -q -p no:cacheprovider tests/test_build.py tests/test_cuda_build.py
 
 # The wheel for this machine's torch (CPU kernels; TRAINOPS_CUDA=1 and
 # TORCH_CUDA_ARCH_LIST for a CUDA wheel, see README).
 wheel: venv
-	rm -rf build/wheel-src && mkdir -p build/wheel-src dist
-	git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C build/wheel-src
+	rm -rf build/wheel-src dist && mkdir -p build/wheel-src dist
+	$(call copy_tree,build/wheel-src)
 	cd build/wheel-src && $(abspath $(VENV))/bin/python -m pip wheel --no-build-isolation --no-deps -w $(abspath dist) .
 	cd build/wheel-src && $(abspath $(VENV))/bin/python setup.py -q sdist -d $(abspath dist)
 	ls dist

@@ -128,9 +128,13 @@ def _want_stable_abi() -> bool:
 
 
 def _local_version(with_cuda: bool) -> str:
-    if "sdist" in sys.argv:
-        return ""  # a source archive is the same for every variant
     tag = os.environ.get("TRAINOPS_LOCAL_VERSION")
+    # A source archive is the same for every variant, and a build from one
+    # must keep its version (pip checks that it matches the sdist's): no tag
+    # unless asked for.
+    from_sdist = os.path.exists(os.path.join(ROOT, "PKG-INFO"))
+    if tag is None and ("sdist" in sys.argv or from_sdist):
+        return ""
     if tag is None:
         tag = "cu" + torch.version.cuda.replace(".", "") if with_cuda else "cpu"
     return "" if tag.lower() in ("", "none") else "+" + tag
@@ -211,7 +215,11 @@ def _write_build_meta(meta: dict) -> None:
 
 
 ext, meta = _extension()
-_write_build_meta(meta)
+# Only when this invocation builds the binary: `setup.py sdist`, egg_info or
+# dist_info must not describe a binary they did not build.
+_BUILD_COMMANDS = {"build", "build_ext", "bdist_wheel", "install", "develop", "editable_wheel", "bdist_egg"}
+if _BUILD_COMMANDS.intersection(sys.argv):
+    _write_build_meta(meta)
 
 setup(
     version=_version() + meta["local_version"],

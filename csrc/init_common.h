@@ -15,6 +15,12 @@
 
 namespace trainops {
 
+static_assert(static_cast<int>(InitDType::kHalf) == static_cast<int>(DType::kHalf) &&
+                  static_cast<int>(InitDType::kBFloat16) == static_cast<int>(DType::kBFloat16) &&
+                  static_cast<int>(InitDType::kFloat) == static_cast<int>(DType::kFloat) &&
+                  static_cast<int>(InitDType::kDouble) == static_cast<int>(DType::kDouble),
+              "InitDType must match DType (prepare_init casts one to the other)");
+
 // Per tensor, init_tensors_ takes four distribution arguments.
 constexpr int64_t kInitArgsPerTensor = 4;
 

@@ -27,7 +27,7 @@ work=$(cd "$work" && pwd)
 echo "== build the wheel against $("$build_venv/bin/python" -c 'import torch; print(torch.__version__)')"
 # From a copy of the tree: the build writes trainops/_build_meta.json and
 # build/, which must not disturb the checkout's own build.
-(cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - ) | tar -xf - -C "$work/src"
+(cd "$root" && git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$work/src"
 (cd "$work/src" && TRAINOPS_CUDA=${TRAINOPS_CUDA:-0} "$build_venv/bin/python" -m pip wheel -q \
   --no-build-isolation --no-deps -w "$work/dist" .)
 wheel=$(ls "$work"/dist/trainops-*.whl)
@@ -49,6 +49,7 @@ python3 -m venv "$work/venv"
 echo "== smoke subset from outside the source tree"
 cp -r "$root/tests" "$work/smoke/tests"
 cd "$work/smoke"
+unset PYTHONPATH
 "$work/venv/bin/python" - <<'PY'
 import os, trainops, torch
 where = os.path.dirname(trainops.__file__)

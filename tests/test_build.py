@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -52,7 +51,9 @@ def test_stable_binary_uses_only_the_c_shim_of_libtorch():
     """What makes one binary load under every torch >= 2.10: it calls libtorch
     only through the stable C shim (aoti_torch_* / torch_*), never a C++ symbol
     of libtorch or c10, whose mangled names and layouts change between releases."""
-    so = glob.glob(os.path.join(os.path.dirname(trainops.__file__), "_C*.so"))[0]
+    import trainops._C
+
+    so = trainops._C.__file__
     out = subprocess.run(["nm", "-D", "--undefined-only", "-C", so], capture_output=True, text=True, check=True)
     cxx_torch = [line for line in out.stdout.splitlines() if re.search(r"\b(c10|at|torch|caffe2)::", line)]
     assert not cxx_torch, cxx_torch[:10]
@@ -73,6 +74,14 @@ def test_stable_binary_refused_under_too_old_torch(tmp_path):
     out = _run("import trainops", path, require=True)
     assert out.returncode != 0
     assert "needs torch >= 99.0" in out.stderr
+
+
+def test_cuda_build_refused_under_a_torch_without_that_cuda(tmp_path):
+    meta = {"torch": "2.13.0", "abi": "stable", "min_torch": "2.10", "cuda": "99.0", "cuda_archs": "9.0"}
+    path = _copy_package_with_meta(tmp_path, meta)
+    out = _run("import trainops", path, require=True)
+    assert out.returncode != 0
+    assert "built with CUDA 99.0" in out.stderr
 
 
 def _copy_package_with_meta(tmp_path, meta: dict | None):

@@ -532,3 +532,33 @@ def test_fallback_for_devices_without_kernel(monkeypatch):
 def test_get_total_norm_is_module_function():
     assert get_total_norm is trainops.get_total_norm
     assert set(trainops.clip.__all__) <= set(dir(trainops))
+
+
+def test_python_api_raises_value_error_for_expanded_grads():
+    """The stable-ABI ops raise only RuntimeError; the Python API still raises
+    ValueError (and writes nothing) for a gradient that cannot be modified in place."""
+    good = torch.nn.Parameter(torch.zeros(5))
+    good.grad = torch.full((5,), 3.0)
+    bad = torch.nn.Parameter(torch.zeros(4, 3))
+    bad.grad = torch.randn(3).expand(4, 3)
+    before = good.grad.clone()
+    with pytest.raises(ValueError, match="share memory"):
+        trainops.clip_grad_norm_([good, bad], 0.1)
+    with pytest.raises(ValueError, match="share memory"):
+        trainops.clip_grads_with_norm_([good, bad], 0.1, torch.tensor(100.0))
+    with pytest.raises(ValueError, match="share memory"):
+        trainops.clip_grad_value_([good, bad], 0.1)
+    assert torch.equal(good.grad, before)
+
+
+def test_python_api_raises_type_error_with_a_process_group(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(TypeError, match="dtype"):
+            get_total_norm([torch.randn(3), torch.arange(3)], process_group=dist.group.WORLD)
+        total = get_total_norm([torch.full((4,), 2.0)], process_group=dist.group.WORLD)
+        assert total.item() == pytest.approx(4.0)
+    finally:
+        dist.destroy_process_group()

@@ -558,3 +558,11 @@ def test_cuda_shard_equals_slice():
     shard = torch.empty(64, 7, device="cuda")
     init.init_tensors_([shard], InitSpec.normal(), seed=11, keys=[1], global_shapes=[(64, 30)], global_offsets=[(0, 13)])
     assert torch.equal(shard, full[:, 13:20])
+
+
+def test_python_api_raises_value_error_for_a_shard_that_does_not_fit():
+    # The stable-ABI op raises RuntimeError; the Python API checks first.
+    with pytest.raises(ValueError, match="does not fit"):
+        init.normal_(torch.empty(10, 10), seed=0, global_shape=(10, 15), global_offset=(0, 6))
+    with pytest.raises(ValueError, match="does not fit"):
+        init.normal_(torch.empty(10, 10), seed=0, global_shape=(10, 15), global_offset=(-1, 0))

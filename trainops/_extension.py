@@ -37,6 +37,18 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def _incompatibility(meta: dict) -> str | None:
     """Why the binary described by `meta` cannot load under this torch, or None."""
+    built_cuda = meta.get("cuda")
+    if built_cuda:
+        # A CUDA build links the CUDA runtime of its torch: it needs a torch of
+        # the same CUDA major version (a +cu130 wheel under a CPU or cu12 torch
+        # would fail to load with a bare dlopen error).
+        running_cuda = torch.version.cuda
+        if running_cuda is None or running_cuda.split(".")[0] != str(built_cuda).split(".")[0]:
+            return (
+                f"trainops._C was built with CUDA {built_cuda} but torch {torch.__version__} "
+                f"has {'no CUDA' if running_cuda is None else 'CUDA ' + running_cuda}; install the matching "
+                "trainops variant (+cpu or +cuXYZ)"
+            )
     if meta.get("abi") == "stable":
         min_torch = meta.get("min_torch", "2.10")
         if _version_tuple(_running_torch()) < _version_tuple(min_torch):

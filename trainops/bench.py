@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from . import clip
+from . import _extension, clip
 
 CASES = ("gpt2", "resnet50", "1k_x_1k", "10k_x_100", "llama")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -301,8 +301,9 @@ def format_table(rows: list[Row], floor: Floor, device: str) -> str:
         f"{'case':<10} {'dtype':<5} {'clip':<4} {'tensors':>7} {'MB':>8} {'torch ms':>9} {'loop ms':>9} "
         f"{'trainops ms':>11} {'speedup':>8} {'GB/s':>7} {'% floor':>8} {'vs 1 norm pass':>15}"
     )
+    abi = _extension.build_info().get("abi", "not loaded")
     lines = [
-        f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, trainops {abi} ABI build; "
         f"floor: read {floor.read_gbs:.1f} GB/s (sum), read+write {floor.rw_gbs:.1f} GB/s (mul_), "
         f"write {floor.write_gbs:.1f} GB/s (fill_)",
         head,

@@ -116,7 +116,15 @@ def _check_nonnegative(value: float, name: str) -> float:
     return v
 
 
-def _check_tensors(tensors: list[Tensor], what: str = "gradient") -> None:
+def _has_internal_overlap(t: Tensor) -> bool:
+    """Some elements share memory (a dimension of size > 1 with stride 0)."""
+    return not t.is_contiguous() and any(n > 1 and s == 0 for n, s in zip(t.shape, t.stride()))
+
+
+def _check_tensors(tensors: list[Tensor], what: str = "gradient", writable: bool = False) -> None:
+    """The ops' checks, with Python's exception types (TypeError / ValueError):
+    run on the error path of the fast path, since the stable-ABI ops raise only
+    RuntimeError, and before any write on the multi-device path."""
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"{what} {i} is a {type(t).__name__}, not a torch.Tensor")
@@ -131,6 +139,10 @@ def _check_tensors(tensors: list[Tensor], what: str = "gradient") -> None:
             )
         if t.device.type == "meta":
             raise ValueError(f"{what} {i} is a meta tensor: it holds no data, so there is nothing to clip")
+        if writable and _has_internal_overlap(t):
+            raise ValueError(
+                f"{what} {i} has elements that share memory (e.g. an expanded view) and cannot be modified in place"
+            )
 
 
 def _group_by_device(tensors: list[Tensor]) -> dict[torch.device, list[Tensor]]:
@@ -249,7 +261,7 @@ def _local_norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Ten
     if _fast_path(tensors):
         try:
             return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
-        except (ValueError, NotImplementedError):
+        except _OP_ERRORS:
             _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
             if not _spans_devices(tensors):
                 raise
@@ -290,13 +302,13 @@ def _apply_in_place(
             if distributed.has_dtensor(tensors):  # DTensors behind a plain first tensor
                 tensors = distributed.local_tensors(tensors)
             else:
-                _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
+                _check_tensors(tensors, writable=True)  # raises the precise error (sparse, meta, ...)
                 if not _spans_devices(tensors):
                     raise
         if _fast_path(tensors) and not _spans_devices(tensors):
             op(tensors)
             return
-    _check_tensors(tensors)  # every device group validated before any is written
+    _check_tensors(tensors, writable=True)  # every device group validated before any is written
     for device, group in _group_by_device(tensors).items():
         (op if _has_kernel(device) else fallback)(group)
 

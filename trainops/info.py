@@ -13,14 +13,10 @@ from .version import __version__
 
 def info_lines() -> list[str]:
     """Human-readable facts about trainops, torch and the compiled backends."""
-    try:  # the installed distribution's version carries the variant tag (+cpu, +cu130)
-        from importlib.metadata import version
-
-        dist = version("trainops")
-    except Exception:  # not installed (source tree on PYTHONPATH)
-        dist = __version__
+    # The variant tag (+cpu, +cu130) of the binary that is loaded.
+    local = (_extension.BUILD_META or {}).get("local_version", "")
     lines = [
-        f"trainops        {dist}",
+        f"trainops        {__version__}{local}",
         f"torch           {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
         f"python          {platform.python_version()} ({platform.machine()})",
     ]

@@ -323,12 +323,36 @@ def init_tensors_(
                     raise ValueError(
                         f"tensor {i} has {t.dim()} dims but global_shape {g} / global_offset {o} do not"
                     )
+                _check_shard_layout(i, list(t.shape), g, o)
                 flat_shapes += g
                 flat_offsets += o
         torch.ops.trainops.init_tensors_(
             ts, [_KINDS[specs[i].kind] for i in idx], params, seed, [keys[i] for i in idx], flat_shapes, flat_offsets
         )
     return tensors
+
+
+# Most dimensions of a shard that index runs (csrc/include/trainops/init_plan.h).
+_MAX_SPLIT_DIMS = 8
+
+
+def _check_shard_layout(i: int, local: list[int], global_shape: list[int], offset: list[int]) -> None:
+    """The op's layout checks, made here so that the Python API raises ValueError
+    (the stable-ABI op can only raise RuntimeError)."""
+    last_partial = -1
+    for d, (n, g, o) in enumerate(zip(local, global_shape, offset)):
+        if o < 0 or o + n > g:
+            raise ValueError(
+                f"trainops.init_tensors_: tensor {i} of shape {local} does not fit in global_shape at dim {d} "
+                f"(global size {g}, offset {o})"
+            )
+        if n != g:
+            last_partial = d
+    if sum(1 for d in range(max(last_partial, 0)) if local[d] != 1) > _MAX_SPLIT_DIMS:
+        raise ValueError(
+            f"trainops.init_tensors_: tensor {i} is a shard with more than {_MAX_SPLIT_DIMS} split dimensions; "
+            "flatten it first"
+        )
 
 
 def _draw_(

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../flat_list.h"
 #include "../torch_api.h"
 #include "clip_kernels.h"
 #include "cpu_isa.h"
@@ -17,46 +18,6 @@
 namespace trainops {
 namespace cpu {
 namespace {
-
-// The list as flat spans. The kernels are elementwise or order-free
-// reductions, so any non-overlapping dense tensor (contiguous, transposed,
-// channels-last, ...) is used in place as the span of its storage. Other
-// layouts (strided slices) go through a contiguous copy: its allocation is
-// that tensor's size, and for in-place ops the result is copied back.
-struct FlatList {
-  std::vector<char*> data;
-  std::vector<DType> dtype;
-  std::vector<int64_t> numel;
-  std::vector<std::pair<Tensor, Tensor>> copies;  // (original, contiguous copy)
-
-  FlatList(TensorListArg tensors, const std::vector<TensorFacts>& facts) {
-    const size_t n = tensors.size();
-    data.reserve(n);
-    dtype.reserve(n);
-    numel.reserve(n);
-    for (size_t i = 0; i < n; ++i) {
-      // No Tensor copies on the common path: copying a tensor that Python
-      // also holds costs an interpreter incref/decref (~50 ns).
-      const TensorFacts& f = facts[i];
-      char* ptr = static_cast<char*>(f.data);
-      if (f.numel > 0 && !f.contiguous && !is_dense(tensors[i])) {
-        copies.emplace_back(tensors[i], make_contiguous(tensors[i]));
-        ptr = static_cast<char*>(copies.back().second.data_ptr());
-      }
-      data.push_back(ptr);
-      dtype.push_back(f.dtype);
-      numel.push_back(f.numel);
-    }
-  }
-
-  void write_back() {
-    for (auto& c : copies) copy_into(c.first, c.second);
-  }
-
-  char* chunk_ptr(const Chunk& c) const {
-    return data[c.tensor] + c.begin * static_cast<int64_t>(dtype_size(dtype[c.tensor]));
-  }
-};
 
 // Small tensors are separate allocations the hardware prefetcher cannot
 // predict: a list of 10,000 x 100 fp32 grads stalls on one cache miss per
@@ -178,14 +139,14 @@ Tensor multi_tensor_clip_grad_norm_cpu(TensorListArg tensors, double max_norm, d
   const auto facts = check_tensor_list(tensors, kOp);
   check_max_norm(max_norm, kOp);
   check_norm_type(norm_type, kOp);
+  // Up front, as on CUDA (which cannot know the coefficient without a sync)
+  // and as torch (which always multiplies): whether it fails does not depend
+  // on the values.
+  check_writable(tensors, facts, kOp);
   FlatList flat(tensors, facts);
   const ChunkPlan plan = make_chunk_plan(flat.numel);
   Tensor total = std::get<0>(norm_pass(facts, flat, plan, make_norm_spec(norm_type), false));
-  const auto coef = coefficients(total, max_norm);
-  if (coef.first != 1.0) {
-    check_writable(tensors, facts, kOp);
-    scale_pass(flat, plan, coef);
-  }
+  scale_pass(flat, plan, coefficients(total, max_norm));
   return total;
 }
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../flat_list.h"
 #include "../torch_api.h"
 #include "cuda_api.h"
 #include "trainops/chunk_plan.h"
@@ -33,8 +34,14 @@ namespace trainops {
 namespace cuda {
 namespace {
 
-// Element type tags carried in the chunk descriptors (2 bits).
+// Element type tags carried in the chunk descriptors (2 bits): the values of
+// trainops::DType, which the host side packs as they are.
 enum DTypeCode : int32_t { kHalfCode = 0, kBFloat16Code = 1, kFloatCode = 2, kDoubleCode = 3 };
+static_assert(kHalfCode == static_cast<int32_t>(DType::kHalf) &&
+                  kBFloat16Code == static_cast<int32_t>(DType::kBFloat16) &&
+                  kFloatCode == static_cast<int32_t>(DType::kFloat) &&
+                  kDoubleCode == static_cast<int32_t>(DType::kDouble),
+              "DTypeCode must match DType");
 constexpr int32_t kDTypeBits = 2;
 constexpr int32_t kDTypeMask = (1 << kDTypeBits) - 1;
 // Tensor index and dtype share one int32: at most 2^29 tensors per call.
@@ -474,43 +481,6 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------
 // Host side
 
-// The list as flat spans, as on the CPU: a non-overlapping dense tensor
-// (contiguous, transposed, channels-last, ...) is used in place as the span of
-// its storage, since every kernel here is elementwise or an order-free
-// reduction; other layouts go through a contiguous copy (that tensor's size)
-// that in-place ops copy back, all stream-ordered on the device.
-struct FlatList {
-  std::vector<char*> data;
-  std::vector<DTypeCode> code;
-  std::vector<int64_t> numel;
-  std::vector<int64_t> elem_size;
-  std::vector<std::pair<Tensor, Tensor>> copies;  // (original, contiguous copy)
-
-  FlatList(TensorListArg tensors, const std::vector<TensorFacts>& facts) {
-    const size_t n = tensors.size();
-    data.reserve(n);
-    code.reserve(n);
-    numel.reserve(n);
-    elem_size.reserve(n);
-    for (size_t i = 0; i < n; ++i) {
-      const TensorFacts& f = facts[i];
-      char* ptr = static_cast<char*>(f.data);
-      if (f.numel > 0 && !f.contiguous && !is_dense(tensors[i])) {
-        copies.emplace_back(tensors[i], make_contiguous(tensors[i]));
-        ptr = static_cast<char*>(copies.back().second.data_ptr());
-      }
-      data.push_back(ptr);
-      code.push_back(static_cast<DTypeCode>(f.dtype));
-      numel.push_back(f.numel);
-      elem_size.push_back(dtype_size(f.dtype));
-    }
-  }
-
-  void write_back() {
-    for (auto& c : copies) copy_into(c.first, c.second);
-  }
-};
-
 // Call launch(batch, chunks_in_batch) for the plan's chunks, kMaxChunksPerLaunch
 // at a time, in plan order. Returns the number of chunks.
 template <typename Launch>
@@ -525,8 +495,8 @@ int64_t for_each_batch(const FlatList& flat, const Launch& launch) {
     const Chunk& ch = plan.chunks[c];
     const int64_t t = ch.tensor;
     batch->chunks[count++] = ChunkDesc{
-        flat.data[t] + ch.begin * flat.elem_size[t], static_cast<int32_t>(ch.length),
-        static_cast<int32_t>((t << kDTypeBits) | flat.code[t])};
+        flat.chunk_ptr(ch), static_cast<int32_t>(ch.length),
+        static_cast<int32_t>((t << kDTypeBits) | static_cast<int32_t>(flat.dtype[t]))};
     if (count == kMaxChunksPerLaunch || c + 1 == num_chunks) {
       launch(*batch, count);
       batch->first_chunk = c + 1;
@@ -549,10 +519,9 @@ std::vector<TensorFacts> check_cuda_list(TensorListArg tensors, const char* op) 
 template <NormKind K>
 void launch_norm_chunks(const FlatList& flat, double p, NormPartial* parts, int32_t* chunk_tensor,
                         cudaStream_t stream) {
-  constexpr const char* kOp = "trainops.multi_tensor_norm";
   for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
     norm_chunks_kernel<K><<<count, kThreads, 0, stream>>>(batch, p, parts, chunk_tensor);
-    check_launch(kOp);
+    TRAINOPS_CUDA_LAUNCH_CHECK();
   });
 }
 
@@ -562,7 +531,6 @@ void launch_norm_chunks(const FlatList& flat, double p, NormPartial* parts, int3
 std::tuple<Tensor, Tensor> norm_pass(TensorListArg tensors, const std::vector<TensorFacts>& facts,
                                      const FlatList& flat, const NormSpec& spec, bool per_tensor,
                                      cudaStream_t stream) {
-  constexpr const char* kOp = "trainops.multi_tensor_norm";
   const ScalarType out_dtype = norm_result_dtype(facts);
   int64_t num_chunks = 0;
   for (int64_t n : flat.numel) num_chunks += num_chunks_of(n);
@@ -601,10 +569,10 @@ std::tuple<Tensor, Tensor> norm_pass(TensorListArg tensors, const std::vector<Te
     tensor_norms_kernel<out_t><<<blocks, kTensorWarpsPerBlock * kWarpSize, 0, stream>>>(
         parts, chunk_tensor, num_chunks, num_tensors, spec.kind, spec.p, tensor_parts,
         per_tensor ? per_out : nullptr);
-    check_launch(kOp);
+    TRAINOPS_CUDA_LAUNCH_CHECK();
     total_norm_kernel<out_t><<<1, kTotalThreads, 0, stream>>>(tensor_parts, num_tensors,
                                                               spec.kind, spec.p, total_out);
-    check_launch(kOp);
+    TRAINOPS_CUDA_LAUNCH_CHECK();
   };
   if (out_dtype == ScalarType::Double) {
     finalize(static_cast<double*>(total.data_ptr()),
@@ -619,18 +587,17 @@ std::tuple<Tensor, Tensor> norm_pass(TensorListArg tensors, const std::vector<Te
 // The scale pass: every block reads the total on the device and returns
 // before any write when the coefficient is 1.
 void scale_pass(FlatList& flat, const Tensor& total_norm, double max_norm, cudaStream_t stream) {
-  constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
   if (total_norm.scalar_type() == ScalarType::Double) {
     const auto* total = static_cast<const double*>(total_norm.data_ptr());
     for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
       clip_scale_kernel<double><<<count, kThreads, 0, stream>>>(batch, total, max_norm);
-      check_launch(kOp);
+      TRAINOPS_CUDA_LAUNCH_CHECK();
     });
   } else {
     const auto* total = static_cast<const float*>(total_norm.data_ptr());
     for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
       clip_scale_kernel<float><<<count, kThreads, 0, stream>>>(batch, total, max_norm);
-      check_launch(kOp);
+      TRAINOPS_CUDA_LAUNCH_CHECK();
     });
   }
   flat.write_back();
@@ -707,7 +674,7 @@ void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
   FlatList flat(tensors, facts);
   for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
     clamp_kernel<<<count, kThreads, 0, stream>>>(batch, bounds);
-    check_launch(kOp);
+    TRAINOPS_CUDA_LAUNCH_CHECK();
   });
   flat.write_back();
 }

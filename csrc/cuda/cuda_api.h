@@ -11,8 +11,10 @@
 #if TRAINOPS_STABLE_ABI
 #include <torch/csrc/inductor/aoti_torch/c/shim.h>
 #include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/macros.h>
 #else
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
@@ -50,12 +52,14 @@ inline cudaStream_t current_stream(const Tensor& t) {
 #endif
 }
 
-// After every launch: a bad launch configuration fails here, not later.
-inline void check_launch(const char* op) {
-  const cudaError_t err = cudaGetLastError();
-  TRAINOPS_CHECK_VALUE(err == cudaSuccess, op, ": CUDA kernel launch failed: ",
-                       cudaGetErrorString(err));
-}
+// After every launch: a bad launch configuration fails here, not later, as
+// torch's own CUDA error (with its CUDA_LAUNCH_BLOCKING / device-side assert
+// hints), not as a trainops input error.
+#if TRAINOPS_STABLE_ABI
+#define TRAINOPS_CUDA_LAUNCH_CHECK() STD_CUDA_KERNEL_LAUNCH_CHECK()
+#else
+#define TRAINOPS_CUDA_LAUNCH_CHECK() C10_CUDA_KERNEL_LAUNCH_CHECK()
+#endif
 
 }  // namespace cuda
 }  // namespace trainops

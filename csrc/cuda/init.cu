@@ -111,7 +111,7 @@ void init_tensors_cuda(TensorListArg tensors, IntListArg kinds, FloatListArg par
   const cudaStream_t stream = current_stream(tensors[0]);
   init_tensors_kernel<<<static_cast<unsigned>(plan.chunks.size()), kInitThreads, 0, stream>>>(
       dplans, dchunks, call.seed);
-  check_launch(kOp);
+  TRAINOPS_CUDA_LAUNCH_CHECK();
   call.write_back();
 }
 
