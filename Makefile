@@ -10,6 +10,7 @@
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 TORCH_CUDA ?= torch==2.14.1
+TORCH_MIN ?= torch==2.10.0
 VENV ?= .venv
 VENV_CUDA ?= .venv-cuda
 MAX_JOBS ?= 2
@@ -81,10 +82,12 @@ wheel: venv
 	ls dist
 
 # One wheel, several torch versions: a wheel built against $(TORCH) runs the
-# smoke tests in a fresh venv with $(TORCH_CUDA), and the reverse.
+# smoke tests in fresh venvs with $(TORCH_CUDA) and with the oldest torch the
+# stable ABI build supports, $(TORCH_MIN); then a wheel built against
+# $(TORCH_CUDA) runs them under $(TORCH).
 wheel-check: venv $(VENV_CUDA)/.ready
-	SDIST_CHECK=1 scripts/wheel_check.sh $(VENV) "$(TORCH_CUDA)" build/wheel-check-new
-	scripts/wheel_check.sh $(VENV_CUDA) "$(TORCH)" build/wheel-check-old
+	SDIST_CHECK=1 scripts/wheel_check.sh $(VENV) build/wheel-check-new "$(TORCH_CUDA)" "$(TORCH_MIN)"
+	scripts/wheel_check.sh $(VENV_CUDA) build/wheel-check-old "$(TORCH)"
 
 clean:
 	rm -rf build build-cmake trainops/_C*.so trainops/_build_meta.json

@@ -3,22 +3,23 @@
 # has another torch, and run the smoke subset of the tests from outside the
 # source tree (so that `import trainops` can only find the installed wheel).
 #
-#   scripts/wheel_check.sh BUILD_VENV TARGET_TORCH WORKDIR
+#   scripts/wheel_check.sh BUILD_VENV WORKDIR TARGET_TORCH [TARGET_TORCH ...]
 #
 # BUILD_VENV    a venv with the build torch, setuptools, wheel and ninja
-# TARGET_TORCH  pip requirement of the torch to install the wheel next to,
-#               e.g. torch==2.14.1
 # WORKDIR       scratch directory (deleted first); the wheel is left in
 #               WORKDIR/dist
+# TARGET_TORCH  pip requirement of a torch to install the wheel next to, e.g.
+#               torch==2.14.1; one fresh venv and one smoke run per target
 #
 # Environment: TRAINOPS_CUDA (default 0: a +cpu wheel), TORCH_CUDA_ARCH_LIST,
 # MAX_JOBS, as for any build (see setup.py). SDIST_CHECK=1 then also builds the
-# sdist and installs it from source into the same fresh venv (torch plus
+# sdist and installs it from source into the first target's venv (torch plus
 # setuptools and wheel: the build needs nothing else) and checks it loads.
 set -euo pipefail
 build_venv=$(cd "$1" && pwd)
-target_torch=$2
-work=$3
+work=$2
+shift 2
+targets=("$@")
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 rm -rf "$work" && mkdir -p "$work/src" "$work/dist" "$work/smoke"
@@ -37,37 +38,50 @@ case "$(basename "$wheel")" in
   *) echo "not an abi3 wheel: $wheel" >&2; exit 1 ;;
 esac
 
-echo "== fresh venv with $target_torch, then the wheel"
-python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q --upgrade pip
-# Only torch and the test runner's needs (numpy/scipy/expecttest: the
-# distribution tests and opcheck).
-"$work/venv/bin/pip" install -q "$target_torch" pytest numpy scipy expecttest
-"$work/venv/bin/pip" install -q --no-deps "$wheel"
-"$work/venv/bin/pip" check
-
-echo "== smoke subset from outside the source tree"
 cp -r "$root/tests" "$work/smoke/tests"
-cd "$work/smoke"
 unset PYTHONPATH
-"$work/venv/bin/python" - <<'PY'
+
+smoke() {  # smoke VENV: the installed wheel, from outside the source tree
+  (cd "$work/smoke" && "$1/bin/python" - <<'PY'
 import os, trainops, torch
 where = os.path.dirname(trainops.__file__)
 assert "site-packages" in where, f"trainops imported from {where}, not from the installed wheel"
 assert trainops._extension.LOADED, trainops._extension.LOAD_ERROR
 print(f"   trainops from {where}; torch {torch.__version__}")
 PY
-"$work/venv/bin/trainops" info
-TRAINOPS_REQUIRE_EXTENSION=1 "$work/venv/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" \
-  tests/test_build.py tests/test_clip.py tests/test_init.py
+  )
+  (cd "$work/smoke" && "$1/bin/trainops" info)
+  (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$1/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" \
+    tests/test_build.py tests/test_clip.py tests/test_init.py)
+}
+
+n=0
+for target_torch in "${targets[@]}"; do
+  n=$((n + 1))
+  venv="$work/venv$n"
+  echo "== fresh venv with $target_torch, then the wheel"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  # Only torch and the test runner's needs (numpy/scipy/expecttest: the
+  # distribution tests and opcheck).
+  "$venv/bin/pip" install -q "$target_torch" pytest numpy scipy expecttest
+  "$venv/bin/pip" install -q --no-deps "$wheel"
+  "$venv/bin/pip" check
+  echo "== smoke subset under $target_torch, from outside the source tree"
+  smoke "$venv"
+done
 
 if [ "${SDIST_CHECK:-0}" = 1 ]; then
   echo "== the sdist builds from source with only torch (+ setuptools, wheel) and a compiler"
   (cd "$work/src" && "$build_venv/bin/python" setup.py -q sdist -d "$work/dist")
   sdist=$(ls "$work"/dist/trainops-*.tar.gz)
   echo "   $(basename "$sdist")"
-  "$work/venv/bin/pip" uninstall -q -y trainops
-  "$work/venv/bin/pip" install -q setuptools wheel
-  TRAINOPS_CUDA=0 "$work/venv/bin/pip" install -q --no-build-isolation --no-deps "$sdist"
-  TRAINOPS_REQUIRE_EXTENSION=1 "$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_build.py
+  "$work/venv1/bin/pip" uninstall -q -y trainops
+  "$work/venv1/bin/pip" install -q setuptools wheel
+  # By name from a package directory, as from an index: pip then also checks
+  # that the version the build reports is the sdist's.
+  version=$(basename "$sdist" .tar.gz); version=${version#trainops-}
+  (cd "$work/smoke" && TRAINOPS_CUDA=0 "$work/venv1/bin/pip" install -q --no-build-isolation --no-deps \
+    --no-index --find-links "$work/dist" --no-binary trainops "trainops==$version")
+  (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$work/venv1/bin/python" -m pytest -q -p no:cacheprovider tests/test_build.py)
 fi
