@@ -562,3 +562,23 @@ def test_python_api_raises_type_error_with_a_process_group(tmp_path):
         assert total.item() == pytest.approx(4.0)
     finally:
         dist.destroy_process_group()
+
+
+def test_clip_grad_value_refuses_partial_dtensor_grads(tmp_path):
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Partial, Replicate
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        p = torch.nn.Parameter(DTensor.from_local(torch.zeros(4), mesh, [Replicate()]))
+        p.grad = DTensor.from_local(torch.full((4,), 5.0), mesh, [Partial()])
+        with pytest.raises(ValueError, match="Partial"):
+            trainops.clip_grad_value_([p], 1.0)
+        assert torch.equal(p.grad.to_local(), torch.full((4,), 5.0))
+        p.grad = DTensor.from_local(torch.full((4,), 5.0), mesh, [Replicate()])
+        trainops.clip_grad_value_([p], 1.0)
+        assert torch.equal(p.grad.to_local(), torch.full((4,), 1.0))
+    finally:
+        dist.destroy_process_group()

@@ -487,14 +487,23 @@ def clip_grad_value_(
     del foreach
     parameters = _as_list(parameters)
     clip_value = _check_nonnegative(clip_value, "clip_value")
+    grads = _grads_of(parameters)
+    if grads and distributed.has_dtensor(grads):
+        for i, g in enumerate(grads):
+            if distributed.has_partial(g):
+                # Scaling a partial sum scales the sum; clamping it does not
+                # clamp the sum.
+                raise ValueError(
+                    f"clip_grad_value_: gradient {i} is a DTensor with a Partial placement (each rank holds an "
+                    "unreduced partial sum), and clamping the partials would not clamp their sum; reduce it first, "
+                    "e.g. grad.redistribute(grad.device_mesh, [Replicate()]) for those mesh dimensions"
+                )
 
     def fallback(group: list[Tensor]) -> None:
         for g in group:
             g.clamp_(min=-clip_value, max=clip_value)
 
-    _apply_in_place(
-        _grads_of(parameters), lambda group: torch.ops.trainops.multi_tensor_clamp_(group, clip_value), fallback
-    )
+    _apply_in_place(grads, lambda group: torch.ops.trainops.multi_tensor_clamp_(group, clip_value), fallback)
 
 
 @torch.no_grad()

@@ -90,6 +90,11 @@ def is_replicated(t: Tensor) -> bool:
     return bool(getattr(t, _REPLICATED_ATTR, False))
 
 
+def has_partial(t: Tensor) -> bool:
+    """A DTensor holding unreduced partial values (a ``Partial`` placement)."""
+    return is_dtensor(t) and any(isinstance(pl, Partial) for pl in t.placements)
+
+
 def _unpartial(t: Tensor) -> Tensor:
     placements = [Replicate() if isinstance(pl, Partial) else pl for pl in t.placements]
     return t.redistribute(t.device_mesh, placements)
