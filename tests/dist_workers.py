@@ -51,6 +51,19 @@ class CountAllReduce:
         dist.all_reduce = self._orig
 
 
+def dtensor_params(full: list[torch.Tensor], placements, mesh) -> list[torch.Tensor]:
+    """DTensor parameters (zeros) whose grads are `full`, distributed by `placements`."""
+    from torch.distributed.tensor import distribute_tensor
+
+    params = []
+    for t, pl in zip(full, placements):
+        q = distribute_tensor(torch.zeros_like(t), mesh, pl)
+        q.requires_grad_(True)
+        q.grad = distribute_tensor(t.clone(), mesh, pl)
+        params.append(q)
+    return params
+
+
 def full_grads(seed: int, shapes) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn(s, generator=gen) * (1 + i) for i, s in enumerate(shapes)]
@@ -141,12 +154,7 @@ def check_dtensor_1d(rank: int, ws: int) -> None:
     got = trainops.get_total_norm(dts + [extra, partial])
     assert rel_err(got, reference.total_norm(full + [extra, extra], 2.0)) <= 1e-6
     # clip_grad_norm_ on DTensor parameters: shards equal the clipped full tensors.
-    params = []
-    for t, pl in zip(full, placements):
-        q = distribute_tensor(torch.zeros_like(t), mesh, pl)
-        q.requires_grad_(True)
-        q.grad = distribute_tensor(t.clone(), mesh, pl)
-        params.append(q)
+    params = dtensor_params(full, placements, mesh)
     with CountAllReduce() as counter:
         total = trainops.clip_grad_norm_(params, 2.0)
     assert counter.calls == 1, counter.calls
@@ -237,12 +245,7 @@ def check_cached_bucket_plan(rank: int, ws: int) -> None:
     assert len(tdist._PLANS) <= tdist._MAX_PLANS
 
     # Clipping twice from the plan scales every local shard, in place.
-    params = []
-    for t, pl in zip(full, placements):
-        q = distribute_tensor(torch.zeros_like(t), mesh, pl)
-        q.requires_grad_(True)
-        q.grad = distribute_tensor(t.clone(), mesh, pl)
-        params.append(q)
+    params = dtensor_params(full, placements, mesh)
     locals_before = [q.grad._local_tensor for q in params]
     norm = float(reference.total_norm(full, 2.0))
     trainops.clip_grad_norm_(params, 2.0)
@@ -352,12 +355,7 @@ def check_2d_mesh_clip_and_init(rank: int, ws: int) -> None:
     mesh = init_device_mesh("cpu", (2, ws // 2), mesh_dim_names=("dp", "tp"))
     placements = [[Shard(0), Shard(1)], [Replicate(), Shard(0)], [Shard(0), Replicate()], [Replicate(), Replicate()]]
     full = full_grads(7, [(8, 6), (6, 8), (16,), (5,)])
-    params = []
-    for t, pl in zip(full, placements):
-        q = distribute_tensor(torch.zeros_like(t), mesh, pl)
-        q.requires_grad_(True)
-        q.grad = distribute_tensor(t.clone(), mesh, pl)
-        params.append(q)
+    params = dtensor_params(full, placements, mesh)
     for p in NORM_TYPES:
         coef = 0.3 / (float(reference.total_norm(full, p)) + 1e-6)
         for q, t in zip(params, full):
