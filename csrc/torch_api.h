@@ -33,7 +33,6 @@
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
-#include <torch/headeronly/core/Layout.h>
 #include <torch/headeronly/core/ScalarType.h>
 #else
 #include <ATen/ATen.h>
@@ -202,14 +201,6 @@ inline bool is_cuda_facts(const TensorFacts& f) {
 }
 
 // ---------------------------------------------------------------- devices
-
-inline bool is_strided(const Tensor& t) {
-#if TRAINOPS_STABLE_ABI
-  return t.layout() == torch::headeronly::Layout::Strided;
-#else
-  return t.layout() == at::kStrided;
-#endif
-}
 
 inline std::string device_str(const Tensor& t) {
 #if TRAINOPS_STABLE_ABI

@@ -13,8 +13,9 @@
 #
 # Environment: TRAINOPS_CUDA (default 0: a +cpu wheel), TORCH_CUDA_ARCH_LIST,
 # MAX_JOBS, as for any build (see setup.py). SDIST_CHECK=1 then also builds the
-# sdist and installs it from source into the first target's venv (torch plus
-# setuptools and wheel: the build needs nothing else) and checks it loads.
+# sdist and installs it from source into the last target's venv (torch plus
+# setuptools and wheel: the build needs nothing else) and checks it loads; with
+# the oldest supported torch last, that also compiles against its headers.
 set -euo pipefail
 build_venv=$(cd "$1" && pwd)
 work=$2
@@ -72,16 +73,16 @@ for target_torch in "${targets[@]}"; do
 done
 
 if [ "${SDIST_CHECK:-0}" = 1 ]; then
-  echo "== the sdist builds from source with only torch (+ setuptools, wheel) and a compiler"
+  echo "== the sdist builds from source with only $target_torch (+ setuptools, wheel) and a compiler"
   (cd "$work/src" && "$build_venv/bin/python" setup.py -q sdist -d "$work/dist")
   sdist=$(ls "$work"/dist/trainops-*.tar.gz)
   echo "   $(basename "$sdist")"
-  "$work/venv1/bin/pip" uninstall -q -y trainops
-  "$work/venv1/bin/pip" install -q setuptools wheel
+  "$venv/bin/pip" uninstall -q -y trainops
+  "$venv/bin/pip" install -q setuptools wheel
   # By name from a package directory, as from an index: pip then also checks
   # that the version the build reports is the sdist's.
   version=$(basename "$sdist" .tar.gz); version=${version#trainops-}
-  (cd "$work/smoke" && TRAINOPS_CUDA=0 "$work/venv1/bin/pip" install -q --no-build-isolation --no-deps \
+  (cd "$work/smoke" && TRAINOPS_CUDA=0 "$venv/bin/pip" install -q --no-build-isolation --no-deps \
     --no-index --find-links "$work/dist" --no-binary trainops "trainops==$version")
-  (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$work/venv1/bin/python" -m pytest -q -p no:cacheprovider tests/test_build.py)
+  (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_build.py)
 fi
