@@ -19,17 +19,18 @@ inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const c
   std::vector<TensorFacts> facts;
   facts.reserve(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const Tensor& t = tensors[i];
-    const TensorFacts f = facts_of(t);
+    const TensorFacts f = facts_of(tensors[i]);
     TRAINOPS_CHECK_TYPE(f.defined, op, ": tensor ", i, " is undefined");
     TRAINOPS_CHECK_TYPE(f.strided, op, ": tensor ", i,
                         " is not a dense (strided) tensor; sparse tensors are not supported");
-    TRAINOPS_CHECK_TYPE(f.float_dtype, op, ": tensor ", i, " has dtype ", dtype_name(t),
+    TRAINOPS_CHECK_TYPE(f.float_dtype, op, ": tensor ", i, " has dtype ",
+                        dtype_name(tensor_at(tensors, i)),
                         "; only float16, bfloat16, float32 and float64 are supported");
     TRAINOPS_CHECK_VALUE(
         i == 0 || (f.device_type == facts[0].device_type && f.device_index == facts[0].device_index),
         op, ": all tensors of one call must be on one device, but tensor 0 is on ",
-        device_str(tensors[0]), " and tensor ", i, " is on ", device_str(t));
+        device_str(tensor_at(tensors, 0)), " and tensor ", i, " is on ",
+        device_str(tensor_at(tensors, i)));
     facts.push_back(f);
   }
   return facts;
@@ -44,7 +45,8 @@ inline void check_norm_type(double norm_type, const char* op) {
 inline void check_writable(TensorListArg tensors, const std::vector<TensorFacts>& facts,
                            const char* op) {
   for (size_t i = 0; i < tensors.size(); ++i) {
-    TRAINOPS_CHECK_VALUE(facts[i].contiguous || !has_internal_overlap(tensors[i]), op, ": tensor ", i,
+    TRAINOPS_CHECK_VALUE(facts[i].contiguous || !has_internal_overlap(tensor_at(tensors, i)), op,
+                         ": tensor ", i,
                          " has elements that share memory (e.g. an expanded view) and cannot be "
                          "modified in place");
   }
@@ -67,8 +69,9 @@ inline void check_total_norm(const Tensor& total, TensorListArg tensors, const c
       total.scalar_type() == ScalarType::Float || total.scalar_type() == ScalarType::Double, op,
       ": total_norm must be float32 or float64, got ", dtype_name(total));
   if (!tensors.empty()) {
-    TRAINOPS_CHECK_VALUE(same_device(total, tensors[0]), op, ": total_norm is on ",
-                         device_str(total), " but the tensors are on ", device_str(tensors[0]));
+    const Tensor first = tensor_at(tensors, 0);
+    TRAINOPS_CHECK_VALUE(same_device(total, first), op, ": total_norm is on ", device_str(total),
+                         " but the tensors are on ", device_str(first));
   }
 }
 

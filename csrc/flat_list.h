@@ -32,9 +32,12 @@ struct FlatList {
       // also holds costs an interpreter incref/decref (~50 ns).
       const TensorFacts& f = facts[i];
       char* ptr = static_cast<char*>(f.data);
-      if (f.numel > 0 && !f.contiguous && !is_dense(tensors[i])) {
-        copies.emplace_back(tensors[i], make_contiguous(tensors[i]));
-        ptr = static_cast<char*>(copies.back().second.data_ptr());
+      if (f.numel > 0 && !f.contiguous) {
+        Tensor t = tensor_at(tensors, i);
+        if (!is_dense(t)) {
+          copies.emplace_back(t, make_contiguous(t));
+          ptr = static_cast<char*>(copies.back().second.data_ptr());
+        }
       }
       data.push_back(ptr);
       dtype.push_back(f.dtype);

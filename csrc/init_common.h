@@ -98,7 +98,7 @@ inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListA
                     kInitArgsPerTensor, " numbers per tensor (", n * kInitArgsPerTensor,
                     "), got ", args.size());
   int64_t total_dims = 0;
-  for (const auto& t : tensors) total_dims += t.dim();
+  for (size_t i = 0; i < n; ++i) total_dims += tensor_at(tensors, i).dim();
   TRAINOPS_CHECK_VALUE(global_shapes.size() == global_offsets.size() &&
                         (global_shapes.empty() ||
                          static_cast<int64_t>(global_shapes.size()) == total_dims),
@@ -113,7 +113,7 @@ inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListA
   call.plans.reserve(n);
   int64_t dim_at = 0;
   for (size_t i = 0; i < n; ++i) {
-    const Tensor& t = tensors[i];
+    const Tensor t = tensor_at(tensors, i);  // owned (init lists are short; the work is not)
     const double* a = args.data() + i * kInitArgsPerTensor;
     check_init_args(i, kinds[i], a, op);
     InitTensorPlan p{};

@@ -510,7 +510,7 @@ std::vector<TensorFacts> check_cuda_list(TensorListArg tensors, const char* op) 
   TRAINOPS_CHECK_VALUE(!tensors.empty(), op, ": expected at least one tensor");
   auto facts = check_tensor_list(tensors, op);
   TRAINOPS_CHECK_VALUE(is_cuda_facts(facts[0]), op, ": expected CUDA tensors, got ",
-                       device_str(tensors[0]));
+                       device_str(tensor_at(tensors, 0)));
   TRAINOPS_CHECK_VALUE(static_cast<int64_t>(tensors.size()) < kMaxTensors, op, ": at most ",
                     kMaxTensors, " tensors per call, got ", tensors.size());
   return facts;
@@ -532,6 +532,7 @@ std::tuple<Tensor, Tensor> norm_pass(TensorListArg tensors, const std::vector<Te
                                      const FlatList& flat, const NormSpec& spec, bool per_tensor,
                                      cudaStream_t stream) {
   const ScalarType out_dtype = norm_result_dtype(facts);
+  const Tensor first = tensor_at(tensors, 0);
   int64_t num_chunks = 0;
   for (int64_t n : flat.numel) num_chunks += num_chunks_of(n);
   const int64_t num_tensors = static_cast<int64_t>(tensors.size());
@@ -540,13 +541,13 @@ std::tuple<Tensor, Tensor> norm_pass(TensorListArg tensors, const std::vector<Te
   // each, so they stay 16-byte aligned), then the chunk -> tensor map.
   const int64_t part_bytes = static_cast<int64_t>(sizeof(NormPartial));
   Tensor workspace = empty_like_device(
-      tensors[0], {(num_chunks + num_tensors) * part_bytes + num_chunks * 4}, ScalarType::Byte);
+      first, {(num_chunks + num_tensors) * part_bytes + num_chunks * 4}, ScalarType::Byte);
   auto* parts = static_cast<NormPartial*>(workspace.data_ptr());
   NormPartial* tensor_parts = parts + num_chunks;
   auto* chunk_tensor = reinterpret_cast<int32_t*>(tensor_parts + num_tensors);
 
-  Tensor total = empty_like_device(tensors[0], {}, out_dtype);
-  Tensor per = empty_like_device(tensors[0], {per_tensor ? num_tensors : 0}, out_dtype);
+  Tensor total = empty_like_device(first, {}, out_dtype);
+  Tensor per = empty_like_device(first, {per_tensor ? num_tensors : 0}, out_dtype);
 
   switch (spec.kind) {
     case NormKind::kOne:
@@ -608,10 +609,10 @@ std::tuple<Tensor, Tensor> multi_tensor_norm_cuda(TensorListArg tensors, double 
   constexpr const char* kOp = "trainops.multi_tensor_norm";
   const auto facts = check_cuda_list(tensors, kOp);
   check_norm_type(norm_type, kOp);
-  const DeviceScope scope(tensors[0]);
+  const DeviceScope scope(tensor_at(tensors, 0));
   const FlatList flat(tensors, facts);
   return norm_pass(tensors, facts, flat, make_norm_spec(norm_type), per_tensor,
-                   current_stream(tensors[0]));
+                   current_stream(tensor_at(tensors, 0)));
 }
 
 void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_norm,
@@ -621,9 +622,9 @@ void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_nor
   check_max_norm(max_norm, kOp);
   check_total_norm(total_norm, tensors, kOp);
   check_writable(tensors, facts, kOp);
-  const DeviceScope scope(tensors[0]);
+  const DeviceScope scope(tensor_at(tensors, 0));
   FlatList flat(tensors, facts);
-  scale_pass(flat, total_norm, max_norm, current_stream(tensors[0]));
+  scale_pass(flat, total_norm, max_norm, current_stream(tensor_at(tensors, 0)));
 }
 
 // clip_grad_norm_ in one call: one list preparation for both passes; the
@@ -634,8 +635,8 @@ Tensor multi_tensor_clip_grad_norm_cuda(TensorListArg tensors, double max_norm, 
   check_max_norm(max_norm, kOp);
   check_norm_type(norm_type, kOp);
   check_writable(tensors, facts, kOp);
-  const DeviceScope scope(tensors[0]);
-  const cudaStream_t stream = current_stream(tensors[0]);
+  const DeviceScope scope(tensor_at(tensors, 0));
+  const cudaStream_t stream = current_stream(tensor_at(tensors, 0));
   FlatList flat(tensors, facts);
   Tensor total =
       std::get<0>(norm_pass(tensors, facts, flat, make_norm_spec(norm_type), false, stream));
@@ -663,8 +664,8 @@ void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
   const auto facts = check_cuda_list(tensors, kOp);
   check_clip_value(clip_value, kOp);
   check_writable(tensors, facts, kOp);
-  const DeviceScope scope(tensors[0]);
-  const cudaStream_t stream = current_stream(tensors[0]);
+  const DeviceScope scope(tensor_at(tensors, 0));
+  const cudaStream_t stream = current_stream(tensor_at(tensors, 0));
 
   ClampBounds bounds;
   for (DTypeCode d : {kHalfCode, kBFloat16Code, kFloatCode, kDoubleCode}) {
