@@ -285,22 +285,41 @@ def _local_norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Ten
     return total, per
 
 
+def _local_shards(tensors: list[Tensor], linear: bool) -> list[Tensor]:
+    """The local shards of DTensors, for an in-place op. A non-linear op
+    (clamp) refuses a ``Partial`` placement: each rank holds an unreduced
+    partial sum, and clamping the partials does not clamp their sum."""
+    if not linear:
+        for i, t in enumerate(tensors):
+            if distributed.has_partial(t):
+                raise ValueError(
+                    f"gradient {i} is a DTensor with a Partial placement (each rank holds an unreduced partial "
+                    "sum), and clamping the partials would not clamp their sum; reduce it first, e.g. "
+                    "grad.redistribute(grad.device_mesh, [Replicate()]) for those mesh dimensions"
+                )
+    return distributed.local_tensors(tensors)
+
+
 def _apply_in_place(
-    tensors: list[Tensor], op: Callable[[list[Tensor]], None], fallback: Callable[[list[Tensor]], None]
+    tensors: list[Tensor],
+    op: Callable[[list[Tensor]], None],
+    fallback: Callable[[list[Tensor]], None],
+    linear: bool = True,
 ) -> None:
     """Run an in-place op over the list: one fused call per device (DTensors:
-    on their local shards, which share storage with them)."""
+    on their local shards, which share storage with them). ``linear``: the op
+    commutes with summing partials (scaling does, clamping does not)."""
     if not tensors:
         return
     if distributed.is_dtensor(tensors[0]):
-        tensors = distributed.local_tensors(tensors)
+        tensors = _local_shards(tensors, linear)
     if _fast_path(tensors):
         try:
             op(tensors)
             return
         except _OP_ERRORS:
             if distributed.has_dtensor(tensors):  # DTensors behind a plain first tensor
-                tensors = distributed.local_tensors(tensors)
+                tensors = _local_shards(tensors, linear)
             else:
                 _check_tensors(tensors, writable=True)  # raises the precise error (sparse, meta, ...)
                 if not _spans_devices(tensors):
@@ -488,22 +507,14 @@ def clip_grad_value_(
     parameters = _as_list(parameters)
     clip_value = _check_nonnegative(clip_value, "clip_value")
     grads = _grads_of(parameters)
-    if grads and distributed.has_dtensor(grads):
-        for i, g in enumerate(grads):
-            if distributed.has_partial(g):
-                # Scaling a partial sum scales the sum; clamping it does not
-                # clamp the sum.
-                raise ValueError(
-                    f"clip_grad_value_: gradient {i} is a DTensor with a Partial placement (each rank holds an "
-                    "unreduced partial sum), and clamping the partials would not clamp their sum; reduce it first, "
-                    "e.g. grad.redistribute(grad.device_mesh, [Replicate()]) for those mesh dimensions"
-                )
 
     def fallback(group: list[Tensor]) -> None:
         for g in group:
             g.clamp_(min=-clip_value, max=clip_value)
 
-    _apply_in_place(grads, lambda group: torch.ops.trainops.multi_tensor_clamp_(group, clip_value), fallback)
+    _apply_in_place(
+        grads, lambda group: torch.ops.trainops.multi_tensor_clamp_(group, clip_value), fallback, linear=False
+    )
 
 
 @torch.no_grad()

@@ -493,6 +493,17 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
     return torch.nn.init.dirac_(tensor, groups)
 
 
+# The std of each scheme, in one place for the API functions and the plans
+# (torch.nn.init's formulas; uniform bounds are sqrt(3) std).
+def _xavier_std(shape: ShapeLike, gain: float) -> float:
+    fan_in, fan_out = _fans(shape)
+    return gain * math.sqrt(2.0 / float(fan_in + fan_out))
+
+
+def _kaiming_std(shape: ShapeLike, a: float | None, mode: str, nonlinearity: str) -> float:
+    return calculate_gain(nonlinearity, a) / math.sqrt(_fan(shape, mode))
+
+
 def xavier_uniform_(
     tensor: Tensor,
     gain: float = 1.0,
@@ -504,8 +515,7 @@ def xavier_uniform_(
     global_offset: Sequence[int] | None = None,
 ) -> Tensor:
     """U(-bound, bound), bound = gain sqrt(6 / (fan_in + fan_out)) (fans of the global shape)."""
-    fan_in, fan_out = _fans(_shape_for_fans(tensor, global_shape))
-    bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    bound = math.sqrt(3.0) * _xavier_std(_shape_for_fans(tensor, global_shape), gain)
     return _draw_(tensor, InitSpec.uniform(-bound, bound), generator, seed, key, global_shape, global_offset)
 
 
@@ -520,14 +530,8 @@ def xavier_normal_(
     global_offset: Sequence[int] | None = None,
 ) -> Tensor:
     """N(0, std^2), std = gain sqrt(2 / (fan_in + fan_out)) (fans of the global shape)."""
-    fan_in, fan_out = _fans(_shape_for_fans(tensor, global_shape))
-    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    std = _xavier_std(_shape_for_fans(tensor, global_shape), gain)
     return _draw_(tensor, InitSpec.normal(0.0, std), generator, seed, key, global_shape, global_offset)
-
-
-def _kaiming_std(shape: ShapeLike, a: float, mode: str, nonlinearity: str) -> float:
-    fan = _fan(shape, mode)
-    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
 
 
 def kaiming_uniform_(
@@ -902,13 +906,13 @@ def _kaiming_entry(name: str, p: Tensor, mode: str, act: tuple[str, float | None
     nl, slope = act
     gain = calculate_gain(nl, slope)
     fan = _fan(p.shape, mode)
-    std = gain / math.sqrt(fan)
+    std = _kaiming_std(p.shape, slope, mode, nl)
     return _entry(name, p, f"kaiming_normal_({mode}, {nl})", InitSpec.normal(0.0, std), reason, fan=fan, gain=gain, guessed=guessed)
 
 
 def _xavier_entry(name: str, p: Tensor, gain: float, reason: str, guessed: bool = False) -> PlanEntry:
     fan_in, fan_out = _fans(p.shape)
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    bound = math.sqrt(3.0) * _xavier_std(p.shape, gain)
     return _entry(
         name, p, f"xavier_uniform_(gain={gain:.4g})", InitSpec.uniform(-bound, bound), reason, fan=fan_in + fan_out, gain=gain, guessed=guessed
     )
@@ -989,7 +993,7 @@ def _torch_rule(full: str, m: nn.Module, pname: str, p: Tensor) -> PlanEntry:
             bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
             return _entry(full, p, "uniform_(+-1/sqrt(fan_in))", InitSpec.uniform(-bound, bound), "reset_parameters bias", fan=fan_in)
         gain = calculate_gain("leaky_relu", math.sqrt(5))
-        bound = math.sqrt(3.0) * gain / math.sqrt(fan_in)
+        bound = math.sqrt(3.0) * _kaiming_std(w.shape, math.sqrt(5), "fan_in", "leaky_relu")
         return _entry(
             full, p, "kaiming_uniform_(a=sqrt(5))", InitSpec.uniform(-bound, bound), "reset_parameters weight", fan=fan_in, gain=gain
         )

@@ -528,14 +528,13 @@ void launch_norm_chunks(const FlatList& flat, double p, NormPartial* parts, int3
 // The norm pass over a prepared list: (total, per-tensor norms or empty), in
 // the result dtype, both on the device. Three launches (chunks, tensors,
 // total), no host sync.
-std::tuple<Tensor, Tensor> norm_pass(TensorListArg tensors, const std::vector<TensorFacts>& facts,
+std::tuple<Tensor, Tensor> norm_pass(const Tensor& first, const std::vector<TensorFacts>& facts,
                                      const FlatList& flat, const NormSpec& spec, bool per_tensor,
                                      cudaStream_t stream) {
   const ScalarType out_dtype = norm_result_dtype(facts);
-  const Tensor first = tensor_at(tensors, 0);
   int64_t num_chunks = 0;
   for (int64_t n : flat.numel) num_chunks += num_chunks_of(n);
-  const int64_t num_tensors = static_cast<int64_t>(tensors.size());
+  const int64_t num_tensors = static_cast<int64_t>(facts.size());
 
   // Workspace, O(tensors + chunks): chunk partials, tensor partials (16 B
   // each, so they stay 16-byte aligned), then the chunk -> tensor map.
@@ -609,10 +608,10 @@ std::tuple<Tensor, Tensor> multi_tensor_norm_cuda(TensorListArg tensors, double 
   constexpr const char* kOp = "trainops.multi_tensor_norm";
   const auto facts = check_cuda_list(tensors, kOp);
   check_norm_type(norm_type, kOp);
-  const DeviceScope scope(tensor_at(tensors, 0));
+  const Tensor first = tensor_at(tensors, 0);
+  const DeviceScope scope(first);
   const FlatList flat(tensors, facts);
-  return norm_pass(tensors, facts, flat, make_norm_spec(norm_type), per_tensor,
-                   current_stream(tensor_at(tensors, 0)));
+  return norm_pass(first, facts, flat, make_norm_spec(norm_type), per_tensor, current_stream(first));
 }
 
 void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_norm,
@@ -622,9 +621,10 @@ void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_nor
   check_max_norm(max_norm, kOp);
   check_total_norm(total_norm, tensors, kOp);
   check_writable(tensors, facts, kOp);
-  const DeviceScope scope(tensor_at(tensors, 0));
+  const Tensor first = tensor_at(tensors, 0);
+  const DeviceScope scope(first);
   FlatList flat(tensors, facts);
-  scale_pass(flat, total_norm, max_norm, current_stream(tensor_at(tensors, 0)));
+  scale_pass(flat, total_norm, max_norm, current_stream(first));
 }
 
 // clip_grad_norm_ in one call: one list preparation for both passes; the
@@ -635,11 +635,12 @@ Tensor multi_tensor_clip_grad_norm_cuda(TensorListArg tensors, double max_norm, 
   check_max_norm(max_norm, kOp);
   check_norm_type(norm_type, kOp);
   check_writable(tensors, facts, kOp);
-  const DeviceScope scope(tensor_at(tensors, 0));
-  const cudaStream_t stream = current_stream(tensor_at(tensors, 0));
+  const Tensor first = tensor_at(tensors, 0);
+  const DeviceScope scope(first);
+  const cudaStream_t stream = current_stream(first);
   FlatList flat(tensors, facts);
   Tensor total =
-      std::get<0>(norm_pass(tensors, facts, flat, make_norm_spec(norm_type), false, stream));
+      std::get<0>(norm_pass(first, facts, flat, make_norm_spec(norm_type), false, stream));
   scale_pass(flat, total, max_norm, stream);
   return total;
 }
@@ -664,8 +665,9 @@ void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
   const auto facts = check_cuda_list(tensors, kOp);
   check_clip_value(clip_value, kOp);
   check_writable(tensors, facts, kOp);
-  const DeviceScope scope(tensor_at(tensors, 0));
-  const cudaStream_t stream = current_stream(tensor_at(tensors, 0));
+  const Tensor first = tensor_at(tensors, 0);
+  const DeviceScope scope(first);
+  const cudaStream_t stream = current_stream(first);
 
   ClampBounds bounds;
   for (DTypeCode d : {kHalfCode, kBFloat16Code, kFloatCode, kDoubleCode}) {

@@ -95,7 +95,8 @@ void init_tensors_cuda(TensorListArg tensors, IntListArg kinds, FloatListArg par
     call.write_back();
     return;
   }
-  const DeviceScope scope(tensor_at(tensors, 0));
+  const Tensor first = tensor_at(tensors, 0);
+  const DeviceScope scope(first);
   const size_t plan_bytes = call.plans.size() * sizeof(InitTensorPlan);
   const size_t chunk_bytes = plan.chunks.size() * sizeof(Chunk);
   Tensor host = empty_cpu({static_cast<int64_t>(plan_bytes + chunk_bytes)}, ScalarType::Byte,
@@ -104,11 +105,11 @@ void init_tensors_cuda(TensorListArg tensors, IntListArg kinds, FloatListArg par
   std::memcpy(static_cast<char*>(host.data_ptr()) + plan_bytes, plan.chunks.data(), chunk_bytes);
   // torch's copy records the pinned block's use on the stream, so the block
   // is not reused before the copy has run.
-  Tensor dev = to_device_async(host, tensor_at(tensors, 0));
+  Tensor dev = to_device_async(host, first);
   const auto* dplans = reinterpret_cast<const InitTensorPlan*>(dev.data_ptr());
   const auto* dchunks =
       reinterpret_cast<const Chunk*>(static_cast<const char*>(dev.data_ptr()) + plan_bytes);
-  const cudaStream_t stream = current_stream(tensor_at(tensors, 0));
+  const cudaStream_t stream = current_stream(first);
   init_tensors_kernel<<<static_cast<unsigned>(plan.chunks.size()), kInitThreads, 0, stream>>>(
       dplans, dchunks, call.seed);
   TRAINOPS_CUDA_LAUNCH_CHECK();
