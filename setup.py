@@ -177,10 +177,12 @@ def _extension():
     opt = ["-O0", "-g"] if debug else ["-O3"]
     # -ffp-contract=off: no ISA may fuse a multiply-add that another does not,
     # so every CPU ISA (and the GPU, with --fmad=false) rounds identically.
+    # -fno-math-errno: sqrt compiles to the (correctly rounded) instruction and
+    # vectorises; errno is the only thing it changes, and nothing reads it.
     std = _cxx_std()
     # -fvisibility=hidden: the module exports PyInit__C only, so two builds
     # (or two extensions) loaded into one process never interpose symbols.
-    cxx = opt + [std, "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-Wno-psabi", "-fvisibility=hidden"] + defines
+    cxx = opt + [std, "-fopenmp", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-Wno-psabi", "-fvisibility=hidden"] + defines
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     include_dirs = [os.path.join(ROOT, "csrc"), os.path.join(ROOT, "csrc", "include")]
     kwargs = dict(

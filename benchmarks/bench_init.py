@@ -15,12 +15,12 @@ Run: ``pytest benchmarks/bench_init.py --benchmark-columns=median,min,rounds``.
 Speedup = torch median / trainops median; fraction of the floor = fill_ median
 / trainops median.
 
-Measured 2026-11-29 on a shared 2-vCPU Xeon @ 2.8 GHz (AVX-512), medians, the
-quietest of several runs: normal 81 ms (2 threads) / 146 ms (1 thread) vs
-563 ms for the torch loop (6.9x; 1 -> 2 threads 1.8x); fill_ 31 ms (16 GB/s),
-so normal runs at 38% of the write floor -- Philox4x32-10 alone (~1.4 G
-words/s per core here) caps it near 75%; trunc_normal_ 164 ms vs 6,867 ms
-(42x).
+Measured 2026-11-29 on a shared 2-vCPU Xeon @ 2.8 GHz (AVX-512), medians, with
+`trainops bench --suite init` (third session, see benchmarks/RESULTS.md):
+normal 63-81 ms (2 threads) / 123-125 ms (1 thread) vs 640-715 ms for the
+torch loop (7.9-11.3x; 1 -> 2 threads 1.95x); fill_ 32-33 ms, so normal runs
+at 41-50% of the write floor; trunc_normal_ 115-136 ms vs 6,979-7,913 ms
+(58-61x).
 """
 
 from __future__ import annotations

@@ -80,29 +80,25 @@ TRAINOPS_HD_INLINE double u64_as_double(uint64_t u) {
 #endif
 }
 
-// Square root of x >= 0 (finite) from +, * and fma only: an inverse square
-// root seed from the exponent bits (3.4% off), Newton steps (2 in fp32 to
-// ~5e-6, 3 in fp64 to ~3e-11), then one fma correction of x * rsqrt(x), which
-// squares the relative error: within 1 ulp. Why not sqrtf: with errno semantics (GCC's default, which
-// setup.py does not turn off) GCC guards every sqrt with a branch to libm and
-// then refuses to vectorise the loop; the hardware instruction would also be
-// fine for CPU/CUDA equality, but this is equally exact on both and vectorises.
-TRAINOPS_HD_INLINE float sqrt_approx(float x) {
-  float y = u32_as_float(0x5f3759dfu - (float_as_u32(x) >> 1));
-  const float h = 0.5f * x;
-  y = y * fma_rn(-h * y, y, 1.5f);
-  y = y * fma_rn(-h * y, y, 1.5f);
-  const float r = x * y;
-  return fma_rn(fma_rn(-r, r, x), 0.5f * y, r);
+// Square root of x >= 0: the IEEE square root, correctly rounded on every
+// platform (x86 sqrtps/sqrtpd, CUDA __fsqrt_rn/__dsqrt_rn), so it is as
+// bitwise-portable as + and *. One instruction where the Newton iteration it
+// replaced took 14 (measured: normal fp32 transform 13% faster). The CPU build
+// uses -fno-math-errno, without which GCC guards each sqrt with a branch to libm
+// and refuses to vectorise the loop.
+TRAINOPS_HD_INLINE float sqrt_rn(float x) {
+#if defined(__CUDA_ARCH__)
+  return __fsqrt_rn(x);
+#else
+  return __builtin_sqrtf(x);
+#endif
 }
-TRAINOPS_HD_INLINE double sqrt_approx(double x) {
-  double y = u64_as_double(0x5fe6eb50c7b537a9ull - (double_as_u64(x) >> 1));
-  const double h = 0.5 * x;
-  y = y * fma_rn(-h * y, y, 1.5);
-  y = y * fma_rn(-h * y, y, 1.5);
-  y = y * fma_rn(-h * y, y, 1.5);
-  const double r = x * y;
-  return fma_rn(fma_rn(-r, r, x), 0.5 * y, r);
+TRAINOPS_HD_INLINE double sqrt_rn(double x) {
+#if defined(__CUDA_ARCH__)
+  return __dsqrt_rn(x);
+#else
+  return __builtin_sqrt(x);
+#endif
 }
 
 // Horner's rule with fma: horner(x, c0, c1, ..., cn) = (..(c0 x + c1) x ..) x + cn.
@@ -258,14 +254,14 @@ TRAINOPS_HD_INLINE float erfinv_approx(float x) {
   const float p1 = horner<float>(w - 2.5f, 2.81022636e-08f, 3.43273939e-07f, -3.5233877e-06f,
                                  -4.39150654e-06f, 0.00021858087f, -0.00125372503f,
                                  -0.00417768164f, 0.246640727f, 1.50140941f);
-  const float p2 = horner<float>(sqrt_approx(w) - 3.0f, -0.000200214257f, 0.000100950558f,
+  const float p2 = horner<float>(sqrt_rn(w) - 3.0f, -0.000200214257f, 0.000100950558f,
                                  0.00134934322f, -0.00367342844f, 0.00573950773f, -0.0076224613f,
                                  0.00943887047f, 1.00167406f, 2.83297682f);
   return select_bits(w < 5.0f, p1, p2) * x;
 }
 TRAINOPS_HD_INLINE double erfinv_approx(double x) {
   const double w = -log_approx((1.0 - x) * (1.0 + x));
-  const double sw = sqrt_approx(w);
+  const double sw = sqrt_rn(w);
   const double p1 = horner<double>(
       w - 3.125, -3.6444120640178196996e-21, -1.685059138182016589e-19, 1.2858480715256400167e-18,
       1.115787767802518096e-17, -1.333171662854620906e-16, 2.0972767875968561637e-17,
@@ -374,7 +370,7 @@ TRAINOPS_HD_INLINE T trunc_normal_from_uniform(const DistParams<T>& d, T u) {
 // and the angle word(s).
 TRAINOPS_HD_INLINE void normal_pair(const DistParams<float>& d, uint32_t w_radius, uint32_t w_angle,
                              float* out) {
-  const float r = sqrt_approx(-2.0f * log_approx(u01_open(w_radius)));
+  const float r = sqrt_rn(-2.0f * log_approx(u01_open(w_radius)));
   float c, s;
   unit_circle(w_angle, &c, &s);
   out[0] = fma_rn(d.p[1], r * c, d.p[0]);
@@ -414,7 +410,7 @@ TRAINOPS_HD_INLINE void sample_block_k(const DistParams<double>& d, const Philox
     out[0] = min_sel(fma_rn(u01_closed_open(w.v[0], w.v[1]), d.p[1], d.p[0]), d.p[2]);
     out[1] = min_sel(fma_rn(u01_closed_open(w.v[2], w.v[3]), d.p[1], d.p[0]), d.p[2]);
   } else if (K == InitKind::kNormal) {
-    const double r = sqrt_approx(-2.0 * log_approx(u01_open(w.v[0], w.v[1])));
+    const double r = sqrt_rn(-2.0 * log_approx(u01_open(w.v[0], w.v[1])));
     double c, s;
     unit_circle(w.v[2], w.v[3], &c, &s);
     out[0] = fma_rn(d.p[1], r * c, d.p[0]);
