@@ -13,13 +13,20 @@
 
 namespace trainops {
 
+constexpr int64_t kFactsGrain = 2048;
+
 // Every tensor: defined, strided, floating (fp16/bf16/fp32/fp64), on one
 // device. Returns what the kernels need to know of each (one read per tensor).
 inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const char* op) {
-  std::vector<TensorFacts> facts;
-  facts.reserve(tensors.size());
+  const int64_t n = static_cast<int64_t>(tensors.size());
+  std::vector<TensorFacts> facts(tensors.size());
+  // Reading a tensor's facts is a cache miss or two (its TensorImpl and
+  // storage): long lists read them on every thread, then check in order.
+  parallel_for(0, n, kFactsGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) facts[i] = facts_of(tensors[i]);
+  });
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const TensorFacts f = facts_of(tensors[i]);
+    const TensorFacts& f = facts[i];
     TRAINOPS_CHECK_TYPE(f.defined, op, ": tensor ", i, " is undefined");
     TRAINOPS_CHECK_TYPE(f.strided, op, ": tensor ", i,
                         " is not a dense (strided) tensor; sparse tensors are not supported");
@@ -31,7 +38,6 @@ inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const c
         op, ": all tensors of one call must be on one device, but tensor 0 is on ",
         device_str(tensor_at(tensors, 0)), " and tensor ", i, " is on ",
         device_str(tensor_at(tensors, i)));
-    facts.push_back(f);
   }
   return facts;
 }

@@ -52,6 +52,10 @@ std::string str(const Args&... args) {
 #if TRAINOPS_STABLE_ABI
 using Tensor = torch::stable::Tensor;
 
+// Deletes owned handles (ops.cpp): a long list under one hold of the GIL
+// instead of torch taking it for each tensor that Python also holds.
+void delete_tensor_handles(const std::vector<AtenTensorHandle>& handles);
+
 // A Tensor[] argument as the stable ABI hands it over: one owned handle per
 // tensor, deleted with the list. TORCH_BOX's own std::vector<Tensor> wraps
 // every handle in a shared_ptr (an allocation and atomics per tensor): 95 ns
@@ -66,9 +70,7 @@ class TensorHandles {
   TensorHandles(const TensorHandles&) = delete;
   TensorHandles& operator=(const TensorHandles&) = delete;
   TensorHandles& operator=(TensorHandles&&) = delete;
-  ~TensorHandles() {
-    for (AtenTensorHandle h : handles_) aoti_torch_delete_tensor_object(h);
-  }
+  ~TensorHandles() { delete_tensor_handles(handles_); }
   size_t size() const { return handles_.size(); }
   bool empty() const { return handles_.empty(); }
   // Borrowed: valid while the list lives.
