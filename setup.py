@@ -188,7 +188,7 @@ def _extension():
     kwargs = dict(
         name="trainops._C",
         include_dirs=include_dirs,
-        extra_link_args=["-fopenmp"],
+        extra_link_args=["-fopenmp", "-ldl"],
         py_limited_api=True,
     )
     if with_cuda:

@@ -5,6 +5,7 @@
 // with friendlier context; these guard direct torch.ops.trainops calls.
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -20,13 +21,26 @@ constexpr int64_t kFactsGrain = 2048;
 inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const char* op) {
   const int64_t n = static_cast<int64_t>(tensors.size());
   std::vector<TensorFacts> facts(tensors.size());
-  // Reading a tensor's facts is a cache miss or two (its TensorImpl and
-  // storage): long lists read them on every thread, then check in order.
+  // Reading a tensor's metadata is a cache miss or two (its TensorImpl): long
+  // lists read it on every thread. Nothing may escape the callback (it runs
+  // behind torch's C shim, which would replace the message), so a failed read
+  // is noted and redone below, on this thread, where it throws its own error.
+  std::atomic<int64_t> first_failed{n};
   parallel_for(0, n, kFactsGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) facts[i] = facts_of(tensors[i]);
+    for (int64_t i = begin; i < end; ++i) {
+      try {
+        facts[i] = facts_of(tensors[i]);
+      } catch (...) {
+        int64_t seen = first_failed.load();
+        while (i < seen && !first_failed.compare_exchange_weak(seen, i)) {
+        }
+        return;
+      }
+    }
   });
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const TensorFacts& f = facts[i];
+    if (static_cast<int64_t>(i) == first_failed.load()) facts[i] = facts_of(tensors[i]);
+    TensorFacts& f = facts[i];
     TRAINOPS_CHECK_TYPE(f.defined, op, ": tensor ", i, " is undefined");
     TRAINOPS_CHECK_TYPE(f.strided, op, ": tensor ", i,
                         " is not a dense (strided) tensor; sparse tensors are not supported");
@@ -38,6 +52,7 @@ inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const c
         op, ": all tensors of one call must be on one device, but tensor 0 is on ",
         device_str(tensor_at(tensors, 0)), " and tensor ", i, " is on ",
         device_str(tensor_at(tensors, i)));
+    if (f.numel > 0) f.data = data_of(tensors[i]);
   }
   return facts;
 }

@@ -6,6 +6,7 @@
 // module init: importing it runs the static registrations below, and the ops
 // are reached through torch.ops.trainops.*; there are no pybind11 bindings.
 #include <Python.h>
+#include <dlfcn.h>
 
 #include <string>
 
@@ -40,20 +41,47 @@ namespace trainops {
 // Deleting the handle of a tensor that Python also holds drops a reference
 // to its PyObject, and torch takes the GIL for each drop. The kernels run with
 // the GIL released (torch.ops releases it), so that was one acquisition per
-// tensor: 10,000 x 100 fp32 norm, op alone, 3.1 -> 2.3 ms with one acquisition
-// for the list (see benchmarks/RESULTS.md). Only on a thread Python knows (a
-// Python caller that released the GIL, which torch's per-tensor acquisitions
-// already require); a thread without a Python thread state, or a short list,
-// deletes the handles one by one exactly as before.
+// tensor: 10,000 x 100 fp32 clip op alone, medians 3.2-3.4 -> 2.4 ms with one
+// acquisition for the list (see benchmarks/RESULTS.md). Only on a thread
+// Python knows (a Python caller that released the GIL, which torch's
+// per-tensor acquisitions already require); a thread without a Python thread
+// state, a short list, or a process without Python (the functions are looked
+// up, not linked: a C++ host may load this library for its ops) deletes the
+// handles one by one exactly as before.
+namespace {
 constexpr size_t kGilBatchMin = 8;
 
+struct PythonGil {
+  int (*is_initialized)() = nullptr;
+  PyThreadState* (*this_thread_state)() = nullptr;
+  PyGILState_STATE (*ensure)() = nullptr;
+  void (*release)(PyGILState_STATE) = nullptr;
+};
+
+const PythonGil& python_gil() {
+  static const PythonGil gil = [] {
+    PythonGil g;
+    g.is_initialized = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "Py_IsInitialized"));
+    g.this_thread_state =
+        reinterpret_cast<PyThreadState* (*)()>(dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState"));
+    g.ensure = reinterpret_cast<PyGILState_STATE (*)()>(dlsym(RTLD_DEFAULT, "PyGILState_Ensure"));
+    g.release = reinterpret_cast<void (*)(PyGILState_STATE)>(dlsym(RTLD_DEFAULT, "PyGILState_Release"));
+    if (!g.is_initialized || !g.this_thread_state || !g.ensure || !g.release) g = PythonGil{};
+    return g;
+  }();
+  return gil;
+}
+}  // namespace
+
 void delete_tensor_handles(const std::vector<AtenTensorHandle>& handles) {
-  const bool batch =
-      handles.size() >= kGilBatchMin && Py_IsInitialized() && PyGILState_GetThisThreadState() != nullptr;
+  const PythonGil& py = python_gil();
+  const bool batch = handles.size() >= kGilBatchMin && py.is_initialized != nullptr &&
+                     py.is_initialized() && py.this_thread_state() != nullptr;
   PyGILState_STATE gil{};
-  if (batch) gil = PyGILState_Ensure();
+  if (batch) gil = py.ensure();
+  // Nothing here throws: the deletions are C calls that report through codes.
   for (AtenTensorHandle h : handles) aoti_torch_delete_tensor_object(h);
-  if (batch) PyGILState_Release(gil);
+  if (batch) py.release(gil);
 }
 #endif
 

@@ -355,11 +355,13 @@ def test_long_lists(n_tensors):
     assert rel_err(trainops.get_total_norm([q.grad for q in params]), 1.0) <= 1e-5
 
 
-def test_long_list_argument_is_released_from_any_thread():
+def test_long_list_argument_is_released():
     # A long Tensor[] argument: its facts are read on every thread and its
     # handles released under one GIL hold (stable build). Every reference the
-    # call took must be gone afterwards, from the main thread, from another
-    # Python thread, and when the op raises part-way through the list.
+    # call took must be gone afterwards, called from the main thread, from
+    # another Python thread, and when the op raises part-way through the list.
+    # (Not reached from Python: a thread without a Python thread state, which
+    # deletes the handles one by one.)
     import sys
     import threading
 
