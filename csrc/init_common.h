@@ -15,12 +15,6 @@
 
 namespace trainops {
 
-static_assert(static_cast<int>(InitDType::kHalf) == static_cast<int>(DType::kHalf) &&
-                  static_cast<int>(InitDType::kBFloat16) == static_cast<int>(DType::kBFloat16) &&
-                  static_cast<int>(InitDType::kFloat) == static_cast<int>(DType::kFloat) &&
-                  static_cast<int>(InitDType::kDouble) == static_cast<int>(DType::kDouble),
-              "InitDType must match DType (prepare_init casts one to the other)");
-
 // Per tensor, init_tensors_ takes four distribution arguments.
 constexpr int64_t kInitArgsPerTensor = 4;
 
@@ -125,7 +119,7 @@ inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListA
       call.copies.emplace_back(t, make_contiguous(t));
       p.data = call.copies.back().second.data_ptr();
     }
-    p.dtype = static_cast<InitDType>(facts[i].dtype);
+    p.dtype = facts[i].dtype;
     p.kind = static_cast<InitKind>(kinds[i]);
     p.key = static_cast<uint64_t>(keys[i]);
     set_work_items(&p);

@@ -150,21 +150,6 @@ Tensor multi_tensor_clip_grad_norm_cpu(TensorListArg tensors, double max_norm, d
   return total;
 }
 
-// The bound -v / +v as the element type represents it (torch converts the
-// Python scalar to the tensor's dtype before comparing).
-double bound_in(DType d, double v) {
-  switch (d) {
-    case DType::kHalf:
-      return half_to_float(float_to_half(static_cast<float>(v)));
-    case DType::kBFloat16:
-      return bf16_to_float(float_to_bf16(static_cast<float>(v)));
-    case DType::kFloat:
-      return static_cast<float>(v);
-    default:
-      return v;
-  }
-}
-
 void multi_tensor_clamp_cpu(TensorListArg tensors, double clip_value) {
   constexpr const char* kOp = "trainops.multi_tensor_clamp_";
   const auto facts = check_tensor_list(tensors, kOp);
@@ -175,8 +160,8 @@ void multi_tensor_clamp_cpu(TensorListArg tensors, double clip_value) {
   const ClipKernels& k = clip_kernels();
   for_each_chunk(plan, flat, [&](int64_t, const Chunk& chunk) {
     const DType d = flat.dtype[chunk.tensor];
-    k.clamp_chunk(d, flat.chunk_ptr(chunk), chunk.length, bound_in(d, -clip_value),
-                  bound_in(d, clip_value));
+    k.clamp_chunk(d, flat.chunk_ptr(chunk), chunk.length, clamp_bound_in(d, -clip_value),
+                  clamp_bound_in(d, clip_value));
   });
   flat.write_back();
 }

@@ -34,14 +34,8 @@ namespace trainops {
 namespace cuda {
 namespace {
 
-// Element type tags carried in the chunk descriptors (2 bits): the values of
-// trainops::DType, which the host side packs as they are.
-enum DTypeCode : int32_t { kHalfCode = 0, kBFloat16Code = 1, kFloatCode = 2, kDoubleCode = 3 };
-static_assert(kHalfCode == static_cast<int32_t>(DType::kHalf) &&
-                  kBFloat16Code == static_cast<int32_t>(DType::kBFloat16) &&
-                  kFloatCode == static_cast<int32_t>(DType::kFloat) &&
-                  kDoubleCode == static_cast<int32_t>(DType::kDouble),
-              "DTypeCode must match DType");
+// Element types are carried in the chunk descriptors as trainops::DType
+// values (2 bits).
 constexpr int32_t kDTypeBits = 2;
 constexpr int32_t kDTypeMask = (1 << kDTypeBits) - 1;
 // Tensor index and dtype share one int32: at most 2^29 tensors per call.
@@ -65,7 +59,7 @@ static_assert(kChunkSize <= (int64_t{1} << 30), "chunk lengths are int32");
 struct ChunkDesc {
   void* data;            // first element of the chunk
   int32_t length;        // elements, in (0, kChunkSize]
-  int32_t tensor_dtype;  // tensor index << kDTypeBits | DTypeCode
+  int32_t tensor_dtype;  // tensor index << kDTypeBits | DType
 };
 static_assert(sizeof(ChunkDesc) == 16, "descriptor layout");
 
@@ -80,7 +74,7 @@ struct ChunkBatch {
 };
 static_assert(sizeof(ChunkBatch) <= 32764, "kernel parameters are limited to 32,764 bytes");
 
-// Clamp bounds per DTypeCode, already rounded to that element type.
+// Clamp bounds per DType, already rounded to that element type.
 struct ClampBounds {
   double lo[4];
   double hi[4];
@@ -228,14 +222,14 @@ __global__ void __launch_bounds__(kThreads)
   const ChunkDesc& d = batch.chunks[blockIdx.x];
   const int32_t n = d.length;
   NormPartial r;
-  switch (d.tensor_dtype & kDTypeMask) {
-    case kHalfCode:
+  switch (static_cast<DType>(d.tensor_dtype & kDTypeMask)) {
+    case DType::kHalf:
       r = chunk_partial<K>(static_cast<const half_bits*>(d.data), n, p);
       break;
-    case kBFloat16Code:
+    case DType::kBFloat16:
       r = chunk_partial<K>(static_cast<const bf16_bits*>(d.data), n, p);
       break;
-    case kFloatCode:
+    case DType::kFloat:
       r = chunk_partial<K>(static_cast<const float*>(d.data), n, p);
       break;
     default:
@@ -397,14 +391,14 @@ __global__ void __launch_bounds__(kThreads)
   const double coef_double = static_cast<double>(coef);
   const float coef_float = static_cast<float>(coef);
   const ChunkDesc& d = batch.chunks[blockIdx.x];
-  switch (d.tensor_dtype & kDTypeMask) {
-    case kHalfCode:
+  switch (static_cast<DType>(d.tensor_dtype & kDTypeMask)) {
+    case DType::kHalf:
       block_scale_range(static_cast<half_bits*>(d.data), d.length, coef_float);
       break;
-    case kBFloat16Code:
+    case DType::kBFloat16:
       block_scale_range(static_cast<bf16_bits*>(d.data), d.length, coef_float);
       break;
-    case kFloatCode:
+    case DType::kFloat:
       block_scale_range(static_cast<float*>(d.data), d.length, coef_float);
       break;
     default:
@@ -459,16 +453,16 @@ __global__ void __launch_bounds__(kThreads)
   const int code = d.tensor_dtype & kDTypeMask;
   const double lo = bounds.lo[code];
   const double hi = bounds.hi[code];
-  switch (code) {
-    case kHalfCode:
+  switch (static_cast<DType>(code)) {
+    case DType::kHalf:
       block_clamp_range(static_cast<half_bits*>(d.data), d.length, static_cast<float>(lo),
                         static_cast<float>(hi));
       break;
-    case kBFloat16Code:
+    case DType::kBFloat16:
       block_clamp_range(static_cast<bf16_bits*>(d.data), d.length, static_cast<float>(lo),
                         static_cast<float>(hi));
       break;
-    case kFloatCode:
+    case DType::kFloat:
       block_clamp_range(static_cast<float*>(d.data), d.length, static_cast<float>(lo),
                         static_cast<float>(hi));
       break;
@@ -645,21 +639,6 @@ Tensor multi_tensor_clip_grad_norm_cuda(TensorListArg tensors, double max_norm, 
   return total;
 }
 
-// The bound -v / +v as the element type represents it (torch converts the
-// Python scalar to the tensor's dtype before comparing); same as the CPU.
-double bound_in(DTypeCode d, double v) {
-  switch (d) {
-    case kHalfCode:
-      return half_to_float(float_to_half(static_cast<float>(v)));
-    case kBFloat16Code:
-      return bf16_to_float(float_to_bf16(static_cast<float>(v)));
-    case kFloatCode:
-      return static_cast<float>(v);
-    default:
-      return v;
-  }
-}
-
 void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
   constexpr const char* kOp = "trainops.multi_tensor_clamp_";
   const auto facts = check_cuda_list(tensors, kOp);
@@ -670,9 +649,9 @@ void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
   const cudaStream_t stream = current_stream(first);
 
   ClampBounds bounds;
-  for (DTypeCode d : {kHalfCode, kBFloat16Code, kFloatCode, kDoubleCode}) {
-    bounds.lo[d] = bound_in(d, -clip_value);
-    bounds.hi[d] = bound_in(d, clip_value);
+  for (DType d : {DType::kHalf, DType::kBFloat16, DType::kFloat, DType::kDouble}) {
+    bounds.lo[static_cast<int>(d)] = clamp_bound_in(d, -clip_value);
+    bounds.hi[static_cast<int>(d)] = clamp_bound_in(d, clip_value);
   }
   FlatList flat(tensors, facts);
   for_each_batch(flat, [&](const ChunkBatch& batch, int count) {

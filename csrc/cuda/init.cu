@@ -46,13 +46,13 @@ template <InitKind K>
 __device__ __forceinline__ void init_item_kind(const InitTensorPlan& p, uint64_t seed,
                                                int64_t i) {
   switch (p.dtype) {
-    case InitDType::kHalf:
+    case DType::kHalf:
       init_item_typed<K, float, half_bits>(p, p.pf, seed, i);
       break;
-    case InitDType::kBFloat16:
+    case DType::kBFloat16:
       init_item_typed<K, float, bf16_bits>(p, p.pf, seed, i);
       break;
-    case InitDType::kFloat:
+    case DType::kFloat:
       init_item_typed<K, float, float>(p, p.pf, seed, i);
       break;
     default:

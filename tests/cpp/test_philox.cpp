@@ -166,7 +166,7 @@ void check_items(std::vector<int64_t> local, std::vector<int64_t> global,
                                     &bad) == trainops::LayoutError::kNone,
          "layout");
   p.data = out.data();
-  p.dtype = sizeof(T) == 8 ? trainops::InitDType::kDouble : trainops::InitDType::kFloat;
+  p.dtype = sizeof(T) == 8 ? trainops::DType::kDouble : trainops::DType::kFloat;
   p.kind = trainops::InitKind::kNormal;
   p.key = 17;
   trainops::set_work_items(&p);

@@ -109,6 +109,22 @@ TRAINOPS_HD half_bits float_to_half(float f) {
   return half_bits{static_cast<uint16_t>(out | sign)};
 }
 
+// A clamp bound v as the element type d represents it: torch converts the
+// Python scalar of clamp_/clip_grad_value_ to the tensor's dtype before
+// comparing. The CPU and CUDA clamp kernels both take their bounds from here.
+inline double clamp_bound_in(DType d, double v) {
+  switch (d) {
+    case DType::kHalf:
+      return half_to_float(float_to_half(static_cast<float>(v)));
+    case DType::kBFloat16:
+      return bf16_to_float(float_to_bf16(static_cast<float>(v)));
+    case DType::kFloat:
+      return static_cast<float>(v);
+    default:
+      return v;
+  }
+}
+
 // Load any supported element as the accumulation type.
 template <typename acc_t>
 TRAINOPS_HD acc_t load_as(float v) { return static_cast<acc_t>(v); }

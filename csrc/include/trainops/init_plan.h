@@ -28,8 +28,6 @@ constexpr int kMaxInitDims = 8;
 // (65,536) fp32 elements or 32,768 fp64 ones.
 constexpr int64_t kInitItemsPerChunk = int64_t{1} << 14;
 
-enum class InitDType : int32_t { kHalf = 0, kBFloat16 = 1, kFloat = 2, kDouble = 3 };
-
 struct InitLayout {
   int64_t run_len;   // elements per run (> 0 unless the tensor is empty)
   int64_t num_runs;  // runs; numel = run_len * num_runs
@@ -98,7 +96,7 @@ inline LayoutError make_init_layout(int64_t ndim, const int64_t* local, const in
 
 struct InitTensorPlan {
   void* data;  // contiguous, row-major
-  InitDType dtype;
+  DType dtype;
   InitKind kind;
   uint64_t key;
   int64_t blocks_per_run;
@@ -108,8 +106,8 @@ struct InitTensorPlan {
   dist::DistParams<double> pd;  // used for fp64 outputs
 };
 
-TRAINOPS_HD int elements_per_block(InitDType d) {
-  return d == InitDType::kDouble ? dist::RealTraits<double>::kPerBlock
+TRAINOPS_HD int elements_per_block(DType d) {
+  return d == DType::kDouble ? dist::RealTraits<double>::kPerBlock
                                  : dist::RealTraits<float>::kPerBlock;
 }
 
