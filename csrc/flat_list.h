@@ -16,10 +16,12 @@
 namespace trainops {
 
 struct FlatList {
-  std::vector<char*> data;
+  std::vector<char*> data;  // read-only until make_writable() unless the facts were kWrite
   std::vector<DType> dtype;
   std::vector<int64_t> numel;
   std::vector<std::pair<Tensor, Tensor>> copies;  // (original, contiguous copy)
+  std::vector<bool> copied;                       // tensor i's span is a copy (writable)
+  bool writable = true;
 
   // facts: from check_tensor_list (checks.h), one per tensor.
   FlatList(TensorListArg tensors, const std::vector<TensorFacts>& facts) {
@@ -27,6 +29,7 @@ struct FlatList {
     data.reserve(n);
     dtype.reserve(n);
     numel.reserve(n);
+    copied.assign(n, false);
     for (size_t i = 0; i < n; ++i) {
       // No Tensor copies on the common path: copying a tensor that Python
       // also holds costs an interpreter incref/decref (~50 ns).
@@ -37,12 +40,25 @@ struct FlatList {
         if (!is_dense(t)) {
           copies.emplace_back(t, make_contiguous(t));
           ptr = static_cast<char*>(copies.back().second.data_ptr());
+          copied[i] = true;
         }
       }
+      writable = writable && (f.writable || copied[i] || f.numel == 0);
       data.push_back(ptr);
       dtype.push_back(f.dtype);
       numel.push_back(f.numel);
     }
+  }
+
+  // Before the first write of a list checked for reading: the mutable data
+  // pointers, on this thread (they may materialise a copy-on-write storage;
+  // the values read before are the same).
+  void make_writable(TensorListArg tensors) {
+    if (writable) return;
+    for (size_t i = 0; i < data.size(); ++i) {
+      if (numel[i] > 0 && !copied[i]) data[i] = static_cast<char*>(data_of(tensors[i]));
+    }
+    writable = true;
   }
 
   void write_back() {

@@ -383,6 +383,28 @@ def test_long_list_argument_is_released():
 # --------------------------------------------------------------------------- API
 
 
+@pytest.mark.skipif(not hasattr(torch, "_lazy_clone"), reason="torch without copy-on-write tensors")
+@pytest.mark.parametrize("n_tensors", [2, 3000])  # the short path and the parallel facts pass
+def test_copy_on_write_tensors(n_tensors):
+    # Lazy clones share one copy-on-write storage. Norms read it without
+    # materialising a copy (read-only data pointers, taken on every thread);
+    # a scale materialises each tensor's own copy (mutable pointers, taken on
+    # one thread) and leaves the shared original alone.
+    base = torch.randn(1000, generator=torch.Generator().manual_seed(3))
+    original = base.clone()
+    grads = [torch._lazy_clone(base) for _ in range(n_tensors)]
+    expected = reference.total_norm([original] * n_tensors, 2.0)
+    total, _ = torch.ops.trainops.multi_tensor_norm(grads, 2.0, False)
+    assert rel_err(total, expected) <= 1e-6
+    assert all(torch._C._is_cow_tensor(g) for g in grads)
+    total = torch.ops.trainops.multi_tensor_clip_grad_norm_(grads, 1.0, 2.0)
+    assert rel_err(total, expected) <= 1e-6
+    coef = float(torch.clamp(1.0 / (total + 1e-6), max=1.0))
+    for g in grads:
+        torch.testing.assert_close(g, original * coef)
+    assert torch.equal(base, original)
+
+
 def test_single_tensor_and_generators():
     p = make_param((5, 5), torch.float32, "cpu")
     g0 = p.grad.clone()

@@ -99,8 +99,10 @@ std::pair<double, float> coefficients(const Tensor& total_norm, double max_norm)
 
 // The scale pass; none at all (no writes) when the coefficient is exactly 1.
 // A NaN coefficient is != 1 and scales like torch does.
-void scale_pass(FlatList& flat, const ChunkPlan& plan, std::pair<double, float> coef) {
+void scale_pass(TensorListArg tensors, FlatList& flat, const ChunkPlan& plan,
+                std::pair<double, float> coef) {
   if (coef.first == 1.0) return;
+  flat.make_writable(tensors);
   const ClipKernels& k = clip_kernels();
   for_each_chunk(plan, flat, [&](int64_t, const Chunk& chunk) {
     k.scale_chunk(flat.dtype[chunk.tensor], flat.chunk_ptr(chunk), chunk.length, coef.first,
@@ -112,7 +114,7 @@ void scale_pass(FlatList& flat, const ChunkPlan& plan, std::pair<double, float> 
 std::tuple<Tensor, Tensor> multi_tensor_norm_cpu(TensorListArg tensors, double norm_type,
                                                  bool per_tensor) {
   constexpr const char* kOp = "trainops.multi_tensor_norm";
-  const auto facts = check_tensor_list(tensors, kOp);
+  const auto facts = check_tensor_list(tensors, kOp, Access::kRead);
   check_norm_type(norm_type, kOp);
   const FlatList flat(tensors, facts);
   return norm_pass(facts, flat, make_chunk_plan(flat.numel), make_norm_spec(norm_type),
@@ -122,21 +124,21 @@ std::tuple<Tensor, Tensor> multi_tensor_norm_cpu(TensorListArg tensors, double n
 void multi_tensor_clip_scale_cpu(TensorListArg tensors, const Tensor& total_norm,
                                  double max_norm) {
   constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
-  const auto facts = check_tensor_list(tensors, kOp);
+  const auto facts = check_tensor_list(tensors, kOp, Access::kRead);  // written only if clipping
   check_max_norm(max_norm, kOp);
   check_total_norm(total_norm, tensors, kOp);
   check_writable(tensors, facts, kOp);
   const auto coef = coefficients(total_norm, max_norm);
   if (coef.first == 1.0) return;
   FlatList flat(tensors, facts);
-  scale_pass(flat, make_chunk_plan(flat.numel), coef);
+  scale_pass(tensors, flat, make_chunk_plan(flat.numel), coef);
 }
 
 // clip_grad_norm_ in one call: one list conversion and one chunk plan serve
 // both passes, and reading the CPU total costs no device sync.
 Tensor multi_tensor_clip_grad_norm_cpu(TensorListArg tensors, double max_norm, double norm_type) {
   constexpr const char* kOp = "trainops.multi_tensor_clip_grad_norm_";
-  const auto facts = check_tensor_list(tensors, kOp);
+  const auto facts = check_tensor_list(tensors, kOp, Access::kRead);  // written only if clipping
   check_max_norm(max_norm, kOp);
   check_norm_type(norm_type, kOp);
   // Up front, as on CUDA (which cannot know the coefficient without a sync)
@@ -146,13 +148,13 @@ Tensor multi_tensor_clip_grad_norm_cpu(TensorListArg tensors, double max_norm, d
   FlatList flat(tensors, facts);
   const ChunkPlan plan = make_chunk_plan(flat.numel);
   Tensor total = std::get<0>(norm_pass(facts, flat, plan, make_norm_spec(norm_type), false));
-  scale_pass(flat, plan, coefficients(total, max_norm));
+  scale_pass(tensors, flat, plan, coefficients(total, max_norm));
   return total;
 }
 
 void multi_tensor_clamp_cpu(TensorListArg tensors, double clip_value) {
   constexpr const char* kOp = "trainops.multi_tensor_clamp_";
-  const auto facts = check_tensor_list(tensors, kOp);
+  const auto facts = check_tensor_list(tensors, kOp, Access::kWrite);
   check_clip_value(clip_value, kOp);
   check_writable(tensors, facts, kOp);
   FlatList flat(tensors, facts);

@@ -500,9 +500,9 @@ int64_t for_each_batch(const FlatList& flat, const Launch& launch) {
   return num_chunks;
 }
 
-std::vector<TensorFacts> check_cuda_list(TensorListArg tensors, const char* op) {
+std::vector<TensorFacts> check_cuda_list(TensorListArg tensors, const char* op, Access access) {
   TRAINOPS_CHECK_VALUE(!tensors.empty(), op, ": expected at least one tensor");
-  auto facts = check_tensor_list(tensors, op);
+  auto facts = check_tensor_list(tensors, op, access);
   TRAINOPS_CHECK_VALUE(is_cuda_facts(facts[0]), op, ": expected CUDA tensors, got ",
                        device_str(tensor_at(tensors, 0)));
   TRAINOPS_CHECK_VALUE(static_cast<int64_t>(tensors.size()) < kMaxTensors, op, ": at most ",
@@ -600,7 +600,7 @@ void scale_pass(FlatList& flat, const Tensor& total_norm, double max_norm, cudaS
 std::tuple<Tensor, Tensor> multi_tensor_norm_cuda(TensorListArg tensors, double norm_type,
                                                   bool per_tensor) {
   constexpr const char* kOp = "trainops.multi_tensor_norm";
-  const auto facts = check_cuda_list(tensors, kOp);
+  const auto facts = check_cuda_list(tensors, kOp, Access::kRead);
   check_norm_type(norm_type, kOp);
   const Tensor first = tensor_at(tensors, 0);
   const DeviceScope scope(first);
@@ -611,7 +611,7 @@ std::tuple<Tensor, Tensor> multi_tensor_norm_cuda(TensorListArg tensors, double 
 void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_norm,
                                   double max_norm) {
   constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
-  const auto facts = check_cuda_list(tensors, kOp);
+  const auto facts = check_cuda_list(tensors, kOp, Access::kWrite);
   check_max_norm(max_norm, kOp);
   check_total_norm(total_norm, tensors, kOp);
   check_writable(tensors, facts, kOp);
@@ -625,7 +625,7 @@ void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_nor
 // coefficient stays on the device (no host sync).
 Tensor multi_tensor_clip_grad_norm_cuda(TensorListArg tensors, double max_norm, double norm_type) {
   constexpr const char* kOp = "trainops.multi_tensor_clip_grad_norm_";
-  const auto facts = check_cuda_list(tensors, kOp);
+  const auto facts = check_cuda_list(tensors, kOp, Access::kWrite);
   check_max_norm(max_norm, kOp);
   check_norm_type(norm_type, kOp);
   check_writable(tensors, facts, kOp);
@@ -641,7 +641,7 @@ Tensor multi_tensor_clip_grad_norm_cuda(TensorListArg tensors, double max_norm, 
 
 void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
   constexpr const char* kOp = "trainops.multi_tensor_clamp_";
-  const auto facts = check_cuda_list(tensors, kOp);
+  const auto facts = check_cuda_list(tensors, kOp, Access::kWrite);
   check_clip_value(clip_value, kOp);
   check_writable(tensors, facts, kOp);
   const Tensor first = tensor_at(tensors, 0);
