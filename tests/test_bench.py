@@ -1,0 +1,34 @@
+"""`trainops bench` (the main job) on its smallest case: the table and the JSON
+agree and every figure is derived from times measured in the run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainops import cli
+
+
+def test_bench_small_case_table_and_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--suite", "clip", "--cases", "1k_x_1k", "--dtypes", "fp32", "--clip", "no", "--device", "cpu"]
+    assert cli.main(argv + ["--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert ".grad ms" in table and "ceiling" in table
+    data = json.loads(out.read_text())
+    assert data["device"] == "cpu" and data["init_rows"] == []
+    (row,) = data["rows"]
+    assert row["case"] == "1k_x_1k" and row["tensors"] == 1000 and not row["clipping"]
+    assert row["mbytes"] == pytest.approx(4.0)
+    for key in ("torch_foreach_ms", "torch_loop_ms", "trainops_ms", "grads_ms"):
+        assert row[key] > 0
+    fastest_torch = min(row["torch_foreach_ms"], row["torch_loop_ms"])
+    assert row["speedup"] == pytest.approx(fastest_torch / row["trainops_ms"])
+    assert row["ceiling"] == pytest.approx(fastest_torch / row["grads_ms"])
+    assert row["gbs"] == pytest.approx(row["mbytes"] * 1e6 / (row["trainops_ms"] * 1e6))
+
+
+def test_bench_rejects_unknown_case(capsys):
+    assert cli.main(["bench", "--cases", "nope"]) == 2
+    assert "unknown case" in capsys.readouterr().err
