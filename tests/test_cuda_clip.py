@@ -358,6 +358,32 @@ def test_cpu_and_cuda_tensors_rejected():
         norm_op([torch.randn(3, device="cuda"), torch.randn(3)], 2.0, False)
 
 
+def test_public_api_over_cpu_and_cuda_grads(monkeypatch):
+    # The op refuses a list on two devices; the public API then norms each
+    # device's group with one op call (not retrying the whole list) and
+    # combines them on the first tensor's device.
+    grads = [torch.randn(1000, device="cuda"), torch.randn(300), torch.randn(CHUNK + 1, device="cuda")]
+    expected = oracle_norm(grads, 2.0)
+    calls = []
+    real = torch.ops.trainops.multi_tensor_norm
+
+    class Counting:
+        def __call__(self, tensors, *args):
+            calls.append(len(tensors))
+            return real(tensors, *args)
+
+    monkeypatch.setattr(torch.ops.trainops, "multi_tensor_norm", Counting())
+    total = trainops.get_total_norm(grads)
+    assert total.device == grads[0].device
+    assert_close_rel(float(total), expected, 1e-6)
+    assert calls[0] == 3 and calls.count(3) == 1  # the whole list was tried once
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for q, g in zip(params, grads):
+        q.grad = g.clone()
+    trainops.clip_grad_norm_(params, 1.0)
+    assert_close_rel(float(trainops.get_total_norm([q.grad for q in params])), 1.0, 1e-5)
+
+
 def test_cuda_graph_capture_and_replay():
     params = _params([(512, 300), (CHUNK + 5,), (17,)], seed=12)
     bf16 = _params([(2000,)], dtype=torch.bfloat16, seed=13)
