@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from trainops import cli
 
@@ -32,3 +33,9 @@ def test_bench_small_case_table_and_json(tmp_path, capsys):
 def test_bench_rejects_unknown_case(capsys):
     assert cli.main(["bench", "--cases", "nope"]) == 2
     assert "unknown case" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_bench_without_cuda_device_says_so(capsys):
+    assert cli.main(["bench", "--device", "cuda", "--cases", "10k_x_100"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err

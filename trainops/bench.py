@@ -372,6 +372,9 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"trainops bench: --device {device}, but torch sees no CUDA device", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     cases = [c for c in args.cases.split(",") if c]
