@@ -50,9 +50,10 @@ struct FlatList {
     }
   }
 
-  // Before the first write of a list checked for reading: the mutable data
-  // pointers, on this thread (they may materialise a copy-on-write storage;
-  // the values read before are the same).
+  // Every writer calls this before its first write (a no-op for a list
+  // checked with Access::kWrite). For a list checked for reading: the mutable
+  // data pointers, on this thread (they may materialise a copy-on-write
+  // storage; the values read before are the same).
   void make_writable(TensorListArg tensors) {
     if (writable) return;
     for (size_t i = 0; i < data.size(); ++i) {

@@ -83,7 +83,7 @@ inline InitLayout init_layout_of(const Tensor& t, const int64_t* global, const i
 inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListArg args,
                              int64_t seed, IntListArg keys, IntListArg global_shapes,
                              IntListArg global_offsets, const char* op) {
-  const auto facts = check_tensor_list(tensors, op, Access::kWrite);
+  const auto facts = check_tensor_list(tensors, op, Access::kWrite);  // the plans write through facts[i].data
   check_writable(tensors, facts, op);
   const size_t n = tensors.size();
   TRAINOPS_CHECK_VALUE(kinds.size() == n && keys.size() == n, op, ": got ", n, " tensors but ",

@@ -183,7 +183,8 @@ inline void shim_ok(AOTITorchError err) {
 }  // namespace detail
 #endif
 
-// With read_data, also the read-only data pointer of a tensor with elements.
+// With read_data, also the read-only data pointer of a floating tensor with
+// elements (others fail the checks, which then say why).
 inline TensorFacts facts_of(TensorRef t, bool read_data = false) {
   TensorFacts f;
 #if TRAINOPS_STABLE_ABI
@@ -214,7 +215,7 @@ inline TensorFacts facts_of(TensorRef t, bool read_data = false) {
   if (!f.strided) return f;
   shim_ok(aoti_torch_get_numel(h, &f.numel));
   shim_ok(aoti_torch_is_contiguous(h, &f.contiguous));
-  if (read_data && f.numel > 0) {
+  if (read_data && f.float_dtype && f.numel > 0) {
     const void* data = nullptr;
     shim_ok(torch_get_const_data_ptr(h, &data));
     f.data = const_cast<void*>(data);
@@ -229,7 +230,7 @@ inline TensorFacts facts_of(TensorRef t, bool read_data = false) {
   if (!f.strided) return f;
   f.numel = t.numel();
   f.contiguous = t.is_contiguous();
-  if (read_data && f.numel > 0) f.data = const_cast<void*>(t.const_data_ptr());
+  if (read_data && f.float_dtype && f.numel > 0) f.data = const_cast<void*>(t.const_data_ptr());
 #endif
   return f;
 }

@@ -39,3 +39,16 @@ def test_bench_rejects_unknown_case(capsys):
 def test_bench_without_cuda_device_says_so(capsys):
     assert cli.main(["bench", "--device", "cuda", "--cases", "10k_x_100"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_bench_runs_on_torch_alone_without_the_extension(monkeypatch, capsys):
+    # Extension missing (or no kernel for the device): trainops falls back to
+    # torch's operations, with one warning, and the bench still prints its table.
+    from trainops import _extension, clip
+
+    monkeypatch.setattr(_extension, "LOADED", False)
+    monkeypatch.setattr(_extension, "CLIP_DEVICES", ())
+    monkeypatch.setattr(clip, "_warned_fallback", set())
+    with pytest.warns(RuntimeWarning, match="falling back"):
+        assert cli.main(["bench", "--suite", "clip", "--cases", "1k_x_1k", "--dtypes", "fp32", "--clip", "no"]) == 0
+    assert "1k_x_1k" in capsys.readouterr().out

@@ -397,11 +397,22 @@ def test_copy_on_write_tensors(n_tensors):
     total, _ = torch.ops.trainops.multi_tensor_norm(grads, 2.0, False)
     assert rel_err(total, expected) <= 1e-6
     assert all(torch._C._is_cow_tensor(g) for g in grads)
-    total = torch.ops.trainops.multi_tensor_clip_grad_norm_(grads, 1.0, 2.0)
+    # A coefficient of exactly 1 writes nothing: still copy-on-write.
+    torch.ops.trainops.multi_tensor_clip_scale_(grads, total, 1e9)
+    torch.ops.trainops.multi_tensor_clip_grad_norm_(grads, 1e9, 2.0)
+    assert all(torch._C._is_cow_tensor(g) for g in grads)
+    # With a strided view of a lazy clone in the list too (a contiguous copy, written back).
+    view_base = torch._lazy_clone(base.view(10, 100))
+    view = view_base[:, ::2]
+    everything = grads + [view]
+    expected = reference.total_norm([original] * n_tensors + [original.view(10, 100)[:, ::2]], 2.0)
+    total = torch.ops.trainops.multi_tensor_clip_grad_norm_(everything, 1.0, 2.0)
     assert rel_err(total, expected) <= 1e-6
     coef = float(torch.clamp(1.0 / (total + 1e-6), max=1.0))
     for g in grads:
         torch.testing.assert_close(g, original * coef)
+    torch.testing.assert_close(view, original.view(10, 100)[:, ::2] * coef)
+    torch.testing.assert_close(view_base[:, 1::2], original.view(10, 100)[:, 1::2])
     assert torch.equal(base, original)
 
 

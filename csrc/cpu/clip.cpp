@@ -158,6 +158,7 @@ void multi_tensor_clamp_cpu(TensorListArg tensors, double clip_value) {
   check_clip_value(clip_value, kOp);
   check_writable(tensors, facts, kOp);
   FlatList flat(tensors, facts);
+  flat.make_writable(tensors);  // a no-op (kWrite), kept next to the write
   const ChunkPlan plan = make_chunk_plan(flat.numel);
   const ClipKernels& k = clip_kernels();
   for_each_chunk(plan, flat, [&](int64_t, const Chunk& chunk) {

@@ -580,7 +580,9 @@ std::tuple<Tensor, Tensor> norm_pass(const Tensor& first, const std::vector<Tens
 
 // The scale pass: every block reads the total on the device and returns
 // before any write when the coefficient is 1.
-void scale_pass(FlatList& flat, const Tensor& total_norm, double max_norm, cudaStream_t stream) {
+void scale_pass(TensorListArg tensors, FlatList& flat, const Tensor& total_norm, double max_norm,
+                cudaStream_t stream) {
+  flat.make_writable(tensors);  // a no-op: the lists that reach here were checked for writing
   if (total_norm.scalar_type() == ScalarType::Double) {
     const auto* total = static_cast<const double*>(total_norm.data_ptr());
     for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
@@ -618,7 +620,7 @@ void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_nor
   const Tensor first = tensor_at(tensors, 0);
   const DeviceScope scope(first);
   FlatList flat(tensors, facts);
-  scale_pass(flat, total_norm, max_norm, current_stream(first));
+  scale_pass(tensors, flat, total_norm, max_norm, current_stream(first));
 }
 
 // clip_grad_norm_ in one call: one list preparation for both passes; the
@@ -635,7 +637,7 @@ Tensor multi_tensor_clip_grad_norm_cuda(TensorListArg tensors, double max_norm, 
   FlatList flat(tensors, facts);
   Tensor total =
       std::get<0>(norm_pass(first, facts, flat, make_norm_spec(norm_type), false, stream));
-  scale_pass(flat, total, max_norm, stream);
+  scale_pass(tensors, flat, total, max_norm, stream);
   return total;
 }
 
@@ -654,6 +656,7 @@ void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
     bounds.hi[static_cast<int>(d)] = clamp_bound_in(d, clip_value);
   }
   FlatList flat(tensors, facts);
+  flat.make_writable(tensors);  // a no-op (kWrite), kept next to the write
   for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
     clamp_kernel<<<count, kThreads, 0, stream>>>(batch, bounds);
     TRAINOPS_CUDA_LAUNCH_CHECK();
