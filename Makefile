@@ -24,7 +24,7 @@ SHELL := /bin/bash
 # A copy of the working tree (tracked and untracked-but-not-ignored files) into $(1).
 copy_tree = git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(1)
 
-.PHONY: venv build bench test test-python test-cpp cuda-check wheel wheel-check clean
+.PHONY: venv build bench test test-python test-cpp cuda-check wheel wheel-check gpu-wheels clean
 
 $(VENV)/.ready:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,12 @@ wheel: venv
 wheel-check: venv $(VENV_CUDA)/.ready
 	SDIST_CHECK=1 scripts/wheel_check.sh $(VENV) build/wheel-check-new "$(TORCH_CUDA)" "$(TORCH_MIN)"
 	scripts/wheel_check.sh $(VENV_CUDA) build/wheel-check-old "$(TORCH)"
+
+# pytest and its dependencies as wheels for Python 3.12, for benchmarks/gpu_check.sh
+# on a GPU machine that has neither pytest nor internet (carry .gpu_wheels there).
+gpu-wheels:
+	rm -rf .gpu_wheels && python3 -m pip download -q --only-binary=:all: --python-version 3.12 -d .gpu_wheels pytest
+	ls .gpu_wheels
 
 clean:
 	rm -rf build build-cmake trainops/_C*.so trainops/_build_meta.json

@@ -127,6 +127,24 @@ def test_no_spurious_overflow_or_underflow():
     assert rel_err(trainops.get_total_norm(mixed, 1.0), reference.total_norm(mixed, 1.0)) <= 1e-6
 
 
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, math.inf])
+def test_fp64_subnormal_grads(device, p):
+    # Below 2^-1024, 1 / max is inf: the rescue pass divides by the max (it
+    # multiplied by 1 / max, which gave NaN). Oracle: max * (sum (x/max)^p)^(1/p).
+    m = 2e-310
+    g = torch.tensor([m, 0.0, -m / 2, 0.0], dtype=torch.float64, device=device)
+    want = m if math.isinf(p) else m * (1 + 0.5**p) ** (1 / p)
+    total = trainops.get_total_norm([g], p)
+    assert rel_err(total, want) <= 1e-14
+    smallest = torch.tensor([5e-324, 0.0], dtype=torch.float64, device=device)
+    assert float(trainops.get_total_norm([smallest], p)) == 5e-324
+    param = torch.nn.Parameter(torch.zeros_like(g))
+    param.grad = g.clone()
+    assert rel_err(trainops.clip_grad_norm_([param], 1.0, p), want) <= 1e-14
+    assert torch.equal(param.grad, g)  # far below max_norm: untouched
+
+
 def test_nonfinite_like_torch():
     for bad in (math.nan, math.inf, -math.inf):
         for p in NORM_TYPES:

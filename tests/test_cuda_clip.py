@@ -213,12 +213,21 @@ def test_norm_bitwise_reproducible():
 # Scale and clamp: elementwise, so bitwise equal to the CPU kernels
 
 
+def clone_keeping_offset(t: torch.Tensor) -> torch.Tensor:
+    """A copy of a contiguous tensor at the same storage offset: clone() gives
+    a fresh, 16-byte aligned tensor, which would skip the unaligned paths."""
+    off = t.storage_offset()
+    out = torch.empty(off + t.numel(), dtype=t.dtype, device=t.device)[off:].view(t.shape)
+    return out.copy_(t)
+
+
 @pytest.mark.parametrize("total_dtype", [torch.float32, torch.float64])
 def test_clip_scale_matches_cpu(total_dtype):
     tensors = make_list(chunk_sizes() + [123], DTYPES, seed=6)
     tensors.append(torch.randn(CHUNK + 9, device="cuda")[3:])  # unaligned
     for total_value in [0.0, 0.3, 5.0, 1e6, math.inf, math.nan]:
-        gpu = [t.clone() for t in tensors]
+        gpu = [clone_keeping_offset(t) for t in tensors]
+        assert gpu[-1].data_ptr() % 16 != 0
         cpu = [t.cpu() for t in tensors]
         total = torch.tensor(total_value, dtype=total_dtype)
         scale_op(gpu, total.cuda(), 1.0)
@@ -255,7 +264,8 @@ def test_clamp_matches_cpu(clip_value):
     specials = torch.tensor([math.nan, math.inf, -math.inf, -0.0, 0.1, -0.1, 1e-3], dtype=torch.float64)
     tensors += [specials.to("cuda", d) for d in DTYPES]
     tensors.append(torch.randn(CHUNK + 9, device="cuda")[1:])  # unaligned
-    gpu = [t.clone() for t in tensors]
+    gpu = [clone_keeping_offset(t) for t in tensors]
+    assert gpu[-1].data_ptr() % 16 != 0
     cpu = [t.cpu() for t in tensors]
     clamp_op(gpu, clip_value)
     clamp_op(cpu, clip_value)

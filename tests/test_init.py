@@ -541,6 +541,20 @@ def test_materialize_matches_init_module():
 # ---------------------------------------------------------------------------
 
 
+def _bits(t):
+    """The bits of t (torch.equal takes -0 == +0 and would hide a sign)."""
+    return t.cpu().contiguous().view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+def _init_raw(device, shape, dtype, spec, gshape=(), goff=(), seed=-0x123456789, key=2**63 - 11, transposed=False):
+    """One tensor through the op itself (negative seed, key above 2^62), NaN-filled first."""
+    t = torch.full(shape[::-1] if transposed else shape, float("nan"), dtype=dtype, device=device)
+    t = t.t() if transposed else t
+    args = [spec.a, spec.b, spec.c, spec.d]
+    torch.ops.trainops.init_tensors_([t], [init._KINDS[spec.kind]], args, seed, [key], list(gshape), list(goff))
+    return t
+
+
 @CUDA
 @pytest.mark.parametrize("spec", SPECS, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -549,7 +563,26 @@ def test_cuda_equals_cpu_bitwise(spec, dtype):
     cpu = _fill(shapes, dtype, spec)
     gpu = _fill(shapes, dtype, spec, device="cuda")
     for c, g in zip(cpu, gpu):
-        assert torch.equal(c, g.cpu())
+        assert torch.equal(_bits(c), _bits(g))
+
+
+@CUDA
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_equals_cpu_bitwise_for_shards_offsets_and_strides(spec, dtype):
+    for gshape, idx in SHARDS:
+        off = [s.start or 0 for s in idx]
+        local = [(s.stop if s.stop is not None else g) - (s.start or 0) for s, g in zip(idx, gshape)]
+        cpu = _init_raw("cpu", local, dtype, spec, gshape, off)
+        assert torch.equal(_bits(cpu), _bits(_init_raw("cuda", local, dtype, spec, gshape, off))), (gshape, idx)
+    # Block indices above 2^32 (Philox counter word 1).
+    big, local, off = ((1 << 40) + 1013, 3), (1001, 2), ((1 << 40) + 7, 1)
+    cpu = _init_raw("cpu", local, dtype, spec, big, off)
+    assert torch.equal(_bits(cpu), _bits(_init_raw("cuda", local, dtype, spec, big, off)))
+    # Non-contiguous outputs (a contiguous copy, written back on the stream).
+    for shape in [(30, 64), (129, 33)]:
+        cpu = _init_raw("cpu", shape, dtype, spec, transposed=True)
+        assert torch.equal(_bits(cpu), _bits(_init_raw("cuda", shape, dtype, spec, transposed=True)))
 
 
 @CUDA
@@ -557,7 +590,7 @@ def test_cuda_shard_equals_slice():
     full = _fill([(64, 30)], torch.float32, InitSpec.normal(), keys=[1], device="cuda")[0]
     shard = torch.empty(64, 7, device="cuda")
     init.init_tensors_([shard], InitSpec.normal(), seed=11, keys=[1], global_shapes=[(64, 30)], global_offsets=[(0, 13)])
-    assert torch.equal(shard, full[:, 13:20])
+    assert torch.equal(_bits(shard), _bits(full[:, 13:20]))
 
 
 def test_python_api_raises_value_error_for_a_shard_that_does_not_fit():

@@ -20,6 +20,10 @@
   (only p > 0 and inf are supported), integer or complex tensors, sparse
   gradients, meta tensors.
 * ``foreach`` is accepted for compatibility; the fused kernel is always used.
+* The in-place functions expect every gradient once, as ``module.parameters()``
+  yields them: a tensor listed twice in one call (or views that overlap) is
+  written by parallel tasks at once, so its result is unspecified (torch
+  scales it twice).
 
 None of these functions synchronises with the device, except
 ``error_if_nonfinite=True``, which must read the norm on the host to raise.

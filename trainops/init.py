@@ -184,7 +184,8 @@ def _resolve_seed(seed: int | None, generator: torch.Generator | None) -> int:
     if seed is not None:
         return _to_i64(seed)
     gen = generator if generator is not None else torch.default_generator
-    # Two 32-bit draws: torch.randint's bound is exclusive and below 2^63.
+    # Two 32-bit draws: torch.randint's bound is exclusive and below 2^63. The
+    # seed is a kernel argument, so a CUDA generator's draw syncs (documented).
     hi, lo = torch.randint(0, 1 << 32, (2,), generator=gen, device=gen.device, dtype=torch.int64).tolist()
     return _to_i64((hi << 32) | lo)
 
@@ -276,7 +277,9 @@ def init_tensors_(
     Returns:
         The list of tensors.
 
-    Meta tensors are skipped (they hold no data). No host sync on CUDA.
+    Meta tensors are skipped (they hold no data). No host sync on CUDA, except
+    that drawing the seed from a CUDA ``generator`` (``seed=None``) reads it
+    back to the host; the default (CPU) generator and an explicit seed do not.
     """
     tensors = list(tensors)
     if isinstance(specs, (InitSpec, tuple)) and not (

@@ -123,17 +123,17 @@ __device__ __forceinline__ void block_sum_max(double& sum, double& mx) {
   __syncthreads();  // the shared slots may be reused by the next call
 }
 
-// Sum of (scale*|x|)^p and max |x| over one chunk x[0, n), reduced over the
-// block. Each thread keeps kN accumulators in acc_t (one per vector lane), so
+// Sum of |x|^p (kScaled: of (|x| / divisor)^p) and max |x| over one chunk
+// x[0, n), reduced over the block. Each thread keeps kN accumulators in acc_t (one per vector lane), so
 // every fp32 accumulator adds at most 64 terms of a 2^16-element chunk, like
 // the CPU's lanes, before the thread's total goes to fp64.
 template <NormKind K, typename acc_t, bool kScaled, typename T>
-__device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, double scale,
+__device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, double divisor,
                                  double& sum_out, double& max_out) {
   using V = VecOf<T>;
   constexpr int kN = V::kN;
   const acc_t pa = static_cast<acc_t>(p);
-  const acc_t sc = static_cast<acc_t>(scale);
+  const acc_t dv = static_cast<acc_t>(divisor);
   acc_t s[kN];
   acc_t mx = acc_t(0);
 #pragma unroll
@@ -143,7 +143,7 @@ __device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, d
     a = abs_of(a);
     mx = nan_max(mx, a);
     if constexpr (K != NormKind::kInf) {
-      if constexpr (kScaled) a = a * sc;
+      if constexpr (kScaled) a = a / dv;
       acc = acc + norm_term<K, acc_t>(a, pa);
     }
   };
@@ -193,7 +193,7 @@ __device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, d
 
 // A chunk's NormPartial, with the CPU's rescue: if the chunk's max^p is
 // outside the range where a plain sum in acc_t is exact enough
-// (plain_sum_is_safe), sum again in fp64 scaled by an exact power of two.
+// (plain_sum_is_safe), sum (|x| / max)^p again in fp64 (rescaled_partial).
 template <NormKind K, typename T>
 __device__ NormPartial chunk_partial(const T* x, int32_t n, double p) {
   using acc_t = typename AccType<T>::type;
@@ -201,13 +201,12 @@ __device__ NormPartial chunk_partial(const T* x, int32_t n, double p) {
   double max_abs = 0.0;
   block_norm_range<K, acc_t, false>(x, n, p, 1.0, sum, max_abs);
   if (K == NormKind::kInf || plain_sum_is_safe<acc_t>(max_abs, K, p)) {
-    return make_partial(max_abs, sum, 1.0, K, p);
+    return make_partial(max_abs, sum, K, p);
   }
-  const double scale = rescale_factor(max_abs);
   double scaled_sum = 0.0;
   double unused_max = 0.0;
-  block_norm_range<K, double, true>(x, n, p, scale, scaled_sum, unused_max);
-  return make_partial(max_abs, scaled_sum, scale, K, p);
+  block_norm_range<K, double, true>(x, n, p, max_abs, scaled_sum, unused_max);
+  return rescaled_partial(max_abs, scaled_sum);
 }
 
 // ---------------------------------------------------------------------------

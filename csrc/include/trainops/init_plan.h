@@ -106,6 +106,9 @@ struct InitTensorPlan {
   dist::DistParams<double> pd;  // used for fp64 outputs
 };
 
+// 4 (fp32 and narrower) or 2 (fp64): init_item relies on it being one of those.
+static_assert(dist::RealTraits<float>::kPerBlock == 4 && dist::RealTraits<double>::kPerBlock == 2,
+              "init_item divides by elements_per_block with a shift");
 TRAINOPS_HD int elements_per_block(DType d) {
   return d == DType::kDouble ? dist::RealTraits<double>::kPerBlock
                                  : dist::RealTraits<float>::kPerBlock;
@@ -133,12 +136,14 @@ struct InitItem {
 TRAINOPS_HD InitItem init_item(const InitTensorPlan& p, int64_t i) {
   const int per = elements_per_block(p.dtype);
   // Whole tensors and row shards are one run: skip the 64-bit divisions
-  // (slow on GPUs) for them.
+  // (slow on GPUs: a division by a value known only at run time is a ~60
+  // instruction routine) for them.
   const bool one_run = p.layout.num_runs == 1;
   const int64_t r = one_run ? 0 : i / p.blocks_per_run;
   const int64_t k = one_run ? i : i % p.blocks_per_run;
   const int64_t start = one_run ? p.layout.base : run_global_start(p.layout, r);
-  const int64_t block = start / per + k;
+  // start / per: per is 4 or 2 and start >= 0, so a shift.
+  const int64_t block = (start >> (per == 4 ? 2 : 1)) + k;
   int64_t g0 = block * per;
   int64_t g1 = g0 + per;
   g0 = g0 < start ? start : g0;

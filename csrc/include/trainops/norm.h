@@ -135,23 +135,23 @@ TRAINOPS_HD bool plain_sum_is_safe(double max_abs, NormKind kind, double p) {
          mp <= ldexp(1.0, PlainRange<acc_t>::kMaxExp);
 }
 
-// Factor 1 / max of the rescaled pass: every scaled |x| is <= 1, so the sum
-// of p-th powers is <= the element count for any p (a power of two putting
-// max in [1, 2) overflowed for p >~ 1000: 1.9^1100 = inf). The rescaled pass
-// sums in fp64, where the one rounding of x * (1/max) is far below fp32.
-TRAINOPS_HD double rescale_factor(double max_abs) { return 1.0 / max_abs; }
-
-// Turn a chunk's sum of (scale*|x|)^p and its max |x| into a partial.
-// Plain sums pass scale = 1.
-TRAINOPS_HD NormPartial make_partial(double max_abs, double sum, double scale, NormKind kind,
-                                     double p) {
+// Turn a chunk's plain sum of |x|^p and its max |x| into a partial.
+TRAINOPS_HD NormPartial make_partial(double max_abs, double sum, NormKind kind, double p) {
   if (kind == NormKind::kInf) return {max_abs, max_abs > 0.0 ? 1.0 : 0.0};
   if (!(max_abs > 0.0)) return {max_abs, sum};          // 0 or NaN
   if (max_abs > std::numeric_limits<double>::max()) {   // inf element
     return {max_abs, sum};
   }
-  // sum == (scale*max)^p * scaled.
-  return {max_abs, sum / pow_p(scale * max_abs, kind, p)};
+  return {max_abs, sum / pow_p(max_abs, kind, p)};  // sum == max^p * scaled
+}
+
+// The partial of the rescaled pass, which sums (|x| / max)^p in fp64 for a
+// finite max > 0: every term is <= 1 and the max's is exactly 1, so the sum
+// is in [1, count] for any p (scaling by a power of two overflowed for
+// p >~ 1000: 1.9^1100 = inf) and for any max (multiplying by 1 / max did not:
+// 1 / max is inf below 2^-1024, i.e. for fp64 subnormals, and gave NaN).
+TRAINOPS_HD NormPartial rescaled_partial(double max_abs, double scaled_sum) {
+  return {max_abs, scaled_sum};
 }
 
 // combine_partials() in three steps, so that a parallel reduction (the CUDA
