@@ -16,20 +16,11 @@ namespace trainops {
 
 constexpr int64_t kFactsGrain = 2048;
 
-// What an op does with the data of its tensors.
-enum class Access {
-  kRead,   // reads only (norms), or writes only after FlatList::make_writable
-  kWrite,  // writes (init, clamp, a scale whose coefficient stays on the device)
-};
-
 // Every tensor: defined, strided, floating (fp16/bf16/fp32/fp64), on one
 // device. Returns what the kernels need to know of each (one read per tensor).
-// kRead takes the read-only data pointers along with the other facts, on every
-// thread; kWrite reads the mutable ones on this thread, one cache miss each (a
-// tenth of a 10,000 x 100 norm call when it was done for reads too).
-inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const char* op,
-                                                  Access access) {
-  const bool read_data = access == Access::kRead;
+// The data pointers in the facts are read-only: a writer asks for the mutable
+// ones where it writes (FlatList::make_writable, prepare_init).
+inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const char* op) {
   const int64_t n = static_cast<int64_t>(tensors.size());
   std::vector<TensorFacts> facts(tensors.size());
   // Reading a tensor's metadata is a cache miss or two (its TensorImpl): long
@@ -40,7 +31,7 @@ inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const c
   parallel_for(0, n, kFactsGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       try {
-        facts[i] = facts_of(tensors[i], read_data);
+        facts[i] = facts_of(tensors[i]);
       } catch (...) {
         int64_t seen = first_failed.load();
         while (i < seen && !first_failed.compare_exchange_weak(seen, i)) {
@@ -50,7 +41,7 @@ inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const c
     }
   });
   for (size_t i = 0; i < tensors.size(); ++i) {
-    if (static_cast<int64_t>(i) == first_failed.load()) facts[i] = facts_of(tensors[i], read_data);
+    if (static_cast<int64_t>(i) == first_failed.load()) facts[i] = facts_of(tensors[i]);
     TensorFacts& f = facts[i];
     TRAINOPS_CHECK_TYPE(f.defined, op, ": tensor ", i, " is undefined");
     TRAINOPS_CHECK_TYPE(f.strided, op, ": tensor ", i,
@@ -63,8 +54,6 @@ inline std::vector<TensorFacts> check_tensor_list(TensorListArg tensors, const c
         op, ": all tensors of one call must be on one device, but tensor 0 is on ",
         device_str(tensor_at(tensors, 0)), " and tensor ", i, " is on ",
         device_str(tensor_at(tensors, i)));
-    f.writable = !read_data;
-    if (f.writable && f.numel > 0) f.data = data_of(tensors[i]);
   }
   return facts;
 }

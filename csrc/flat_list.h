@@ -16,12 +16,12 @@
 namespace trainops {
 
 struct FlatList {
-  std::vector<char*> data;  // read-only until make_writable() unless the facts were kWrite
+  std::vector<char*> data;  // read-only until make_writable()
   std::vector<DType> dtype;
   std::vector<int64_t> numel;
   std::vector<std::pair<Tensor, Tensor>> copies;  // (original, contiguous copy)
   std::vector<bool> copied;                       // tensor i's span is a copy (writable)
-  bool writable = true;
+  bool writable = false;
 
   // facts: from check_tensor_list (checks.h), one per tensor.
   FlatList(TensorListArg tensors, const std::vector<TensorFacts>& facts) {
@@ -34,7 +34,8 @@ struct FlatList {
       // No Tensor copies on the common path: copying a tensor that Python
       // also holds costs an interpreter incref/decref (~50 ns).
       const TensorFacts& f = facts[i];
-      char* ptr = static_cast<char*>(f.data);
+      // Read-only: make_writable() replaces it before any write.
+      char* ptr = static_cast<char*>(const_cast<void*>(f.data));
       if (f.numel > 0 && !f.contiguous) {
         Tensor t = tensor_at(tensors, i);
         if (!is_dense(t)) {
@@ -43,17 +44,16 @@ struct FlatList {
           copied[i] = true;
         }
       }
-      writable = writable && (f.writable || copied[i] || f.numel == 0);
       data.push_back(ptr);
       dtype.push_back(f.dtype);
       numel.push_back(f.numel);
     }
   }
 
-  // Every writer calls this before its first write (a no-op for a list
-  // checked with Access::kWrite). For a list checked for reading: the mutable
-  // data pointers, on this thread (they may materialise a copy-on-write
-  // storage; the values read before are the same).
+  // Every writer calls this before its first write: the mutable data
+  // pointers, on this thread (they may materialise a copy-on-write storage,
+  // and two tensors of a list may share one; the values read before are the
+  // same). Contiguous copies are the op's own, writable already.
   void make_writable(TensorListArg tensors) {
     if (writable) return;
     for (size_t i = 0; i < data.size(); ++i) {

@@ -83,7 +83,7 @@ inline InitLayout init_layout_of(const Tensor& t, const int64_t* global, const i
 inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListArg args,
                              int64_t seed, IntListArg keys, IntListArg global_shapes,
                              IntListArg global_offsets, const char* op) {
-  const auto facts = check_tensor_list(tensors, op, Access::kWrite);  // the plans write through facts[i].data
+  const auto facts = check_tensor_list(tensors, op);
   check_writable(tensors, facts, op);
   const size_t n = tensors.size();
   TRAINOPS_CHECK_VALUE(kinds.size() == n && keys.size() == n, op, ": got ", n, " tensors but ",
@@ -114,10 +114,11 @@ inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListA
     p.layout = init_layout_of(t, sharded ? global_shapes.data() + dim_at : nullptr,
                               sharded ? global_offsets.data() + dim_at : nullptr, i, op);
     dim_at += t.dim();
-    p.data = facts[i].data;
     if (facts[i].numel > 0 && !facts[i].contiguous) {
       call.copies.emplace_back(t, make_contiguous(t));
       p.data = call.copies.back().second.data_ptr();
+    } else if (facts[i].numel > 0) {
+      p.data = data_of(tensors[i]);  // mutable: the plans write through it
     }
     p.dtype = facts[i].dtype;
     p.kind = static_cast<InitKind>(kinds[i]);

@@ -148,10 +148,10 @@ inline std::string dtype_name(const Tensor& t) { return c10::toString(t.scalar_t
 // of ~30 (measured: about 200 ns less per tensor on a list of 10,000). Only
 // reads, no allocation: safe to call from several threads at once.
 struct TensorFacts {
-  // Read-only unless `writable`: a list that is only read takes the const
-  // pointer (torch's const accessor, safe on many threads at once); writers
-  // take the mutable one (FlatList::make_writable, check_tensor_list).
-  void* data = nullptr;
+  // Read-only: torch's const accessor, which never materialises a
+  // copy-on-write storage and is safe on many threads at once. Writers take
+  // the mutable pointer with data_of() where they write.
+  const void* data = nullptr;
   int64_t numel = 0;
   int32_t device_type = 0;  // only compared for equality
   int32_t device_index = -1;
@@ -160,7 +160,6 @@ struct TensorFacts {
   bool float_dtype = false;  // fp16 / bf16 / fp32 / fp64 (dtype is meaningful)
   bool strided = false;
   bool contiguous = false;
-  bool writable = false;  // data is the mutable pointer
 };
 
 #if TRAINOPS_STABLE_ABI
@@ -183,9 +182,9 @@ inline void shim_ok(AOTITorchError err) {
 }  // namespace detail
 #endif
 
-// With read_data, also the read-only data pointer of a floating tensor with
-// elements (others fail the checks, which then say why).
-inline TensorFacts facts_of(TensorRef t, bool read_data = false) {
+// The read-only data pointer only for a floating tensor with elements (the
+// others fail the checks, which then say why).
+inline TensorFacts facts_of(TensorRef t) {
   TensorFacts f;
 #if TRAINOPS_STABLE_ABI
   using detail::shim_ok;
@@ -215,11 +214,7 @@ inline TensorFacts facts_of(TensorRef t, bool read_data = false) {
   if (!f.strided) return f;
   shim_ok(aoti_torch_get_numel(h, &f.numel));
   shim_ok(aoti_torch_is_contiguous(h, &f.contiguous));
-  if (read_data && f.float_dtype && f.numel > 0) {
-    const void* data = nullptr;
-    shim_ok(torch_get_const_data_ptr(h, &data));
-    f.data = const_cast<void*>(data);
-  }
+  if (f.float_dtype && f.numel > 0) shim_ok(torch_get_const_data_ptr(h, &f.data));
 #else
   f.defined = t.defined();
   if (!f.defined) return f;
@@ -230,7 +225,7 @@ inline TensorFacts facts_of(TensorRef t, bool read_data = false) {
   if (!f.strided) return f;
   f.numel = t.numel();
   f.contiguous = t.is_contiguous();
-  if (read_data && f.float_dtype && f.numel > 0) f.data = const_cast<void*>(t.const_data_ptr());
+  if (f.float_dtype && f.numel > 0) f.data = t.const_data_ptr();
 #endif
   return f;
 }
@@ -238,7 +233,7 @@ inline TensorFacts facts_of(TensorRef t, bool read_data = false) {
 // The mutable data pointer of a strided tensor with elements. Not part of
 // facts_of: it may materialise a copy-on-write storage (two tensors of a list
 // may share one), so it is read on one thread only (check_tensor_list,
-// FlatList::make_writable).
+// FlatList::make_writable, prepare_init).
 inline void* data_of(TensorRef t) {
 #if TRAINOPS_STABLE_ABI
   void* data = nullptr;

@@ -239,7 +239,6 @@ def _norms_and_shards(
     """:func:`_norms`, plus the local shards of ``tensors`` in order (sharing
     their storage) when all are DTensors without Partial placements, else None:
     clipping scales those without walking the DTensors a second time."""
-    checked = False  # the fused op refused the list, which passed the checks: several devices
     if process_group is None and _fast_path(tensors):
         try:
             return (*torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor), None)
@@ -248,7 +247,7 @@ def _norms_and_shards(
                 _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
                 if not _spans_devices(tensors):
                     raise
-                checked = True
+                return (*_grouped_norms(tensors, p, per_tensor), None)  # not offered to the op again
     split = distributed.dtensor_buckets(tensors)
     if split is not None:  # FSDP2 / TP: bucketed by a cached plan; marks only apply to plain tensors
         buckets, shards = split
@@ -259,18 +258,12 @@ def _norms_and_shards(
         if distributed.any_marked():
             flags = _replicated_flags(owners) if owners is not None else [distributed.is_replicated(t) for t in tensors]
         return (*distributed.norms(tensors, p, per_tensor, process_group, flags, _local_norms), None)
-    return (*_local_norms(tensors, p, per_tensor, checked), None)
+    return (*_local_norms(tensors, p, per_tensor), None)
 
 
-def _local_norms(
-    tensors: list[Tensor], p: float, per_tensor: bool, checked: bool = False
-) -> tuple[Tensor, Tensor | None]:
-    """(total, per-tensor or None) of a non-empty list of local tensors, on the
-    first one's device. ``checked``: the list passed the checks and spans
-    devices (the fused op refused it already), so go straight to the groups."""
-    if checked:
-        pass
-    elif _fast_path(tensors):
+def _local_norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Tensor, Tensor | None]:
+    """(total, per-tensor or None) of a non-empty list of local tensors, on the first one's device."""
+    if _fast_path(tensors):
         try:
             return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
         except _OP_ERRORS:
@@ -279,6 +272,11 @@ def _local_norms(
                 raise
     else:
         _check_tensors(tensors)
+    return _grouped_norms(tensors, p, per_tensor)
+
+
+def _grouped_norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Tensor, Tensor | None]:
+    """:func:`_local_norms` of a checked list: one call per device group."""
     first_device = tensors[0].device
     groups = _group_by_device(tensors)
     if len(groups) == 1:

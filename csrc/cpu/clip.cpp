@@ -114,7 +114,7 @@ void scale_pass(TensorListArg tensors, FlatList& flat, const ChunkPlan& plan,
 std::tuple<Tensor, Tensor> multi_tensor_norm_cpu(TensorListArg tensors, double norm_type,
                                                  bool per_tensor) {
   constexpr const char* kOp = "trainops.multi_tensor_norm";
-  const auto facts = check_tensor_list(tensors, kOp, Access::kRead);
+  const auto facts = check_tensor_list(tensors, kOp);
   check_norm_type(norm_type, kOp);
   const FlatList flat(tensors, facts);
   return norm_pass(facts, flat, make_chunk_plan(flat.numel), make_norm_spec(norm_type),
@@ -124,7 +124,7 @@ std::tuple<Tensor, Tensor> multi_tensor_norm_cpu(TensorListArg tensors, double n
 void multi_tensor_clip_scale_cpu(TensorListArg tensors, const Tensor& total_norm,
                                  double max_norm) {
   constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
-  const auto facts = check_tensor_list(tensors, kOp, Access::kRead);  // written only if clipping
+  const auto facts = check_tensor_list(tensors, kOp);
   check_max_norm(max_norm, kOp);
   check_total_norm(total_norm, tensors, kOp);
   check_writable(tensors, facts, kOp);
@@ -138,7 +138,7 @@ void multi_tensor_clip_scale_cpu(TensorListArg tensors, const Tensor& total_norm
 // both passes, and reading the CPU total costs no device sync.
 Tensor multi_tensor_clip_grad_norm_cpu(TensorListArg tensors, double max_norm, double norm_type) {
   constexpr const char* kOp = "trainops.multi_tensor_clip_grad_norm_";
-  const auto facts = check_tensor_list(tensors, kOp, Access::kRead);  // written only if clipping
+  const auto facts = check_tensor_list(tensors, kOp);
   check_max_norm(max_norm, kOp);
   check_norm_type(norm_type, kOp);
   // Up front, as on CUDA (which cannot know the coefficient without a sync)
@@ -154,11 +154,11 @@ Tensor multi_tensor_clip_grad_norm_cpu(TensorListArg tensors, double max_norm, d
 
 void multi_tensor_clamp_cpu(TensorListArg tensors, double clip_value) {
   constexpr const char* kOp = "trainops.multi_tensor_clamp_";
-  const auto facts = check_tensor_list(tensors, kOp, Access::kWrite);
+  const auto facts = check_tensor_list(tensors, kOp);
   check_clip_value(clip_value, kOp);
   check_writable(tensors, facts, kOp);
   FlatList flat(tensors, facts);
-  flat.make_writable(tensors);  // a no-op (kWrite), kept next to the write
+  flat.make_writable(tensors);
   const ChunkPlan plan = make_chunk_plan(flat.numel);
   const ClipKernels& k = clip_kernels();
   for_each_chunk(plan, flat, [&](int64_t, const Chunk& chunk) {

@@ -499,9 +499,9 @@ int64_t for_each_batch(const FlatList& flat, const Launch& launch) {
   return num_chunks;
 }
 
-std::vector<TensorFacts> check_cuda_list(TensorListArg tensors, const char* op, Access access) {
+std::vector<TensorFacts> check_cuda_list(TensorListArg tensors, const char* op) {
   TRAINOPS_CHECK_VALUE(!tensors.empty(), op, ": expected at least one tensor");
-  auto facts = check_tensor_list(tensors, op, access);
+  auto facts = check_tensor_list(tensors, op);
   TRAINOPS_CHECK_VALUE(is_cuda_facts(facts[0]), op, ": expected CUDA tensors, got ",
                        device_str(tensor_at(tensors, 0)));
   TRAINOPS_CHECK_VALUE(static_cast<int64_t>(tensors.size()) < kMaxTensors, op, ": at most ",
@@ -581,7 +581,7 @@ std::tuple<Tensor, Tensor> norm_pass(const Tensor& first, const std::vector<Tens
 // before any write when the coefficient is 1.
 void scale_pass(TensorListArg tensors, FlatList& flat, const Tensor& total_norm, double max_norm,
                 cudaStream_t stream) {
-  flat.make_writable(tensors);  // a no-op: the lists that reach here were checked for writing
+  flat.make_writable(tensors);
   if (total_norm.scalar_type() == ScalarType::Double) {
     const auto* total = static_cast<const double*>(total_norm.data_ptr());
     for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
@@ -601,7 +601,7 @@ void scale_pass(TensorListArg tensors, FlatList& flat, const Tensor& total_norm,
 std::tuple<Tensor, Tensor> multi_tensor_norm_cuda(TensorListArg tensors, double norm_type,
                                                   bool per_tensor) {
   constexpr const char* kOp = "trainops.multi_tensor_norm";
-  const auto facts = check_cuda_list(tensors, kOp, Access::kRead);
+  const auto facts = check_cuda_list(tensors, kOp);
   check_norm_type(norm_type, kOp);
   const Tensor first = tensor_at(tensors, 0);
   const DeviceScope scope(first);
@@ -612,7 +612,7 @@ std::tuple<Tensor, Tensor> multi_tensor_norm_cuda(TensorListArg tensors, double 
 void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_norm,
                                   double max_norm) {
   constexpr const char* kOp = "trainops.multi_tensor_clip_scale_";
-  const auto facts = check_cuda_list(tensors, kOp, Access::kWrite);
+  const auto facts = check_cuda_list(tensors, kOp);
   check_max_norm(max_norm, kOp);
   check_total_norm(total_norm, tensors, kOp);
   check_writable(tensors, facts, kOp);
@@ -626,7 +626,7 @@ void multi_tensor_clip_scale_cuda(TensorListArg tensors, const Tensor& total_nor
 // coefficient stays on the device (no host sync).
 Tensor multi_tensor_clip_grad_norm_cuda(TensorListArg tensors, double max_norm, double norm_type) {
   constexpr const char* kOp = "trainops.multi_tensor_clip_grad_norm_";
-  const auto facts = check_cuda_list(tensors, kOp, Access::kWrite);
+  const auto facts = check_cuda_list(tensors, kOp);
   check_max_norm(max_norm, kOp);
   check_norm_type(norm_type, kOp);
   check_writable(tensors, facts, kOp);
@@ -642,7 +642,7 @@ Tensor multi_tensor_clip_grad_norm_cuda(TensorListArg tensors, double max_norm, 
 
 void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
   constexpr const char* kOp = "trainops.multi_tensor_clamp_";
-  const auto facts = check_cuda_list(tensors, kOp, Access::kWrite);
+  const auto facts = check_cuda_list(tensors, kOp);
   check_clip_value(clip_value, kOp);
   check_writable(tensors, facts, kOp);
   const Tensor first = tensor_at(tensors, 0);
@@ -655,7 +655,7 @@ void multi_tensor_clamp_cuda(TensorListArg tensors, double clip_value) {
     bounds.hi[static_cast<int>(d)] = clamp_bound_in(d, clip_value);
   }
   FlatList flat(tensors, facts);
-  flat.make_writable(tensors);  // a no-op (kWrite), kept next to the write
+  flat.make_writable(tensors);
   for_each_batch(flat, [&](const ChunkBatch& batch, int count) {
     clamp_kernel<<<count, kThreads, 0, stream>>>(batch, bounds);
     TRAINOPS_CUDA_LAUNCH_CHECK();
