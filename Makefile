@@ -70,7 +70,7 @@ cuda-check: $(VENV_CUDA)/.ready
 	cp -r tests build/cuda-tests/tests
 	cd build/cuda-tests && env -u PYTHONPATH $(abspath $(VENV_CUDA))/bin/python -c \
 	  "import trainops, sys; assert 'site-packages' in trainops.__file__, trainops.__file__; print(trainops.__file__)"
-	cd build/cuda-tests && env -u PYTHONPATH TRAINOPS_REQUIRE_EXTENSION=1 $(abspath $(VENV_CUDA))/bin/python -m pytest -q -p no:cacheprovider tests/test_build.py tests/test_cuda_build.py
+	cd build/cuda-tests && env -u PYTHONPATH TRAINOPS_REQUIRE_EXTENSION=1 TRAINOPS_REQUIRE_CUOBJDUMP=1 $(abspath $(VENV_CUDA))/bin/python -m pytest -q -p no:cacheprovider tests/test_build.py tests/test_cuda_build.py
 
 # The wheel for this machine's torch (CPU kernels; TRAINOPS_CUDA=1 and
 # TORCH_CUDA_ARCH_LIST for a CUDA wheel, see README).

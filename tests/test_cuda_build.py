@@ -1,10 +1,20 @@
-"""The CUDA build registers a CUDA kernel for every op that has a CPU kernel.
+"""The CUDA build registers a CUDA kernel for every op that has a CPU kernel,
+and its machine code has the properties the CUDA kernels promise.
 
-Runs everywhere, GPU or not: it only asks the dispatcher what is registered.
-Skips when torch or the extension was built without CUDA.
+Runs everywhere, GPU or not: it asks the dispatcher what is registered and
+reads the compiled code with cuobjdump. Skips when torch or the extension was
+built without CUDA.
 """
 
 from __future__ import annotations
+
+import collections
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -37,3 +47,110 @@ def test_clip_ops_use_cuda_kernels():
 def test_build_info_names_the_cuda_archs():
     info = _extension.build_info()
     assert info["cuda_archs"], info
+
+
+# ---------------------------------------------------------------------------
+# What the compiled GPU code does, read from its machine code (SASS) with
+# cuobjdump: properties of the CUDA issue that hold on any GPU and so can be
+# checked on a machine without one. cuobjdump comes with the CUDA toolkit and
+# with triton (a dependency of torch's CUDA wheels); `make cuda-check` sets
+# TRAINOPS_REQUIRE_CUOBJDUMP=1 so that CI fails instead of skipping.
+
+# Kernels that stream the gradients: each must use 16-byte vector accesses.
+_LOADING_KERNELS = ("norm_chunks_kernel", "clip_scale_kernel", "clamp_kernel")
+_STORING_KERNELS = ("clip_scale_kernel", "clamp_kernel")
+
+
+def _cuobjdump() -> str | None:
+    candidates = [shutil.which("cuobjdump")]
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home:
+            candidates.append(os.path.join(home, "bin", "cuobjdump"))
+    triton = importlib.util.find_spec("triton")  # located, not imported
+    for location in (triton.submodule_search_locations or []) if triton else []:
+        candidates.append(os.path.join(location, "backends", "nvidia", "bin", "cuobjdump"))
+    return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
+
+
+def _extension_file() -> str:
+    spec = importlib.util.find_spec("trainops._C")
+    assert spec is not None and spec.origin, "trainops._C not found"
+    return spec.origin
+
+
+@pytest.fixture(scope="module")
+def cuobjdump() -> Callable[..., str]:
+    tool = _cuobjdump()
+    if tool is None:
+        message = "cuobjdump not found (CUDA toolkit bin/ or triton's backends/nvidia/bin/)"
+        if os.environ.get("TRAINOPS_REQUIRE_CUOBJDUMP") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    lib = _extension_file()
+    return lambda *flags: subprocess.run([tool, *flags, lib], capture_output=True, text=True, check=True).stdout
+
+
+def _kernel_name(mangled: str) -> str:
+    """The kernel's own name in a mangled symbol (e.g. 18norm_chunks_kernel)."""
+    found = re.search(r"\d+([A-Za-z_]+_kernel)", mangled)
+    return found.group(1) if found else mangled
+
+
+@pytest.fixture(scope="module")
+def sass(cuobjdump) -> dict[tuple[str, str], collections.Counter]:
+    """Opcode counts per (arch, mangled kernel) over the extension's SASS."""
+    kernels: dict[tuple[str, str], collections.Counter] = {}
+    arch = function = None
+    for line in cuobjdump("-sass").splitlines():
+        if found := re.match(r"\s*code for (sm_\w+)", line):
+            arch = found.group(1)
+        elif found := re.match(r"\s*Function : (\S+)", line):
+            function = found.group(1)
+            kernels[(arch, function)] = collections.Counter()
+        elif function and (found := re.search(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", line)):
+            kernels[(arch, function)][found.group(1)] += 1
+    assert kernels, "no SASS in the extension"
+    return kernels
+
+
+def test_sass_has_every_arch_of_the_build(cuobjdump):
+    """Machine code for each arch of TORCH_CUDA_ARCH_LIST, PTX for the +PTX ones."""
+    listed = _extension.build_info()["cuda_archs"].split()
+    want_elf = {"sm_" + a.replace("+PTX", "").replace(".", "") for a in listed}
+    want_ptx = {"sm_" + a.replace("+PTX", "").replace(".", "") for a in listed if a.endswith("+PTX")}
+    listing = cuobjdump("-lelf", "-lptx")
+    for source in ("clip", "init"):
+        elf = set(re.findall(rf"ELF file\s+\d+: {source}\.(sm_\w+)\.cubin", listing))
+        ptx = set(re.findall(rf"PTX file\s+\d+: {source}\.(sm_\w+)\.ptx", listing))
+        assert (elf, ptx) == (want_elf, want_ptx), (source, listed, listing)
+
+
+def test_no_float_atomics(sass):
+    """Reductions are two-stage with a fixed combine order: no float atomics,
+    whose order (and so whose rounding) would change from run to run."""
+    float_atomics = {
+        (arch, _kernel_name(name), op)
+        for (arch, name), ops in sass.items()
+        for op in ops
+        if re.match(r"(ATOM|RED)\w*\..*F(16|32|64)", op)
+    }
+    assert not float_atomics
+
+
+def test_streaming_kernels_use_16_byte_accesses(sass):
+    for (arch, name), ops in sass.items():
+        kernel = _kernel_name(name)
+        if kernel in _LOADING_KERNELS:
+            assert any(op.startswith("LDG.E.128") for op in ops), (arch, kernel, "no 16-byte loads")
+        if kernel in _STORING_KERNELS:
+            assert any(op.startswith("STG.E.128") for op in ops), (arch, kernel, "no 16-byte stores")
+    present = {_kernel_name(name) for _, name in sass}
+    assert set(_LOADING_KERNELS) <= present, present
+
+
+def test_no_register_spills(cuobjdump):
+    """No kernel keeps registers in local memory (LOCAL bytes per thread)."""
+    usage = re.findall(r"Function (\S+):\s*\n\s*REG:(\d+).*?LOCAL:(\d+)", cuobjdump("-res-usage"))
+    assert usage
+    spilling = [(_kernel_name(name), int(local)) for name, _, local in usage if int(local) > 0]
+    assert not spilling
