@@ -61,7 +61,9 @@ $(VENV_CUDA)/.ready:
 	touch $@
 
 # The CUDA wheel (+cu130, stable ABI) is built and installed into the CUDA
-# venv; the build and load checks run from outside the source tree.
+# venv; the build and load checks run from outside the source tree. They read
+# the kernels' machine code with cuobjdump (tests/test_cuda_build.py), and
+# benchmarks/sass_counts.py prints the init transforms' instruction counts.
 cuda-check: $(VENV_CUDA)/.ready
 	rm -rf build/cuda-src build/cuda-dist build/cuda-tests && mkdir -p build/cuda-src build/cuda-dist build/cuda-tests
 	$(call copy_tree,build/cuda-src)
@@ -71,6 +73,7 @@ cuda-check: $(VENV_CUDA)/.ready
 	cd build/cuda-tests && env -u PYTHONPATH $(abspath $(VENV_CUDA))/bin/python -c \
 	  "import trainops, sys; assert 'site-packages' in trainops.__file__, trainops.__file__; print(trainops.__file__)"
 	cd build/cuda-tests && env -u PYTHONPATH TRAINOPS_REQUIRE_EXTENSION=1 TRAINOPS_REQUIRE_CUOBJDUMP=1 $(abspath $(VENV_CUDA))/bin/python -m pytest -q -p no:cacheprovider tests/test_build.py tests/test_cuda_build.py
+	$(VENV_CUDA)/bin/python benchmarks/sass_counts.py
 
 # The wheel for this machine's torch (CPU kernels; TRAINOPS_CUDA=1 and
 # TORCH_CUDA_ARCH_LIST for a CUDA wheel, see README).

@@ -8,11 +8,9 @@ built without CUDA.
 
 from __future__ import annotations
 
-import collections
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 
@@ -20,6 +18,8 @@ import pytest
 import torch
 
 from trainops import _extension
+
+from . import sass_tools
 
 
 def _cuda_build() -> bool:
@@ -61,17 +61,6 @@ _LOADING_KERNELS = ("norm_chunks_kernel", "clip_scale_kernel", "clamp_kernel")
 _STORING_KERNELS = ("clip_scale_kernel", "clamp_kernel")
 
 
-def _cuobjdump() -> str | None:
-    candidates = [shutil.which("cuobjdump")]
-    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if home:
-            candidates.append(os.path.join(home, "bin", "cuobjdump"))
-    triton = importlib.util.find_spec("triton")  # located, not imported
-    for location in (triton.submodule_search_locations or []) if triton else []:
-        candidates.append(os.path.join(location, "backends", "nvidia", "bin", "cuobjdump"))
-    return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
-
-
 def _extension_file() -> str:
     spec = importlib.util.find_spec("trainops._C")
     assert spec is not None and spec.origin, "trainops._C not found"
@@ -80,7 +69,7 @@ def _extension_file() -> str:
 
 @pytest.fixture(scope="module")
 def cuobjdump() -> Callable[..., str]:
-    tool = _cuobjdump()
+    tool = sass_tools.find_cuobjdump()
     if tool is None:
         message = "cuobjdump not found (CUDA toolkit bin/ or triton's backends/nvidia/bin/)"
         if os.environ.get("TRAINOPS_REQUIRE_CUOBJDUMP") == "1":
@@ -90,25 +79,10 @@ def cuobjdump() -> Callable[..., str]:
     return lambda *flags: subprocess.run([tool, *flags, lib], capture_output=True, text=True, check=True).stdout
 
 
-def _kernel_name(mangled: str) -> str:
-    """The kernel's own name in a mangled symbol (e.g. 18norm_chunks_kernel)."""
-    found = re.search(r"\d+([A-Za-z_]+_kernel)", mangled)
-    return found.group(1) if found else mangled
-
-
 @pytest.fixture(scope="module")
-def sass(cuobjdump) -> dict[tuple[str, str], collections.Counter]:
-    """Opcode counts per (arch, mangled kernel) over the extension's SASS."""
-    kernels: dict[tuple[str, str], collections.Counter] = {}
-    arch = function = None
-    for line in cuobjdump("-sass").splitlines():
-        if found := re.match(r"\s*code for (sm_\w+)", line):
-            arch = found.group(1)
-        elif found := re.match(r"\s*Function : (\S+)", line):
-            function = found.group(1)
-            kernels[(arch, function)] = collections.Counter()
-        elif function and (found := re.search(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", line)):
-            kernels[(arch, function)][found.group(1)] += 1
+def sass(cuobjdump) -> dict[tuple[str, str], list[str]]:
+    """Opcodes per (arch, mangled kernel) of the extension's SASS."""
+    kernels = sass_tools.parse_sass(cuobjdump("-sass"))
     assert kernels, "no SASS in the extension"
     return kernels
 
@@ -129,7 +103,7 @@ def test_no_float_atomics(sass):
     """Reductions are two-stage with a fixed combine order: no float atomics,
     whose order (and so whose rounding) would change from run to run."""
     float_atomics = {
-        (arch, _kernel_name(name), op)
+        (arch, sass_tools.kernel_name(name), op)
         for (arch, name), ops in sass.items()
         for op in ops
         if re.match(r"(ATOM|RED)\w*\..*F(16|32|64)", op)
@@ -139,12 +113,12 @@ def test_no_float_atomics(sass):
 
 def test_streaming_kernels_use_16_byte_accesses(sass):
     for (arch, name), ops in sass.items():
-        kernel = _kernel_name(name)
+        kernel = sass_tools.kernel_name(name)
         if kernel in _LOADING_KERNELS:
             assert any(op.startswith("LDG.E.128") for op in ops), (arch, kernel, "no 16-byte loads")
         if kernel in _STORING_KERNELS:
             assert any(op.startswith("STG.E.128") for op in ops), (arch, kernel, "no 16-byte stores")
-    present = {_kernel_name(name) for _, name in sass}
+    present = {sass_tools.kernel_name(name) for _, name in sass}
     assert set(_LOADING_KERNELS) <= present, present
 
 
@@ -152,5 +126,5 @@ def test_no_register_spills(cuobjdump):
     """No kernel keeps registers in local memory (LOCAL bytes per thread)."""
     usage = re.findall(r"Function (\S+):\s*\n\s*REG:(\d+).*?LOCAL:(\d+)", cuobjdump("-res-usage"))
     assert usage
-    spilling = [(_kernel_name(name), int(local)) for name, _, local in usage if int(local) > 0]
+    spilling = [(sass_tools.kernel_name(name), int(local)) for name, _, local in usage if int(local) > 0]
     assert not spilling
