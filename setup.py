@@ -202,6 +202,7 @@ def _extension():
         "min_torch": ".".join(map(str, STABLE_ABI_MIN_TORCH)) if stable else torch_version,
         "cuda": torch.version.cuda if with_cuda else None,
         "cuda_archs": archs,
+        "debug": debug,
         "local_version": _local_version(with_cuda),
     }
     if with_cuda:

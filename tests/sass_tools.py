@@ -1,4 +1,4 @@
-"""Reading compiled CUDA code without a GPU: find cuobjdump, parse its SASS.
+"""Reading compiled CUDA code without a GPU: find the tools, parse SASS.
 
 Used by tests/test_cuda_build.py (properties of the extension's kernels) and
 benchmarks/sass_counts.py (instruction counts of the init transforms).
@@ -10,18 +10,37 @@ import importlib.util
 import os
 import re
 import shutil
+from typing import NamedTuple
 
-# An instruction line of `cuobjdump -sass`: /*0250*/ [@!P1] OPCODE.MODIFIERS ...
-_INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
+# One instruction line of `cuobjdump -sass`: /*0250*/  [@!P1] OPCODE.MODIFIERS operands ;
+_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
+
+
+class Instruction(NamedTuple):
+    address: int
+    predicate: str  # "" when unconditional, else e.g. "@!P1"
+    opcode: str  # with its modifiers, e.g. "LDG.E.128.CONSTANT"
+    operands: str
+
+
+def find_cuda_home() -> str | None:
+    """The CUDA toolkit, searched in setup.py's order (CUDA_HOME, CUDA_PATH, the
+    nvcc on PATH, /usr/local/cuda); None if there is none."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates.append("/usr/local/cuda")
+    return next((h for h in candidates if h and os.path.isfile(os.path.join(h, "bin", "nvcc"))), None)
 
 
 def find_cuobjdump() -> str | None:
     """cuobjdump from PATH, the CUDA toolkit, or the copy that triton (a
     dependency of torch's CUDA wheels) ships; None if there is none."""
     candidates = [shutil.which("cuobjdump")]
-    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if home:
-            candidates.append(os.path.join(home, "bin", "cuobjdump"))
+    home = find_cuda_home()
+    if home:
+        candidates.append(os.path.join(home, "bin", "cuobjdump"))
     triton = importlib.util.find_spec("triton")  # located, not imported
     for location in (triton.submodule_search_locations or []) if triton else []:
         candidates.append(os.path.join(location, "backends", "nvidia", "bin", "cuobjdump"))
@@ -29,14 +48,26 @@ def find_cuobjdump() -> str | None:
 
 
 def kernel_name(mangled: str) -> str:
-    """The kernel's own name in a mangled symbol (18norm_chunks_kernelI... -> norm_chunks_kernel)."""
-    found = re.search(r"\d+([A-Za-z_]+_kernel)", mangled)
-    return found.group(1) if found else mangled
+    """The kernel's own name in an Itanium-mangled symbol: the last
+    length-prefixed identifier ending in ``_kernel`` (18norm_chunks_kernelI...
+    -> norm_chunks_kernel); the symbol itself if there is none (extern "C")."""
+    names = []
+    i = 0
+    while i < len(mangled):
+        found = re.compile(r"\d+").search(mangled, i)
+        if not found:
+            break
+        length, start = int(found.group()), found.end()
+        names.append(mangled[start : start + length])
+        i = start + max(length, 1)
+    kernels = [n for n in names if n.endswith("_kernel")]
+    return kernels[-1] if kernels else mangled
 
 
-def parse_sass(text: str) -> dict[tuple[str, str], list[str]]:
-    """Opcodes in program order per (arch, mangled function) of `cuobjdump -sass` output."""
-    functions: dict[tuple[str, str], list[str]] = {}
+def parse_sass(text: str) -> dict[tuple[str, str], list[Instruction]]:
+    """The instructions, in address order, of every (arch, mangled function) in
+    `cuobjdump -sass` output."""
+    functions: dict[tuple[str, str], list[Instruction]] = {}
     arch = function = None
     for line in text.splitlines():
         if found := re.match(r"\s*code for (sm_\w+)", line):
@@ -45,5 +76,28 @@ def parse_sass(text: str) -> dict[tuple[str, str], list[str]]:
             function = found.group(1)
             functions[(arch, function)] = []
         elif function and (found := _INSTRUCTION.search(line)):
-            functions[(arch, function)].append(found.group(1))
+            address, predicate, opcode, operands = found.groups()
+            functions[(arch, function)].append(
+                Instruction(int(address, 16), (predicate or "").strip(), opcode, operands.strip())
+            )
     return functions
+
+
+def main_path(instructions: list[Instruction]) -> list[Instruction]:
+    """The instructions up to the first unconditional EXIT: the kernel's own
+    code. What the compiler places after it are routines it calls or jumps to
+    rarely (a called pow, the special cases of the IEEE sqrt)."""
+    for i, ins in enumerate(instructions):
+        if ins.opcode == "EXIT" and not ins.predicate:
+            return instructions[: i + 1]
+    raise ValueError("no unconditional EXIT in the function")
+
+
+def loops(instructions: list[Instruction]) -> list[tuple[int, int]]:
+    """(first, last) address of every loop: a branch back to an earlier address."""
+    spans = []
+    for ins in instructions:
+        if ins.opcode.startswith("BRA") and (target := re.search(r"0x([0-9a-f]+)", ins.operands)):
+            if int(target.group(1), 16) <= ins.address:
+                spans.append((int(target.group(1), 16), ins.address))
+    return spans
