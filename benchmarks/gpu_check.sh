@@ -3,7 +3,8 @@
 # no internet): build the extension from source, run the CUDA tests, run the GPU
 # benchmarks and print a short table. Budget: under 8 minutes on an H200
 # (build ~1 min for one arch, tests ~2 min, benchmarks ~2 min); the step
-# timeouts add up to 7.5 minutes after the build.
+# timeouts add up to 7.5 minutes after the build (plus 0.5 for the instruction
+# counts of benchmarks/sass_counts.py, which need no GPU).
 #
 # pytest: if the machine lacks it, the script unpacks the wheels in
 # $GPU_CHECK_WHEELS (default .gpu_wheels/, git-ignored). Before a device run,
@@ -86,6 +87,9 @@ if ! timeout 120 "$PY" -m trainops bench --device cuda --cases gpt2,10k_x_100 --
   echo "gpu_check: TRAINOPS BENCH FAILED (log: $OUT_DIR/trainops_bench.log)"
   STATUS=1
 fi
+
+stamp "predicted ceilings of the init transforms (benchmarks/sass_counts.py; compare with the init rows above)"
+timeout 30 "$PY" benchmarks/sass_counts.py 2>&1 | tee "$OUT_DIR/sass_counts.log" || echo "gpu_check: sass_counts.py did not run (no cuobjdump?); not a failure"
 
 stamp "done, status $STATUS (logs in $OUT_DIR)"
 exit "$STATUS"
