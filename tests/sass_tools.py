@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 # One instruction line of `cuobjdump -sass`: /*0250*/  [@!P1] OPCODE.MODIFIERS operands ;
 _INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)([^;]*);")
+_LENGTH_PREFIX = re.compile(r"\d+")
 
 
 class Instruction(NamedTuple):
@@ -54,7 +55,7 @@ def kernel_name(mangled: str) -> str:
     names = []
     i = 0
     while i < len(mangled):
-        found = re.compile(r"\d+").search(mangled, i)
+        found = _LENGTH_PREFIX.search(mangled, i)
         if not found:
             break
         length, start = int(found.group()), found.end()

@@ -124,9 +124,10 @@ __device__ __forceinline__ void block_sum_max(double& sum, double& mx) {
 }
 
 // Sum of |x|^p (kScaled: of (|x| / divisor)^p) and max |x| over one chunk
-// x[0, n), reduced over the block. Each thread keeps kN accumulators in acc_t (one per vector lane), so
-// every fp32 accumulator adds at most 64 terms of a 2^16-element chunk, like
-// the CPU's lanes, before the thread's total goes to fp64.
+// x[0, n), reduced over the block. Each thread keeps kN accumulators in acc_t
+// (one per vector lane), so every fp32 accumulator adds at most 64 terms of a
+// 2^16-element chunk, like the CPU's lanes, before the thread's total goes to
+// fp64.
 template <NormKind K, typename acc_t, bool kScaled, typename T>
 __device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, double divisor,
                                  double& sum_out, double& max_out) {
