@@ -57,8 +57,11 @@ def test_build_info_names_the_cuda_archs():
 # TRAINOPS_REQUIRE_CUOBJDUMP=1 so that CI fails instead of skipping.
 
 # Kernels that stream the gradients: each must use 16-byte vector accesses.
+# init_tensors_kernel writes a whole Philox block per store: 16 bytes for fp32
+# and fp64, 8 for fp16 / bf16.
 _LOADING_KERNELS = ("norm_chunks_kernel", "clip_scale_kernel", "clamp_kernel")
-_STORING_KERNELS = ("clip_scale_kernel", "clamp_kernel")
+_STORING_KERNELS = ("clip_scale_kernel", "clamp_kernel", "init_tensors_kernel")
+_STORING_8_BYTE_KERNELS = ("init_tensors_kernel",)
 
 
 def _extension_file() -> str:
@@ -123,7 +126,8 @@ def test_no_atomics(sass):
 @pytest.mark.skipif(not _release_build(), reason="a TRAINOPS_DEBUG=1 (-O0) build")
 def test_streaming_kernels_use_16_byte_accesses_in_their_loops(sass):
     """The kernels that stream the gradients load (and scale and clamp store)
-    16 bytes per instruction inside a loop, not only somewhere."""
+    16 bytes per instruction inside a loop, not only somewhere; the init kernel
+    stores 16 (fp32, fp64) and 8 (fp16, bf16) bytes per instruction."""
 
     def in_a_loop(instructions, prefix):
         spans = sass_tools.loops(instructions)
@@ -137,8 +141,10 @@ def test_streaming_kernels_use_16_byte_accesses_in_their_loops(sass):
             assert in_a_loop(instructions, "LDG.E.128"), (arch, kernel, "no 16-byte loads in a loop")
         if kernel in _STORING_KERNELS:
             assert in_a_loop(instructions, "STG.E.128"), (arch, kernel, "no 16-byte stores in a loop")
+        if kernel in _STORING_8_BYTE_KERNELS:
+            assert in_a_loop(instructions, "STG.E.64"), (arch, kernel, "no 8-byte stores in a loop")
     present = {sass_tools.kernel_name(name) for _, name in sass}
-    assert set(_LOADING_KERNELS) <= present, present
+    assert set(_LOADING_KERNELS) | set(_STORING_KERNELS) <= present, present
 
 
 @pytest.mark.skipif(not _release_build(), reason="a TRAINOPS_DEBUG=1 (-O0) build")

@@ -4,11 +4,13 @@
 // cut by the same chunk plan as on the CPU; CUDA block c handles chunk c, one
 // item per thread per step. Each item computes one Philox block with the very
 // code of trainops/philox.h and trainops/distributions.h that the CPU runs and
-// writes its (up to 4) elements, so the values are bitwise those of the CPU
-// kernel. The per-tensor plans and the chunk table (O(tensors + chunks), never
+// writes its (up to 4) elements -- one vector store when the block is whole
+// and aligned -- so the values are bitwise those of the CPU kernel. The per-tensor plans and the chunk table (O(tensors + chunks), never
 // O(model size)) go to the device in one pinned, asynchronous copy: no host
 // sync.
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../init_common.h"
@@ -25,6 +27,48 @@ namespace {
 
 constexpr int kInitThreads = 256;
 
+// Vector stores to global memory, as PTX: a plain C++ store of a float4 (or
+// double2, uint2) is split back into scalar stores by NVVM in this kernel
+// (seen in the PTX, alignment known or not). Weak stores with the default
+// cache policy (SASS STG.E.128 / STG.E.64, which test_cuda_build checks); the
+// CUDA headers' __stwb emits .wb stores that SASS marks STRONG.SM instead.
+__device__ __forceinline__ void store_global(float* p, float4 v) {
+  asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z),
+               "f"(v.w)
+               : "memory");
+}
+__device__ __forceinline__ void store_global(double* p, double2 v) {
+  asm volatile("st.global.v2.f64 [%0], {%1, %2};" ::"l"(p), "d"(v.x), "d"(v.y) : "memory");
+}
+__device__ __forceinline__ void store_global(void* p, uint2 v) {
+  asm volatile("st.global.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(v.x), "r"(v.y) : "memory");
+}
+
+// A whole Philox block's values in one store where the output is aligned to
+// it: 16 bytes for fp32 (4 values) and fp64 (2), 8 for fp16 / bf16 (4), so a
+// warp writes 512 (256) contiguous bytes per instruction instead of four
+// strided scalar stores. Returns false (nothing written) when unaligned.
+template <typename Out, typename T, int kPer>
+__device__ __forceinline__ bool store_block_vector(Out* out, const T (&vals)[kPer]) {
+  if (reinterpret_cast<uintptr_t>(out) % (sizeof(Out) * kPer) != 0) return false;
+  if constexpr (std::is_same<Out, float>::value) {
+    static_assert(kPer == 4, "fp32: four values per block");
+    store_global(out, make_float4(vals[0], vals[1], vals[2], vals[3]));
+  } else if constexpr (std::is_same<Out, double>::value) {
+    static_assert(kPer == 2, "fp64: two values per block");
+    store_global(out, make_double2(vals[0], vals[1]));
+  } else {
+    static_assert(kPer == 4 && sizeof(Out) == 2, "fp16 / bf16: four 16-bit values per block");
+    Out o[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) store_from(&o[j], vals[j]);
+    // Little-endian: the value at the lower address in the low half.
+    store_global(static_cast<void*>(out), make_uint2(o[0].x | (static_cast<uint32_t>(o[1].x) << 16),
+                                                     o[2].x | (static_cast<uint32_t>(o[3].x) << 16)));
+  }
+  return true;
+}
+
 template <InitKind K, typename T, typename Out>
 __device__ __forceinline__ void init_item_typed(const InitTensorPlan& p,
                                                 const dist::DistParams<T>& d, uint64_t seed,
@@ -36,6 +80,8 @@ __device__ __forceinline__ void init_item_typed(const InitTensorPlan& p,
   dist::sample_block_k<K>(d, philox_block(seed, p.key, it.block), vals);
   Out* out = static_cast<Out*>(p.data) + it.local_begin;
   const int64_t first = it.g_begin - static_cast<int64_t>(it.block) * kPer;
+  // The common case: every element of the block is in the run.
+  if (first == 0 && it.g_end - it.g_begin == kPer && store_block_vector(out, vals)) return;
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     if (j >= first && j < first + (it.g_end - it.g_begin)) store_from(out + (j - first), vals[j]);
