@@ -8,10 +8,11 @@ first unconditional EXIT; the IEEE sqrt's rarely taken special cases are a
 call placed after it, though the few instructions that branch around the call
 are counted). What a probe costs beyond the store-only kernel, divided by 4, is
 the per-element cost of Philox + transform. The init kernel itself also runs
-its per-item index math and stores each element separately, so these counts
-are a lower bound on its instructions per element and the throughputs derived
-from them an upper bound: enough to show that a bandwidth target is out of
-reach, not that it is met. Run it after changing a transform.
+its per-item index math and the checks around its store (one 16-byte store per
+whole, aligned block, as here), so these counts are a lower bound on its
+instructions per element and the throughputs derived from them an upper bound:
+enough to show that a bandwidth target is out of reach, not that it is met.
+Run it after changing a transform.
 
     python benchmarks/sass_counts.py [--arch sm_90] [--sms 132 --ghz 1.98]
 
