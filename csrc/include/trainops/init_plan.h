@@ -19,6 +19,7 @@
 
 #include "trainops/common.h"
 #include "trainops/distributions.h"
+#include "trainops/fast_div.h"
 
 namespace trainops {
 
@@ -35,15 +36,16 @@ struct InitLayout {
   int32_t outer_dims;
   int64_t outer_size[kMaxInitDims];     // local sizes of the dims that index runs
   int64_t outer_gstride[kMaxInitDims];  // their row-major strides in the global tensor
+  DivU63 outer_div[kMaxInitDims];       // division by outer_size (no 64-bit divide on GPUs)
 };
 
 // Global index of the first element of run r.
 TRAINOPS_HD int64_t run_global_start(const InitLayout& l, int64_t r) {
   int64_t g = l.base;
   for (int d = l.outer_dims - 1; d >= 0; --d) {
-    const int64_t i = r % l.outer_size[d];
-    r /= l.outer_size[d];
-    g += i * l.outer_gstride[d];
+    const int64_t q = div_u63(r, l.outer_div[d]);
+    g += (r - q * l.outer_size[d]) * l.outer_gstride[d];
+    r = q;
   }
   return g;
 }
@@ -87,6 +89,7 @@ inline LayoutError make_init_layout(int64_t ndim, const int64_t* local, const in
       if (l.outer_dims == kMaxInitDims) return LayoutError::kTooManyDims;
       l.outer_size[l.outer_dims] = local[d];
       l.outer_gstride[l.outer_dims] = gstride[d];
+      l.outer_div[l.outer_dims] = make_div_u63(static_cast<uint64_t>(local[d]));
       ++l.outer_dims;
     }
   }
@@ -100,6 +103,7 @@ struct InitTensorPlan {
   InitKind kind;
   uint64_t key;
   int64_t blocks_per_run;
+  DivU63 blocks_per_run_div;
   int64_t items;  // num_runs * blocks_per_run
   InitLayout layout;
   dist::DistParams<float> pf;   // used for fp16 / bf16 / fp32 outputs
@@ -121,6 +125,7 @@ inline void set_work_items(InitTensorPlan* p) {
   bool aligned = p->layout.base % per == 0;
   for (int d = 0; d < p->layout.outer_dims; ++d) aligned &= p->layout.outer_gstride[d] % per == 0;
   p->blocks_per_run = (p->layout.run_len + per - 1) / per + (aligned ? 0 : 1);
+  p->blocks_per_run_div = make_div_u63(static_cast<uint64_t>(p->blocks_per_run));
   p->items = p->layout.num_runs * p->blocks_per_run;
 }
 
@@ -135,12 +140,12 @@ struct InitItem {
 
 TRAINOPS_HD InitItem init_item(const InitTensorPlan& p, int64_t i) {
   const int per = elements_per_block(p.dtype);
-  // Whole tensors and row shards are one run: skip the 64-bit divisions
-  // (slow on GPUs: a division by a value known only at run time is a ~60
-  // instruction routine) for them.
+  // Whole tensors and row shards are one run; column shards divide by the
+  // blocks per run with a precomputed multiplier (fast_div.h: a GPU's 64-bit
+  // division by a run-time value is a ~60-instruction routine).
   const bool one_run = p.layout.num_runs == 1;
-  const int64_t r = one_run ? 0 : i / p.blocks_per_run;
-  const int64_t k = one_run ? i : i % p.blocks_per_run;
+  const int64_t r = one_run ? 0 : div_u63(i, p.blocks_per_run_div);
+  const int64_t k = i - r * p.blocks_per_run;
   const int64_t start = one_run ? p.layout.base : run_global_start(p.layout, r);
   // start / per: per is 4 or 2 and start >= 0, so a shift.
   const int64_t block = (start >> (per == 4 ? 2 : 1)) + k;
