@@ -5,9 +5,9 @@
 // item per thread per step. Each item computes one Philox block with the very
 // code of trainops/philox.h and trainops/distributions.h that the CPU runs and
 // writes its (up to 4) elements -- one vector store when the block is whole
-// and aligned -- so the values are bitwise those of the CPU kernel. The per-tensor plans and the chunk table (O(tensors + chunks), never
-// O(model size)) go to the device in one pinned, asynchronous copy: no host
-// sync.
+// and aligned -- so the values are bitwise those of the CPU kernel. The
+// per-tensor plans and the chunk table (O(tensors + chunks), never O(model
+// size)) go to the device in one pinned, asynchronous copy: no host sync.
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
