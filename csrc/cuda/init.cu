@@ -80,7 +80,8 @@ __device__ __forceinline__ void init_item_typed(const InitTensorPlan& p,
   dist::sample_block_k<K>(d, philox_block(seed, p.key, it.block), vals);
   Out* out = static_cast<Out*>(p.data) + it.local_begin;
   const int64_t first = it.g_begin - static_cast<int64_t>(it.block) * kPer;
-  // The common case: every element of the block is in the run.
+  // The common case: every element of the block is in the run (and, unless
+  // the run starts at a global index that is not a multiple of kPer, aligned).
   if (first == 0 && it.g_end - it.g_begin == kPer && store_block_vector(out, vals)) return;
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {

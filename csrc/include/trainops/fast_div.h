@@ -25,7 +25,7 @@ struct DivU63 {
   uint32_t identity;  // d == 1
 };
 
-// Host only. d >= 1.
+// Host only. d >= 1 (no caller passes 0, which would give the identity).
 inline DivU63 make_div_u63(uint64_t d) {
   if (d <= 1) return DivU63{0, 0, 1};
   const uint32_t l = 64u - static_cast<uint32_t>(__builtin_clzll(d - 1));  // ceil(log2 d), 1..64
