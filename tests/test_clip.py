@@ -294,6 +294,19 @@ def test_no_writes_when_not_clipping():
     assert int(g.view(torch.int32)[77]) != 0x7FA00000
 
 
+def test_clip_grads_with_norm_total_norm_forms():
+    p = torch.nn.Parameter(torch.zeros(4))
+    for total in (4.0, 4, torch.tensor(4.0), torch.tensor([4.0]), torch.tensor(4.0, dtype=torch.float64)):
+        p.grad = torch.ones(4)
+        trainops.clip_grads_with_norm_([p], 2.0, total)
+        torch.testing.assert_close(p.grad, torch.full((4,), 2.0 / (4.0 + 1e-6)))
+    p.grad = torch.ones(4)
+    for bad in ("4.0", None, torch.tensor(4.0 + 0j)):
+        with pytest.raises(TypeError, match="total_norm"):
+            trainops.clip_grads_with_norm_([p], 2.0, bad)
+    assert torch.equal(p.grad, torch.ones(4))
+
+
 @pytest.mark.parametrize("device", device_params())
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_clip_grad_value_matches_torch(device, dtype):
@@ -658,3 +671,42 @@ def test_clip_grad_value_refuses_partial_dtensor_grads(tmp_path):
         assert torch.equal(p.grad.to_local(), torch.full((4,), 1.0))
     finally:
         dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------
+# Autograd bookkeeping: in-place writes bump the version counter, as torch's do
+# ---------------------------------------------------------------------------
+
+_IN_PLACE_CALLS = {
+    "clip_grad_norm_": lambda m, p: m.clip_grad_norm_([p], 1.0),
+    "clip_grad_norm_ (no clipping needed)": lambda m, p: m.clip_grad_norm_([p], 100.0),
+    "clip_grads_with_norm_": lambda m, p: m.clip_grads_with_norm_([p], 1.0, torch.tensor(5.0)),
+    "clip_grad_value_": lambda m, p: m.clip_grad_value_([p], 1.0),
+}
+
+
+@pytest.mark.parametrize("call", list(_IN_PLACE_CALLS), ids=str)
+@pytest.mark.parametrize("module", [torch.nn.utils, trainops], ids=["torch", "trainops"])
+def test_in_place_writes_bump_the_version_counter(module, call):
+    """A graph that saved a tensor sharing the grad's version counter (here the
+    tensor the grad was detached from) must fail at backward, not silently
+    differentiate through the clipped values. torch's in-place ops bump the
+    counter even when they leave the values unchanged; so does trainops."""
+    g = torch.tensor([3.0, 4.0], requires_grad=True)
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = g.detach()
+    y = (g * g).sum()
+    before = p.grad._version
+    _IN_PLACE_CALLS[call](module, p)
+    assert p.grad._version > before
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
+def test_many_grads_all_bumped():
+    params = [torch.nn.Parameter(torch.zeros(n)) for n in (0, 1, 5, 70_000)]
+    for q in params:
+        q.grad = torch.ones_like(q)
+    before = [q.grad._version for q in params]
+    trainops.clip_grad_norm_(params, 0.5)
+    assert all(q.grad._version > b for q, b in zip(params, before))

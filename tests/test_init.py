@@ -599,3 +599,20 @@ def test_python_api_raises_value_error_for_a_shard_that_does_not_fit():
         init.normal_(torch.empty(10, 10), seed=0, global_shape=(10, 15), global_offset=(0, 6))
     with pytest.raises(ValueError, match="does not fit"):
         init.normal_(torch.empty(10, 10), seed=0, global_shape=(10, 15), global_offset=(-1, 0))
+
+
+def test_init_bumps_the_version_counter():
+    """As torch.nn.init's in-place fills do: a graph that saved the weight
+    fails at backward instead of using the re-initialised values."""
+    for fill in (torch.nn.init.normal_, init.normal_):
+        w = torch.nn.Parameter(torch.ones(3, 4))
+        y = (w * w).sum()
+        before = w._version
+        fill(w, 0.0, 0.02)
+        assert w._version > before
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.backward()
+    ts = [torch.empty(7), torch.empty(2, 3)]
+    before = [t._version for t in ts]
+    init.init_tensors_(ts, init.InitSpec.uniform(-1.0, 1.0), seed=1)
+    assert all(t._version > b for t, b in zip(ts, before))

@@ -17,8 +17,19 @@
 * When no clipping is needed (coefficient exactly 1) no gradient is written.
 * Invalid arguments raise ``TypeError`` / ``ValueError`` before any gradient is
   touched: a negative or NaN ``max_norm`` / ``clip_value``, ``norm_type <= 0``
-  (only p > 0 and inf are supported), integer or complex tensors, sparse
-  gradients, meta tensors.
+  or NaN (only p > 0 and inf are supported), integer or complex tensors, sparse
+  gradients, meta tensors, and (in the in-place functions) gradients whose
+  elements share memory, such as expanded ones (torch raises ``RuntimeError``
+  there, after scaling the gradients before it in the list).
+* ``clip_grads_with_norm_`` computes the coefficient in float32 (float64 for a
+  float64 ``total_norm``): an fp16/bf16 ``total_norm`` is converted first, where
+  torch computes the coefficient in fp16/bf16. ``total_norm`` may also be a
+  Python number or a one-element tensor; a complex one raises ``TypeError``.
+* ``clip_grad_value_`` accepts a ``clip_value`` beyond a gradient dtype's range
+  (it then clamps nothing of that dtype; torch raises for fp16 above 65504), and
+  does nothing when no parameter has a gradient (torch raises).
+* In-place writes bump the gradients' autograd version counters, as torch's
+  ops do, but an inference-mode gradient is written without torch's error.
 * ``foreach`` is accepted for compatibility; the fused kernel is always used.
 * The in-place functions expect every gradient once, as ``module.parameters()``
   yields them: a tensor listed twice in one call (or views that overlap) is
@@ -34,6 +45,7 @@ warning.
 
 from __future__ import annotations
 
+import numbers
 import types
 import warnings
 from collections.abc import Callable, Iterable
@@ -321,6 +333,7 @@ def _apply_in_place(
     commutes with summing partials (scaling does, clamping does not)."""
     if not tensors:
         return
+    _extension.mark_written(tensors)  # the tensors the caller sees (DTensors, not their shards)
     if distributed.is_dtensor(tensors[0]):
         tensors = _local_shards(tensors, linear)
     if _fast_path(tensors):
@@ -344,7 +357,11 @@ def _apply_in_place(
 
 def _scale_by_norm(grads: list[Tensor], max_norm: float, total_norm: Tensor) -> None:
     if not isinstance(total_norm, Tensor):
+        if not isinstance(total_norm, numbers.Real):
+            raise TypeError(f"total_norm must be a tensor or a real number, got {type(total_norm).__name__}")
         total_norm = torch.tensor(float(total_norm))
+    if total_norm.is_complex():
+        raise TypeError(f"total_norm must be real, got a {total_norm.dtype} tensor")
     if distributed.is_dtensor(total_norm):  # e.g. from torch.nn.utils.get_total_norm
         total_norm = total_norm.full_tensor()
     if total_norm.dtype not in (torch.float32, torch.float64):
@@ -489,6 +506,7 @@ def clip_grad_norm_(
     grads = _grads_of(parameters)
     if grads and not error_if_nonfinite and process_group is None and _fast_path(grads):
         try:  # one fused call: norm, then scale by the device-side coefficient
+            _extension.mark_written(grads)
             return torch.ops.trainops.multi_tensor_clip_grad_norm_(grads, max_norm, p)
         except _OP_ERRORS:
             pass  # DTensors, several devices, bad input: the general path sorts it out

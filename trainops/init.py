@@ -329,6 +329,7 @@ def init_tensors_(
                 _check_shard_layout(i, list(t.shape), g, o)
                 flat_shapes += g
                 flat_offsets += o
+        _extension.mark_written(ts)
         torch.ops.trainops.init_tensors_(
             ts, [_KINDS[specs[i].kind] for i in idx], params, seed, [keys[i] for i in idx], flat_shapes, flat_offsets
         )
