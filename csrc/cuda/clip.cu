@@ -197,7 +197,7 @@ __device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, d
 // (plain_sum_is_safe), sum (|x| / max)^p again in fp64 (rescaled_partial).
 template <NormKind K, typename T>
 __device__ NormPartial chunk_partial(const T* x, int32_t n, double p) {
-  using acc_t = typename AccType<T>::type;
+  using acc_t = NormAcc<K, T>;
   double sum = 0.0;
   double max_abs = 0.0;
   block_norm_range<K, acc_t, false>(x, n, p, 1.0, sum, max_abs);
