@@ -279,7 +279,20 @@ def test_normal_distribution(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("mean,std,a,b", [(0.0, 1.0, -2.0, 2.0), (0.0, 0.02, -0.04, 0.04), (1.0, 2.0, 0.0, 9.0), (0.0, 1.0, -0.5, 4.0)])
+@pytest.mark.parametrize(
+    "mean,std,a,b",
+    [
+        (0.0, 1.0, -2.0, 2.0),
+        (0.0, 0.02, -0.04, 0.04),
+        (1.0, 2.0, 0.0, 9.0),
+        (0.0, 1.0, -0.5, 4.0),
+        # far tails and a mean far outside [a, b]: the fp64 inverse-CDF path
+        (0.0, 1.0, 6.0, 7.0),
+        (0.0, 1.0, -7.0, -6.0),
+        (0.0, 1.0, 3.0, 5.0),
+        (10.0, 1.0, -2.0, 2.0),
+    ],
+)
 def test_trunc_normal_distribution(dtype, mean, std, a, b):
     stats = pytest.importorskip("scipy.stats")
 
@@ -616,3 +629,37 @@ def test_init_bumps_the_version_counter():
     before = [t._version for t in ts]
     init.init_tensors_(ts, init.InitSpec.uniform(-1.0, 1.0), seed=1)
     assert all(t._version > b for t, b in zip(ts, before))
+
+
+def test_far_tail_trunc_normal_takes_the_exact_path_and_stays_counter_based():
+    """Intervals where the kernel's erf-space inverse CDF would collapse onto a
+    bound (collapsed before: [6, 7] gave 6.0 everywhere) take the fp64
+    inverse CDF; it is still a pure function of (seed, key, index)."""
+    tail = InitSpec.trunc_normal(0.0, 1.0, 6.0, 7.0)
+    assert init._trunc_needs_tail(tail, torch.float32)
+    assert not init._trunc_needs_tail(tail, torch.float64)  # fp64's z spacing still leaves ~2e7 values
+    assert init._trunc_needs_tail(InitSpec.trunc_normal(10.0, 1.0, -2.0, 2.0), torch.float64)
+    assert not init._trunc_needs_tail(InitSpec.trunc_normal(0.0, 1.0, -2.0, 2.0), torch.float32)
+    assert not init._trunc_needs_tail(InitSpec.trunc_normal(0.0, 0.02, -2.0, 2.0), torch.bfloat16)
+    # a shard equals the slice of the whole, rows and columns; mixed with kernel-drawn tensors
+    full = _fill([(64, 30)], torch.float32, tail, keys=[5])[0]
+    assert full.unique().numel() > 1900
+    for index in [(slice(17, 27), slice(None)), (slice(None), slice(13, 20))]:
+        expected = full[index]
+        shard, other = torch.empty(expected.shape), torch.empty(10)
+        init.init_tensors_(
+            [other, shard],
+            [InitSpec.normal(0.0, 1.0), tail],
+            seed=11,
+            keys=[1, 5],
+            global_shapes=[None, (64, 30)],
+            global_offsets=[None, [s.start or 0 for s in index]],
+        )
+        assert torch.equal(shard, expected)
+        alone = torch.empty(10)
+        init.init_tensors_([alone], InitSpec.normal(0.0, 1.0), seed=11, keys=[1])
+        assert torch.equal(other, alone)
+    # fp16 / bf16 are the fp32 values rounded once; 1 and 2 threads agree
+    for dtype in (torch.float16, torch.bfloat16):
+        low = _fill([(64, 30)], dtype, tail, keys=[5])[0]
+        assert torch.equal(low, full.to(dtype))

@@ -231,6 +231,57 @@ def _fallback(tensors: list[Tensor], specs: list[InitSpec], seed: int, keys: lis
             t.fill_(s.a)
 
 
+# trunc_normal's kernel samples by the inverse CDF in erf space, z uniform on
+# [erf(alpha / sqrt2), erf(beta / sqrt2)], in fp32 (fp64 for fp64 outputs). Near
+# z = +-1 the spacing of representable z is 2^-24 (2^-53), so an interval far in
+# a tail (or a mean far outside [a, b]) leaves only a few distinct z: the values
+# collapse onto a bound. Such intervals go to _trunc_normal_tail_ instead.
+_TRUNC_MIN_DISTINCT = 1 << 16
+
+
+def _trunc_needs_tail(spec: InitSpec, dtype: torch.dtype) -> bool:
+    """Fewer than _TRUNC_MIN_DISTINCT representable erf-space values in [a, b]."""
+    if spec.kind != "trunc_normal" or not spec.b > 0:
+        return False
+    mean, std, a, b = spec.a, spec.b, spec.c, spec.d
+    za = math.erf(max(min((a - mean) / std, 40.0), -40.0) / math.sqrt(2.0))
+    zb = math.erf(max(min((b - mean) / std, 40.0), -40.0) / math.sqrt(2.0))
+    edge = max(abs(za), abs(zb))
+    if edge == 0.0:
+        return False
+    bits = 52 if dtype == torch.float64 else 23
+    spacing = 2.0 ** (math.floor(math.log2(edge)) - bits)
+    return (zb - za) < _TRUNC_MIN_DISTINCT * spacing
+
+
+def _trunc_normal_tail_(
+    t: Tensor, spec: InitSpec, seed: int, key: int, global_shape: list[int] | None, global_offset: list[int] | None
+) -> None:
+    """trunc_normal for an interval far in a tail: counter-based fp64 uniforms
+    (the kernel's own uniform stream of (seed, key), so shards still equal
+    slices), then the normal inverse CDF in fp64 (torch.special.ndtri) on the
+    lower-tail side, where small probabilities keep their relative precision:
+    an interval above the mean is sampled mirrored. One rounding to t's dtype.
+    The values are those of a correct truncated normal, but not bitwise the
+    same on CPU and CUDA (ndtri is torch's, per device)."""
+    if t.numel() == 0:
+        return
+    mean, std, a, b = spec.a, spec.b, spec.c, spec.d
+    alpha, beta, sign = (a - mean) / std, (b - mean) / std, 1.0
+    if alpha + beta > 0:  # mirror onto the lower tail
+        alpha, beta, sign = -beta, -alpha, -1.0
+    lo = 0.5 * math.erfc(-alpha / math.sqrt(2.0))
+    hi = 0.5 * math.erfc(-beta / math.sqrt(2.0))
+    u = torch.empty(t.shape, dtype=torch.float64, device=t.device)
+    torch.ops.trainops.init_tensors_(
+        [u], [_KINDS["uniform"]], [0.0, 1.0, 0.0, 0.0], seed, [key], global_shape or [], global_offset or []
+    )
+    x = torch.special.ndtri(u.mul_(hi - lo).add_(lo)).mul_(sign * std).add_(mean).clamp_(a, b)
+    # Through fp32 for fp32 and narrower outputs: fp16 / bf16 values stay the
+    # fp32 values rounded once, as everywhere else.
+    t.copy_(x if t.dtype == torch.float64 else x.float())
+
+
 def _has_kernel(device: torch.device) -> bool:
     if device.type in _INIT_DEVICES:
         return True
@@ -330,6 +381,26 @@ def init_tensors_(
                 flat_shapes += g
                 flat_offsets += o
         _extension.mark_written(ts)
+        tail = [j for j, i in enumerate(idx) if _trunc_needs_tail(specs[i], tensors[i].dtype)]
+        if tail:  # far-tail truncations: the fp64 inverse CDF; the kernel writes the others
+            at, nd = 0, []
+            for j, i in enumerate(idx):
+                nd.append(at)
+                at += tensors[i].dim()
+            for j in tail:
+                i, d0 = idx[j], nd[j]
+                gs = flat_shapes[d0 : d0 + tensors[i].dim()] if flat_shapes else None
+                go = flat_offsets[d0 : d0 + tensors[i].dim()] if flat_offsets else None
+                _trunc_normal_tail_(tensors[i], specs[i], seed, keys[i], gs, go)
+            keep = [j for j in range(len(idx)) if j not in set(tail)]
+            if not keep:
+                continue
+            if flat_shapes:
+                flat_shapes = [v for j in keep for v in flat_shapes[nd[j] : nd[j] + tensors[idx[j]].dim()]]
+                flat_offsets = [v for j in keep for v in flat_offsets[nd[j] : nd[j] + tensors[idx[j]].dim()]]
+            params = [v for j in keep for v in params[4 * j : 4 * j + 4]]
+            idx = [idx[j] for j in keep]
+            ts = [tensors[i] for i in idx]
         torch.ops.trainops.init_tensors_(
             ts, [_KINDS[specs[i].kind] for i in idx], params, seed, [keys[i] for i in idx], flat_shapes, flat_offsets
         )
