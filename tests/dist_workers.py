@@ -468,3 +468,37 @@ def check_init_tensor_parallel(rank: int, ws: int) -> None:
     parallelize_module(model, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
     trainops.init.init_module_(model, "auto", seed=3)
     _assert_same_values(model, ref)
+
+
+def check_init_functions_on_dtensors(rank: int, ws: int) -> None:
+    """The drop-in functions take DTensors (FSDP2's `to_empty` then `init_weights()` pattern):
+    each rank draws its shard, and the whole equals the unsharded draw."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (ws,))
+    init = trainops.init
+    draws = {
+        "uniform_": lambda t: init.uniform_(t, -1.0, 2.0, seed=5),
+        "normal_": lambda t: init.normal_(t, 0.5, 2.0, seed=5, key=3),
+        "trunc_normal_": lambda t: init.trunc_normal_(t, 0.0, 0.02, -0.04, 0.04, seed=5),
+        "trunc_normal_ far tail": lambda t: init.trunc_normal_(t, 0.0, 1.0, 6.0, 7.0, seed=5),
+        "xavier_uniform_": lambda t: init.xavier_uniform_(t, seed=5),
+        "kaiming_normal_": lambda t: init.kaiming_normal_(t, mode="fan_out", seed=5),
+        "orthogonal_": lambda t: init.orthogonal_(t, gain=2.0, seed=5),
+    }
+    for name, draw in draws.items():
+        want = draw(torch.empty(8 * ws, 6))
+        for placement in (Shard(0), Shard(1), Replicate()):
+            d = distribute_tensor(torch.zeros(8 * ws, 6), mesh, [placement])
+            before = d._version
+            assert draw(d) is d
+            assert d._version > before, name
+            assert torch.equal(d.full_tensor(), want), (name, placement)
+    d = distribute_tensor(torch.zeros(8 * ws, 6), mesh, [Shard(0)])
+    try:
+        init.normal_(d, seed=1, global_shape=(8 * ws, 6))
+    except ValueError as e:
+        assert "placements" in str(e)
+    else:
+        raise AssertionError("a DTensor with a global_shape was accepted")

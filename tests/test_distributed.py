@@ -40,7 +40,7 @@ def test_2d_mesh_data_x_tensor_parallel(tmp_path):
 
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_shard_local_init_matches_single_process(world_size, tmp_path):
-    _spawn(world_size, ["check_init_fsdp2", "check_init_tensor_parallel"], tmp_path)
+    _spawn(world_size, ["check_init_fsdp2", "check_init_tensor_parallel", "check_init_functions_on_dtensors"], tmp_path)
 
 
 def test_single_process_unaffected():

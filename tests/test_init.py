@@ -663,3 +663,11 @@ def test_far_tail_trunc_normal_takes_the_exact_path_and_stays_counter_based():
     for dtype in (torch.float16, torch.bfloat16):
         low = _fill([(64, 30)], dtype, tail, keys=[5])[0]
         assert torch.equal(low, full.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_orthogonal_rejects_non_float_tensors(dtype):
+    t = torch.ones(4, 3, dtype=dtype)
+    with pytest.raises(TypeError, match="orthogonal_"):
+        init.orthogonal_(t, seed=0)
+    assert torch.equal(t, torch.ones(4, 3, dtype=dtype))

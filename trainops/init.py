@@ -328,11 +328,16 @@ def init_tensors_(
     Returns:
         The list of tensors.
 
-    Meta tensors are skipped (they hold no data). No host sync on CUDA, except
+    Meta tensors are skipped (they hold no data). A DTensor (FSDP2, tensor
+    parallel) is drawn on its local shard at the shard's place in the global
+    tensor, so every rank writes the values the unsharded tensor gets (pass no
+    global shape for it: its placements give one). No host sync on CUDA, except
     that drawing the seed from a CUDA ``generator`` (``seed=None``) reads it
     back to the host; the default (CPU) generator and an explicit seed do not.
     """
     tensors = list(tensors)
+    if any(distributed.is_dtensor(t) for t in tensors):
+        return _init_dtensors_(tensors, specs, seed, keys, global_shapes, global_offsets, generator)
     if isinstance(specs, (InitSpec, tuple)) and not (
         isinstance(specs, tuple) and specs and not isinstance(specs[0], str)
     ):
@@ -404,6 +409,46 @@ def init_tensors_(
         torch.ops.trainops.init_tensors_(
             ts, [_KINDS[specs[i].kind] for i in idx], params, seed, [keys[i] for i in idx], flat_shapes, flat_offsets
         )
+    return tensors
+
+
+def _init_dtensors_(
+    tensors: list[Tensor],
+    specs: Any,
+    seed: int | None,
+    keys: Sequence[int] | None,
+    global_shapes: Sequence[ShapeLike | None] | None,
+    global_offsets: Sequence[Sequence[int] | None] | None,
+    generator: torch.Generator | None,
+) -> list[Tensor]:
+    """init_tensors_ of a list holding DTensors: their local shards, placed by
+    their placements (the way init_module_ draws sharded parameters)."""
+    n = len(tensors)
+    shapes = list(global_shapes) if global_shapes is not None else [None] * n
+    offsets = list(global_offsets) if global_offsets is not None else [None] * n
+    if len(shapes) != n or len(offsets) != n:
+        raise ValueError("global_shapes and global_offsets need one entry per tensor")
+    _extension.mark_written(tensors)  # the DTensors themselves; init_tensors_ marks the shards
+    locals_ = []
+    for i, t in enumerate(tensors):
+        if distributed.is_dtensor(t):
+            if shapes[i] is not None or offsets[i] is not None:
+                raise ValueError(
+                    f"tensor {i} is a DTensor: its placements give its shard's place, so pass no global_shape / "
+                    "global_offset for it"
+                )
+            local, shapes[i], offsets[i] = _shard_layout(t)
+            locals_.append(local)
+        else:
+            locals_.append(t)
+    init_tensors_(
+        locals_,
+        specs,
+        seed=_resolve_seed(seed, generator),
+        keys=keys,
+        global_shapes=shapes,
+        global_offsets=offsets,
+    )
     return tensors
 
 
@@ -700,10 +745,19 @@ def orthogonal_(
     """
     if tensor.ndimension() < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
+    if tensor.dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(f"orthogonal_ supports float16, bfloat16, float32 and float64 tensors, got {tensor.dtype}")
     if tensor.numel() == 0:
         return tensor
+    if distributed.is_dtensor(tensor):
+        if global_shape is not None or global_offset is not None:
+            raise ValueError("a DTensor's placements give its shard's place: pass no global_shape / global_offset")
+        _extension.mark_written([tensor])
+        tensor_local, global_shape, global_offset = _shard_layout(tensor)
+    else:
+        tensor_local = tensor
     _orthogonal_batch(
-        [tensor],
+        [tensor_local],
         [gain],
         _resolve_seed(seed, generator),
         [0 if key is None else key],
