@@ -125,6 +125,9 @@ inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListA
     p.key = static_cast<uint64_t>(keys[i]);
     set_work_items(&p);
     p.pf = dist::make_params<float>(p.kind, a[0], a[1], a[2], a[3]);
+    if (p.kind == InitKind::kUniform && (p.dtype == DType::kHalf || p.dtype == DType::kBFloat16)) {
+      p.pf.p[2] = dist::largest_below_16(p.dtype == DType::kHalf, p.pf.p[2], a[0], a[1]);
+    }
     p.pd = dist::make_params<double>(p.kind, a[0], a[1], a[2], a[3]);
     call.plans.push_back(p);
   }

@@ -141,11 +141,23 @@ def threads():
 @pytest.mark.parametrize("spec", SPECS, ids=str)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_is_fp32_rounded_once(spec, dtype):
+    """fp16 / bf16 values are the fp32 values rounded once -- except that
+    uniform keeps torch's [low, high): a value that rounds up to high becomes
+    the largest 16-bit value below it."""
     shapes = [(s,) for s in SIZES] + [(129, 33)]
     ref = _fill(shapes, torch.float32, spec)
     low = _fill(shapes, dtype, spec)
+    n_capped = 0
     for r, x in zip(ref, low):
-        assert torch.equal(x, r.to(dtype))
+        want = r.to(dtype)
+        if spec.kind == "uniform":
+            below = torch.tensor(spec.b, dtype=dtype)
+            below = below if below < spec.b else torch.nextafter(below, torch.tensor(-math.inf, dtype=dtype))
+            capped = want >= spec.b
+            want[capped] = below
+            n_capped += int(capped.sum())
+        assert torch.equal(x, want)
+    assert spec.kind != "uniform" or n_capped > 0  # the cap was exercised
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=str)
@@ -671,3 +683,28 @@ def test_orthogonal_rejects_non_float_tensors(dtype):
     with pytest.raises(TypeError, match="orthogonal_"):
         init.orthogonal_(t, seed=0)
     assert torch.equal(t, torch.ones(4, 3, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("low,high", [(0.0, 1.0), (-1.0, 1.0), (2.0, 3.0), (-3.0, -2.0), (-1.0, 0.0)])
+def test_low_precision_uniform_stays_below_high(dtype, low, high):
+    """torch's uniform_ is [low, high) in every dtype; rounding the fp32 value
+    to fp16 / bf16 reached high (bf16 [2, 3): 0.8% of the values) before the
+    cap became the largest 16-bit value below high."""
+    t = _fill([(200_000,)], dtype, InitSpec.uniform(low, high), seed=6)[0].float()
+    assert t.max() < high and t.min() >= low
+
+
+def test_uniform_bounds_must_fit_the_dtype():
+    for dtype, low, high in [(torch.float16, 0.0, 1e5), (torch.float32, -3e38, 3e38), (torch.float64, -1e308, 1e308)]:
+        t = torch.zeros(10, dtype=dtype)
+        with pytest.raises(ValueError, match="do not fit"):
+            init.uniform_(t, low, high, seed=0)
+        assert torch.equal(t, torch.zeros(10, dtype=dtype))
+    init.uniform_(torch.empty(10, dtype=torch.float16), -6e4, 6e4, seed=0)  # inside fp16's range: fine
+
+
+def test_fan_helpers_that_custom_layers_call_are_there():
+    w = torch.empty(6, 4, 3, 3)
+    assert init._calculate_fan_in_and_fan_out(w) == torch.nn.init._calculate_fan_in_and_fan_out(w) == (36, 54)
+    assert init._calculate_correct_fan(w, "fan_out") == 54

@@ -12,7 +12,10 @@ function of ``(seed, key, the element's index in the global tensor,
 distribution)`` (Philox4x32-10, see ``csrc/include/trainops/philox.h``), so it
 is the same for any thread count, on CPU and CUDA, and for any sharding: a
 shard initialised with ``global_shape`` / ``global_offset`` equals the same
-slice of the whole tensor. fp16/bf16 values are the fp32 values rounded once.
+slice of the whole tensor. fp16/bf16 values are the fp32 values rounded once
+(uniform then caps at the largest 16-bit value below ``b``, keeping torch's
+``[a, b)``). DTensors (FSDP2, tensor parallel) are drawn shard by shard the
+same way, from their placements.
 
 Extra keyword-only arguments of the drawing functions:
 
@@ -33,7 +36,19 @@ built on the ``meta`` device and initialises it with exactly the values
 Deliberate differences from torch.nn.init: the streams are not torch's (same
 distributions, different numbers); normal draws are exact Box-Muller in fp32,
 so |x - mean| < 5.8 std (23-bit uniforms; fp64 outputs use 53 bits);
-truncated normals are drawn in one pass by inverse CDF (torch takes five).
+truncated normals are drawn in one pass by inverse CDF (torch takes five), in
+erf space by the kernel, except for intervals so far in a tail (or so far from
+the mean) that fewer than 65,536 erf-space values fall in [a, b]: those take an
+fp64 inverse CDF (``torch.special.ndtri``) from the same counter-based uniforms,
+exact in distribution but not guaranteed bitwise equal on CPU and CUDA.
+Only float16, bfloat16, float32 and float64 tensors are drawn (``TypeError``
+otherwise, where torch also fills complex ones); invalid parameters (a > b,
+non-finite bounds or mean, std < 0, uniform bounds beyond the dtype's range)
+raise ``ValueError`` before anything is written, where torch raises
+``RuntimeError`` or accepts some; the seed is drawn before that check. Writes
+bump autograd version counters as torch's do, but an inference-mode tensor is
+written without torch's error. ``torch.compile`` and ``FakeTensorMode`` need an
+explicit ``seed=`` (drawing one reads a generator on the host).
 """
 
 from __future__ import annotations
@@ -216,6 +231,21 @@ def _check_spec(spec: InitSpec, i: int) -> None:
         raise ValueError(f"tensor {i}: trunc_normal needs a <= b, got a={spec.c}, b={spec.d}")
 
 
+def _check_uniform_fits(spec: InitSpec, dtype: torch.dtype, i: int) -> None:
+    """As torch's uniform_: bounds inside the output dtype's range, and a width
+    (high - low) inside the compute type's (fp32, or fp64 for fp64), which
+    would otherwise turn every value into inf or high."""
+    if spec.kind != "uniform":
+        return
+    top = torch.finfo(dtype).max
+    width_top = torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).max
+    if max(abs(spec.a), abs(spec.b)) > top or spec.b - spec.a > width_top:
+        raise ValueError(
+            f"tensor {i}: uniform bounds [{spec.a}, {spec.b}) do not fit {dtype} (largest value {top:g}, "
+            f"largest width {width_top:g})"
+        )
+
+
 def _fallback(tensors: list[Tensor], specs: list[InitSpec], seed: int, keys: list[int]) -> None:
     """Devices without a trainops kernel: torch's RNG, seeded from (seed, key)."""
     for t, s, k in zip(tensors, specs, keys):
@@ -356,6 +386,7 @@ def init_tensors_(
     for i, (t, s) in enumerate(zip(tensors, specs)):
         _check_tensor(t, i)
         _check_spec(s, i)
+        _check_uniform_fits(s, t.dtype, i)
     seed = _resolve_seed(seed, generator)
 
     groups: dict[torch.device, list[int]] = {}
@@ -503,6 +534,13 @@ def _draw_(
 def calculate_gain(nonlinearity: str, param: int | float | None = None) -> float:
     """The recommended gain of a nonlinearity (as torch.nn.init.calculate_gain)."""
     return torch.nn.init.calculate_gain(nonlinearity, param)
+
+
+# Private in torch, but custom layers' reset_parameters call them through the
+# module (``fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)``), so
+# swapping the import must keep them.
+_calculate_fan_in_and_fan_out = torch.nn.init._calculate_fan_in_and_fan_out
+_calculate_correct_fan = torch.nn.init._calculate_correct_fan
 
 
 def _fans(shape: ShapeLike) -> tuple[int, int]:

@@ -342,6 +342,29 @@ inline DistParams<T> make_params(InitKind kind, double a, double b, double c, do
   return out;
 }
 
+// Host only. uniform's cap for fp16 / bf16 outputs: the largest value of the
+// 16-bit type that is < high (as a float), so that rounding a capped fp32
+// value (<= the cap, which is representable) never reaches high: torch's
+// uniform_ is [low, high) in every dtype. `cap32` is the fp32 cap of
+// make_params; kept when no 16-bit value lies in [low, high).
+inline float largest_below_16(bool is_half, float cap32, double low, double high) {
+  if (!(high > low)) return cap32;
+  const auto to16 = [&](float f) { return is_half ? float_to_half(f).x : float_to_bf16(f).x; };
+  const auto from16 = [&](uint16_t h) {
+    return is_half ? half_to_float(half_bits{h}) : bf16_to_float(bf16_bits{h});
+  };
+  uint16_t h = to16(cap32);
+  float v = from16(h);
+  if (static_cast<double>(v) >= high) {
+    // One step towards -inf: the bit pattern's magnitude down for a positive
+    // value, up for a negative one; +0 steps to the smallest negative subnormal.
+    const uint16_t mag = h & 0x7fffu;
+    h = (h & 0x8000u) ? static_cast<uint16_t>(h + 1) : (mag == 0 ? uint16_t{0x8001u} : static_cast<uint16_t>(h - 1));
+    v = from16(h);
+  }
+  return (static_cast<double>(v) >= low && static_cast<double>(v) < high) ? v : cap32;
+}
+
 // ---- one Philox block -> kPerBlock values ------------------------------------
 
 template <typename T>
