@@ -398,12 +398,8 @@ def init_tensors_(
         if not _has_kernel(device):
             _fallback(ts, [specs[i] for i in idx], seed, [keys[i] for i in idx])
             continue
-        params: list[float] = []
-        for i in idx:
-            s = specs[i]
-            params += [s.a, s.b, s.c, s.d]
-        flat_shapes: list[int] = []
-        flat_offsets: list[int] = []
+        # Every shard's place, checked before anything in this group is written.
+        layouts: dict[int, tuple[list[int], list[int]]] = {}
         if any(shapes[i] is not None for i in idx):
             for i in idx:
                 t = tensors[i]
@@ -414,31 +410,26 @@ def init_tensors_(
                         f"tensor {i} has {t.dim()} dims but global_shape {g} / global_offset {o} do not"
                     )
                 _check_shard_layout(i, list(t.shape), g, o)
-                flat_shapes += g
-                flat_offsets += o
+                layouts[i] = (g, o)
         _extension.mark_written(ts)
-        tail = [j for j, i in enumerate(idx) if _trunc_needs_tail(specs[i], tensors[i].dtype)]
-        if tail:  # far-tail truncations: the fp64 inverse CDF; the kernel writes the others
-            at, nd = 0, []
-            for j, i in enumerate(idx):
-                nd.append(at)
-                at += tensors[i].dim()
-            for j in tail:
-                i, d0 = idx[j], nd[j]
-                gs = flat_shapes[d0 : d0 + tensors[i].dim()] if flat_shapes else None
-                go = flat_offsets[d0 : d0 + tensors[i].dim()] if flat_offsets else None
-                _trunc_normal_tail_(tensors[i], specs[i], seed, keys[i], gs, go)
-            keep = [j for j in range(len(idx)) if j not in set(tail)]
-            if not keep:
-                continue
-            if flat_shapes:
-                flat_shapes = [v for j in keep for v in flat_shapes[nd[j] : nd[j] + tensors[idx[j]].dim()]]
-                flat_offsets = [v for j in keep for v in flat_offsets[nd[j] : nd[j] + tensors[idx[j]].dim()]]
-            params = [v for j in keep for v in params[4 * j : 4 * j + 4]]
-            idx = [idx[j] for j in keep]
-            ts = [tensors[i] for i in idx]
+        # Far-tail truncations take the fp64 inverse CDF; the kernel writes the others.
+        tail = {i for i in idx if _trunc_needs_tail(specs[i], tensors[i].dtype)}
+        for i in tail:
+            _trunc_normal_tail_(tensors[i], specs[i], seed, keys[i], *layouts.get(i, (None, None)))
+        idx = [i for i in idx if i not in tail]
+        if not idx:
+            continue
+        params = [v for i in idx for v in (specs[i].a, specs[i].b, specs[i].c, specs[i].d)]
+        flat_shapes = [v for i in idx for v in layouts[i][0]] if layouts else []
+        flat_offsets = [v for i in idx for v in layouts[i][1]] if layouts else []
         torch.ops.trainops.init_tensors_(
-            ts, [_KINDS[specs[i].kind] for i in idx], params, seed, [keys[i] for i in idx], flat_shapes, flat_offsets
+            [tensors[i] for i in idx],
+            [_KINDS[specs[i].kind] for i in idx],
+            params,
+            seed,
+            [keys[i] for i in idx],
+            flat_shapes,
+            flat_offsets,
         )
     return tensors
 
