@@ -708,3 +708,90 @@ def test_fan_helpers_that_custom_layers_call_are_there():
     w = torch.empty(6, 4, 3, 3)
     assert init._calculate_fan_in_and_fan_out(w) == torch.nn.init._calculate_fan_in_and_fan_out(w) == (36, 54)
     assert init._calculate_correct_fan(w, "fan_out") == 54
+
+
+def test_tensors_without_data_draw_no_seed():
+    # As torch.nn.init: meta tensors (and fake ones) are not drawn, and leave the generator alone.
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    for f in (init.normal_, init.uniform_, init.trunc_normal_, init.kaiming_normal_, init.orthogonal_):
+        torch.manual_seed(0)
+        w = f(torch.empty(4, 5, device="meta"))
+        assert w.is_meta
+        assert torch.equal(torch.rand(3), expected), f.__name__
+    torch.manual_seed(0)
+    init.init_tensors_([torch.empty(3, device="meta")], ("normal", 0.0, 1.0))
+    init.sparse_(torch.empty(6, 4, device="meta"), 0.5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_fake_tensor_mode():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        w = torch.empty(8, 4)
+        for f in (init.normal_, init.uniform_, init.trunc_normal_, init.xavier_uniform_, init.kaiming_normal_):
+            assert f(w) is w
+        init.init_tensors_([w, torch.empty(3, dtype=torch.bfloat16)], ("normal", 0.0, 0.02))
+        assert init.orthogonal_(w).shape == (8, 4)
+
+
+def test_invalid_call_leaves_the_generator_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with pytest.raises(ValueError):
+        init.uniform_(torch.empty(3), 2.0, 1.0)
+    with pytest.raises(ValueError):
+        init.trunc_normal_(torch.empty(3), 0.0, 1.0, 1.0, -1.0)
+    with pytest.raises(TypeError):
+        init.normal_(torch.empty(3, dtype=torch.int64))
+    assert torch.equal(torch.rand(3), expected)
+
+
+class _Logged(torch.Tensor):
+    """A subclass with its own __torch_function__, as wrappers of weights have."""
+
+    calls: list = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.calls.append(getattr(func, "__name__", str(func)))
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("uniform_", (-1.0, 1.0)),
+        ("normal_", (0.0, 0.02)),
+        ("trunc_normal_", (0.0, 0.02, -0.04, 0.04)),
+        ("constant_", (0.5,)),
+        ("ones_", ()),
+        ("xavier_uniform_", ()),
+        ("kaiming_normal_", ()),
+        ("orthogonal_", ()),
+        ("sparse_", (0.5,)),
+    ],
+)
+def test_subclasses_get_the_call_through_torch_function(name, args):
+    # torch.nn.init hands such subclasses the call (uniform_, normal_, constant_,
+    # kaiming_uniform_); trainops does for every function that writes.
+    _Logged.calls.clear()
+    w = torch.empty(6, 4).as_subclass(_Logged)
+    out = getattr(init, name)(w, *args, seed=1) if name not in ("constant_", "ones_") else getattr(init, name)(w, *args)
+    assert _Logged.calls[0] == name
+    plain = getattr(init, name)(torch.empty(6, 4), *args, **({} if name in ("constant_", "ones_") else {"seed": 1}))
+    assert torch.equal(out.as_subclass(torch.Tensor), plain)
+
+
+def test_drawing_functions_compile_with_a_seed():
+    def f(w, b):
+        init.kaiming_normal_(w, nonlinearity="relu", seed=5)
+        init.trunc_normal_(b, 0.0, 0.02, -0.04, 0.04, seed=5, key=1)
+        return w * 2.0, b + 1.0
+
+    got = torch.compile(f, fullgraph=True)(torch.empty(16, 8), torch.empty(16))
+    ref = f(torch.empty(16, 8), torch.empty(16))
+    assert all(torch.equal(g, r) for g, r in zip(got, ref))

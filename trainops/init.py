@@ -44,15 +44,22 @@ exact in distribution but not guaranteed bitwise equal on CPU and CUDA.
 Only float16, bfloat16, float32 and float64 tensors are drawn (``TypeError``
 otherwise, where torch also fills complex ones); invalid parameters (a > b,
 non-finite bounds or mean, std < 0, uniform bounds beyond the dtype's range)
-raise ``ValueError`` before anything is written, where torch raises
-``RuntimeError`` or accepts some; the seed is drawn before that check. Writes
-bump autograd version counters as torch's do, but an inference-mode tensor is
-written without torch's error. ``torch.compile`` and ``FakeTensorMode`` need an
-explicit ``seed=`` (drawing one reads a generator on the host).
+raise ``ValueError`` before anything is written (and before a seed is drawn),
+where torch raises ``RuntimeError`` or accepts some. ``trunc_normal_`` does not
+warn when the mean is more than 2 std outside [a, b]: torch's warning is about
+its own method's error there, and the values here are exact in distribution.
+Writes bump autograd version counters as torch's do, but an inference-mode
+tensor is written without torch's error. Under ``torch.compile(fullgraph=True)``
+pass ``seed=``: drawing one reads a generator on the host, a graph break
+(without ``fullgraph`` it just splits the graph). Tensors that hold no data
+(meta, or fake under ``FakeTensorMode``) are left alone and draw no seed, as in
+torch. Tensor subclasses with their own ``__torch_function__`` are handed every
+call of the functions below that write, with the trainops function as ``func``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -63,6 +70,7 @@ from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import is_fake
 
 from . import _extension, distributed
 
@@ -195,9 +203,19 @@ def key_of(name: str) -> int:
     return _to_i64(int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little"))
 
 
-def _resolve_seed(seed: int | None, generator: torch.Generator | None) -> int:
+def _holds_data(t: Tensor) -> bool:
+    return t.device.type != "meta" and not is_fake(t)
+
+
+def _resolve_seed(seed: int | None, generator: torch.Generator | None, tensors: Sequence[Tensor] = ()) -> int:
+    """The seed to draw with: ``seed``, else one drawn from ``generator`` (or
+    torch's default one). ``tensors`` that hold no data (meta, or fake under
+    FakeTensorMode) draw nothing and, as in torch.nn.init, leave the generator
+    alone; the seed is then irrelevant."""
     if seed is not None:
         return _to_i64(seed)
+    if tensors and not any(map(_holds_data, tensors)):
+        return 0
     gen = generator if generator is not None else torch.default_generator
     # Two 32-bit draws: torch.randint's bound is exclusive and below 2^63. The
     # seed is a kernel argument, so a CUDA generator's draw syncs (documented).
@@ -387,7 +405,7 @@ def init_tensors_(
         _check_tensor(t, i)
         _check_spec(s, i)
         _check_uniform_fits(s, t.dtype, i)
-    seed = _resolve_seed(seed, generator)
+    seed = _resolve_seed(seed, generator, tensors)
 
     groups: dict[torch.device, list[int]] = {}
     for i, t in enumerate(tensors):
@@ -466,10 +484,11 @@ def _init_dtensors_(
     init_tensors_(
         locals_,
         specs,
-        seed=_resolve_seed(seed, generator),
+        seed=seed,
         keys=keys,
         global_shapes=shapes,
         global_offsets=offsets,
+        generator=generator,
     )
     return tensors
 
@@ -506,13 +525,14 @@ def _draw_(
     global_shape: ShapeLike | None,
     global_offset: Sequence[int] | None,
 ) -> Tensor:
-    init_tensors_(
+    init_tensors_(  # validates before it draws the seed, so a bad call leaves the generator alone
         [tensor],
         [spec],
-        seed=_resolve_seed(seed, generator),
+        seed=seed,
         keys=[0 if key is None else key],
         global_shapes=[global_shape] if global_shape is not None else None,
         global_offsets=[global_offset] if global_offset is not None else None,
+        generator=generator,
     )
     return tensor
 
@@ -554,6 +574,22 @@ def _shape_for_fans(tensor: Tensor, global_shape: ShapeLike | None) -> tuple[int
     return tuple(global_shape) if global_shape is not None else tuple(tensor.shape)
 
 
+def _overridable(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Hand a tensor subclass with its own ``__torch_function__`` the call, as
+    torch.nn.init does (``func`` is then the public trainops function). Plain
+    tensors, parameters and DTensors, whose ``__torch_function__`` is torch's
+    disabled one, go straight to ``fn``."""
+
+    @functools.wraps(fn)
+    def overridable(tensor: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if torch.overrides.has_torch_function_unary(tensor):
+            return torch.overrides.handle_torch_function(overridable, (tensor,), tensor, *args, **kwargs)
+        return fn(tensor, *args, **kwargs)
+
+    return overridable
+
+
+@_overridable
 def uniform_(
     tensor: Tensor,
     a: float = 0.0,
@@ -569,6 +605,7 @@ def uniform_(
     return _draw_(tensor, InitSpec.uniform(a, b), generator, seed, key, global_shape, global_offset)
 
 
+@_overridable
 def normal_(
     tensor: Tensor,
     mean: float = 0.0,
@@ -584,6 +621,7 @@ def normal_(
     return _draw_(tensor, InitSpec.normal(mean, std), generator, seed, key, global_shape, global_offset)
 
 
+@_overridable
 def trunc_normal_(
     tensor: Tensor,
     mean: float = 0.0,
@@ -611,6 +649,7 @@ def _warn_zero(tensor: Tensor, what: str) -> None:
         )
 
 
+@_overridable
 @torch.no_grad()
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill ``tensor`` with ``val`` (warns when zero-filling a >= 2-D weight)."""
@@ -619,12 +658,14 @@ def constant_(tensor: Tensor, val: float) -> Tensor:
     return tensor.fill_(val)
 
 
+@_overridable
 @torch.no_grad()
 def ones_(tensor: Tensor) -> Tensor:
     """Fill ``tensor`` with ones."""
     return tensor.fill_(1.0)
 
 
+@_overridable
 @torch.no_grad()
 def zeros_(tensor: Tensor) -> Tensor:
     """Fill ``tensor`` with zeros (warns for a >= 2-D weight: symmetry is never broken)."""
@@ -653,6 +694,7 @@ def _kaiming_std(shape: ShapeLike, a: float | None, mode: str, nonlinearity: str
     return calculate_gain(nonlinearity, a) / math.sqrt(_fan(shape, mode))
 
 
+@_overridable
 def xavier_uniform_(
     tensor: Tensor,
     gain: float = 1.0,
@@ -668,6 +710,7 @@ def xavier_uniform_(
     return _draw_(tensor, InitSpec.uniform(-bound, bound), generator, seed, key, global_shape, global_offset)
 
 
+@_overridable
 def xavier_normal_(
     tensor: Tensor,
     gain: float = 1.0,
@@ -683,6 +726,7 @@ def xavier_normal_(
     return _draw_(tensor, InitSpec.normal(0.0, std), generator, seed, key, global_shape, global_offset)
 
 
+@_overridable
 def kaiming_uniform_(
     tensor: Tensor,
     a: float = 0.0,
@@ -703,6 +747,7 @@ def kaiming_uniform_(
     return _draw_(tensor, InitSpec.uniform(-bound, bound), generator, seed, key, global_shape, global_offset)
 
 
+@_overridable
 def kaiming_normal_(
     tensor: Tensor,
     a: float = 0.0,
@@ -756,6 +801,7 @@ def _orthogonal_batch(
         t.copy_(full)
 
 
+@_overridable
 def orthogonal_(
     tensor: Tensor,
     gain: float = 1.0,
@@ -788,7 +834,7 @@ def orthogonal_(
     _orthogonal_batch(
         [tensor_local],
         [gain],
-        _resolve_seed(seed, generator),
+        _resolve_seed(seed, generator, [tensor_local]),
         [0 if key is None else key],
         global_shape,
         [global_offset],
@@ -796,6 +842,7 @@ def orthogonal_(
     return tensor
 
 
+@_overridable
 @torch.no_grad()
 def sparse_(
     tensor: Tensor,
@@ -815,7 +862,7 @@ def sparse_(
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = tensor.shape
     num_zeros = int(math.ceil(sparsity * rows))
-    seed = _resolve_seed(seed, generator)
+    seed = _resolve_seed(seed, generator, [tensor])
     key = 0 if key is None else key
     init_tensors_([tensor], InitSpec.normal(0.0, std), seed=seed, keys=[key])
     if num_zeros > 0:
