@@ -321,6 +321,7 @@ def test_no_host_sync():
         trainops.clip_grad_norm_(params, 1e9, norm_type=3.0)
         trainops.get_total_norm([p.grad for p in params])
         trainops.clip_grads_with_norm_(params, 1.0, total)
+        trainops.clip_grads_with_norm_(params, 1.0, 2.5)  # a Python number: filled on the device, not copied
         trainops.clip_grad_value_(params, 0.1)
         trainops.grad_norms(params)
     finally:

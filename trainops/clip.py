@@ -355,22 +355,25 @@ def _apply_in_place(
         (op if _has_kernel(device) else fallback)(group)
 
 
-def _scale_by_norm(grads: list[Tensor], max_norm: float, total_norm: Tensor) -> None:
-    if not isinstance(total_norm, Tensor):
-        if not isinstance(total_norm, numbers.Real):
-            raise TypeError(f"total_norm must be a tensor or a real number, got {type(total_norm).__name__}")
-        total_norm = torch.tensor(float(total_norm))
-    if total_norm.is_complex():
-        raise TypeError(f"total_norm must be real, got a {total_norm.dtype} tensor")
-    if distributed.is_dtensor(total_norm):  # e.g. from torch.nn.utils.get_total_norm
-        total_norm = total_norm.full_tensor()
-    if total_norm.dtype not in (torch.float32, torch.float64):
-        total_norm = total_norm.float()
+def _scale_by_norm(grads: list[Tensor], max_norm: float, total_norm: Tensor | float) -> None:
+    if isinstance(total_norm, Tensor):
+        if total_norm.is_complex():
+            raise TypeError(f"total_norm must be real, got a {total_norm.dtype} tensor")
+        if distributed.is_dtensor(total_norm):  # e.g. from torch.nn.utils.get_total_norm
+            total_norm = total_norm.full_tensor()
+        if total_norm.dtype not in (torch.float32, torch.float64):
+            total_norm = total_norm.float()
+    elif not isinstance(total_norm, numbers.Real):
+        raise TypeError(f"total_norm must be a tensor or a real number, got {type(total_norm).__name__}")
     totals: dict[torch.device, Tensor] = {}
 
     def on(device: torch.device) -> Tensor:
         if device not in totals:
-            totals[device] = total_norm.to(device)
+            if isinstance(total_norm, Tensor):
+                totals[device] = total_norm.to(device)
+            else:  # filled on the device: a host-to-device copy of a pageable scalar would sync
+                dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+                totals[device] = torch.full((), float(total_norm), dtype=dtype, device=device)
         return totals[device]
 
     def op(group: list[Tensor]) -> None:
@@ -523,8 +526,9 @@ def clip_grad_value_(
 ) -> None:
     """Clamp every gradient in place to ``[-clip_value, clip_value]``.
 
-    NaN stays NaN (as with torch.clamp). Blocks of a gradient that are already
-    inside the range are not written.
+    NaN stays NaN (as with torch.clamp). Blocks of a dense gradient that are
+    already inside the range are not written (a strided view that is not dense
+    goes through a contiguous copy, copied back whole).
 
     Args:
         parameters: a tensor or an iterable of tensors whose ``.grad`` is clamped.

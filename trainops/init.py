@@ -382,6 +382,8 @@ def init_tensors_(
     global shape for it: its placements give one). No host sync on CUDA, except
     that drawing the seed from a CUDA ``generator`` (``seed=None``) reads it
     back to the host; the default (CPU) generator and an explicit seed do not.
+    The seed is a kernel argument, so a captured CUDA graph replays the same
+    values each time (the seed drawn at capture).
     """
     tensors = list(tensors)
     if any(distributed.is_dtensor(t) for t in tensors):
