@@ -127,6 +127,19 @@ def test_resuming_with_more_patience_continues_a_stopped_run():
     assert more.num_bad_epochs == 2
 
 
+def test_resuming_with_less_patience_stops_a_run_that_waited_that_long():
+    stopper = EarlyStopping(patience=5)
+    _run(stopper, [1.0, 1.1, 1.2, 1.3])  # 3 epochs without improvement
+    assert not stopper.should_stop
+    less = EarlyStopping(patience=2)
+    less.load_state_dict(stopper.state_dict())
+    assert less.should_stop and "no improvement for 3 epochs" in less.stop_reason
+    assert less.step(0.5) is True  # stays stopped, as after any stop
+    fresh = EarlyStopping(patience=0)  # a state right after an improvement does not stop
+    fresh.load_state_dict(EarlyStopping(patience=0).state_dict())
+    assert not fresh.should_stop
+
+
 def test_resuming_a_nonfinite_stop_stays_stopped():
     stopper = EarlyStopping(patience=1)
     _run(stopper, [1.0, math.nan])

@@ -209,6 +209,58 @@ def test_missing_gradients_record_zero_norm():
     assert mon.parameter_norms[1].abs().sum().item() == 0.0
 
 
+def test_changing_sets_of_gradients_keep_a_bounded_index_cache():
+    # MoE experts / layer drop with zero_grad(set_to_none=True): which
+    # parameters have a grad changes every step.
+    params = [torch.nn.Parameter(torch.zeros(3)) for _ in range(16)]
+    mon = GradMonitor(params, per_parameter=True)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        present = torch.rand(16, generator=gen) > 0.3
+        for p, has in zip(params, present.tolist()):
+            p.grad = torch.full((3,), 2.0) if has else None
+        mon.step()
+        assert len(mon._scatter_cache) <= monitor_module._SCATTER_CACHE
+        expected = torch.where(present, torch.tensor(2.0 * 3**0.5), torch.tensor(0.0))
+        torch.testing.assert_close(mon.parameter_norms[-1], expected)
+
+
+def test_clipped_flag_agrees_with_the_scaling_at_the_threshold():
+    # max_norm / (total + 1e-6) can round to just below 1 while
+    # total + 1e-6 <= max_norm: the flag must follow the coefficient.
+    p = torch.nn.Parameter(torch.zeros(1))
+    cases = 0
+    for k in range(400):
+        total = 825.3782016853396 * (1 + (k - 200) * 1e-9)
+        max_norm = 825.3781924315577 * (1 + (k - 200) * 1e-9)
+        p.grad = torch.tensor([total])
+        before = p.grad.clone()
+        mon = GradMonitor([p], max_norm=max_norm)
+        mon.step()
+        scaled = not torch.equal(p.grad, before)
+        assert bool(mon.clipped[0]) == scaled
+        cases += scaled
+    assert cases > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_changing_sets_of_gradients_do_not_sync_on_cuda():
+    model = _model("cuda")
+    mon = GradMonitor(model, per_parameter=True)
+    params = list(model.parameters())
+    _backward(model)
+    mon.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for k in range(len(params)):
+            _backward(model)
+            params[k].grad = None  # a new pattern each step: a cache miss
+            mon.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_float64_gradients_return_float64_total():
     model = _model(dtype=torch.float64)
     mon = GradMonitor(model)

@@ -157,11 +157,14 @@ class EarlyStopping:
         self.improved = bool(state.get("improved", False))
         self._stopped_nonfinite = bool(state.get("stopped_nonfinite", False))
         # Re-decide under this object's patience: resuming with a larger
-        # patience must let a run that had stopped continue.
-        self.should_stop = self._stopped_nonfinite or (
-            bool(state.get("should_stop", False)) and self.num_bad_epochs >= self.patience
-        )
-        self.stop_reason = state.get("stop_reason") if self.should_stop else None
+        # patience lets a run that had stopped continue, and with a smaller
+        # one stops a run that has already waited that long.
+        self.should_stop = self._stopped_nonfinite or 0 < self.num_bad_epochs >= self.patience
+        self.stop_reason = None
+        if self.should_stop:
+            self.stop_reason = (state.get("stop_reason") if state.get("should_stop") else None) or (
+                f"no improvement for {self.num_bad_epochs} epochs (best {self.best} at epoch {self.best_epoch})"
+            )
 
     def __repr__(self) -> str:
         return (

@@ -64,6 +64,8 @@ PERCENTILES = (5, 25, 50, 75, 95, 99)
 TOP_K = 5
 # Initial capacity (steps) of the record buffers: 1024 float32 steps = 4 KiB.
 INITIAL_CAPACITY = 1024
+# Device index tensors kept for patterns of which parameters have a grad.
+_SCATTER_CACHE = 64
 # Default bound on the steps kept on the device: with per_parameter and 1,000
 # parameters, 10,000 steps are 40 MB.
 MAX_STEPS = 10_000
@@ -273,6 +275,23 @@ class GradMonitor:
         ``per_parameter``); no sync."""
         return self._param_norms[: self._steps]
 
+    def _scatter_index(self, key: tuple[int, ...]) -> Tensor:
+        """The device index of the parameters in ``key`` (those with a grad),
+        from a cache of the last _SCATTER_CACHE patterns: models whose set of
+        grads changes from step to step (MoE experts, layer drop) would
+        otherwise grow it without bound. A new index travels from pinned
+        memory without blocking, so a cache miss does not sync either."""
+        index = self._scatter_cache.pop(key, None)
+        if index is None:
+            host = torch.tensor(key, dtype=torch.long)
+            if self.device.type == "cuda":
+                host = host.pin_memory()
+            index = host.to(self.device, non_blocking=True)
+        self._scatter_cache[key] = index  # most recently used last
+        if len(self._scatter_cache) > _SCATTER_CACHE:
+            del self._scatter_cache[next(iter(self._scatter_cache))]
+        return index
+
     def _norms_now(self, present: list[int], grads: list[Tensor]) -> tuple[Tensor, Tensor | None]:
         """(total norm, per-parameter norms of ``grads`` or None) for this step."""
         # One fused pass gives both the total and the per-tensor norms; grads
@@ -317,21 +336,17 @@ class GradMonitor:
             self._norms[i].copy_(total_here)
             self._nonfinite[i].copy_(~torch.isfinite(total_here))
             if self.max_norm is not None:
-                # Clipped means scaled down: the kernel's coefficient is
-                # min(max_norm / (total + 1e-6), 1), below 1 when this holds.
-                self._clipped[i].copy_((total_here + 1e-6) > self.max_norm)
+                # Clipped means scaled down: the coefficient max_norm / (total
+                # + 1e-6), computed as the kernel and torch compute it (a
+                # reciprocal, then a multiply), is below 1.
+                self._clipped[i].copy_(self.max_norm / (total_here + 1e-6) < 1.0)
                 _scale_by_norm(grads, self.max_norm, total)
             if per is not None:
                 per = per.to(device=self.device, dtype=torch.float32)
                 if len(present) == len(self.parameters):
                     self._param_norms[i].copy_(per)
                 else:
-                    key = tuple(present)
-                    index = self._scatter_cache.get(key)
-                    if index is None:
-                        index = torch.tensor(key, dtype=torch.long, device=self.device)
-                        self._scatter_cache[key] = index
-                    self._param_norms[i].index_copy_(0, index, per)
+                    self._param_norms[i].index_copy_(0, self._scatter_index(tuple(present)), per)
         else:
             # Buffers start zeroed (see _allocate and reset), so a step with
             # no gradient at all records norm 0, not clipped, finite.
