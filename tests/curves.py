@@ -59,6 +59,25 @@ def lr_climbing(rng: np.random.Generator, noise: float, val_noise: float, n: int
     return _noisy(train, rng, noise), _noisy(val, rng, val_noise), best
 
 
+def lr_rising_late(rng: np.random.Generator, noise: float, val_noise: float, n: int = N):
+    # Converges, then creeps up over the last third (~25%): too little for the
+    # climb rule, but not convergence either.
+    t = np.arange(n, dtype=np.float64)
+    start = 2 * n // 3
+    train = (0.4 + 2.0 * np.exp(-t / (n / 12.0))) * np.exp(0.25 * np.maximum(t - start, 0.0) / (n - start))
+    val = 1.1 * train
+    return _noisy(train, rng, noise), _noisy(val, rng, val_noise), None
+
+
+def early_stop_flat_train(rng: np.random.Generator, noise: float, val_noise: float, n: int = N):
+    # Train has flattened out; validation bottoms out at epoch 15 and climbs ~45% by the end.
+    t = np.arange(n, dtype=np.float64)
+    train = 1.0 + 2.0 * np.exp(-t / 3.0)
+    val = 1.05 + 2.0 * np.exp(-t / 3.0) + 0.012 * np.maximum(t - n / 4.0, 0.0)
+    best = int(np.argmin(val))
+    return _noisy(train, rng, noise), _noisy(val, rng, val_noise), best
+
+
 def lr_exploding(rng: np.random.Generator, noise: float, val_noise: float, n: int = N):
     # Blows up 4x right after epoch 0, bounces, and only comes back down as
     # the learning-rate schedule decays: ends below epoch 0 but was never healthy.
@@ -99,6 +118,8 @@ GENERATORS = {
     "underfitting": underfitting,
     "overfitting": overfitting,
     "early_stop": early_stop,
+    "early_stop/flat_train": early_stop_flat_train,
+    "lr_too_high/rising_late": lr_rising_late,
     "lr_too_high/climbing": lr_climbing,
     "lr_too_high/oscillating": lr_oscillating,
     "lr_too_high/exploding": lr_exploding,

@@ -200,3 +200,20 @@ def test_import_trainops_does_not_need_numpy():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "needs numpy" in proc.stdout
+
+
+def test_missing_validation_epochs_are_skipped():
+    # Validation every other epoch: None is a missing epoch, not a NaN loss.
+    train = list(0.3 + 2.0 * np.exp(-np.arange(40) / 5.0))
+    val = [v * 1.1 if i % 2 else None for i, v in enumerate(train)]
+    d = diagnose(train, val, epochs=range(1, 41))
+    assert d.kind == "converged" and d.evidence["epochs"] == 20
+    assert d.epoch % 2 == 0  # a label of an epoch that had a validation run
+    with pytest.raises(ValueError, match="no epoch"):
+        diagnose([1.0, 2.0], [None, None])
+
+
+def test_a_list_of_loss_tensors_that_require_grad():
+    w = torch.nn.Parameter(torch.tensor(1.0))
+    hist = [(w * (2.0 - 0.03 * i)) ** 2 for i in range(40)]  # appended without .detach()
+    assert diagnose(hist).kind == diagnose([float(h.detach()) for h in hist]).kind

@@ -83,6 +83,23 @@ def test_csv_train_only(tmp_path, capsys):
     assert code == 0 and "diagnosis: underfitting" in out
 
 
+def test_long_train_only_step_log_is_averaged(tmp_path, capsys):
+    # 600 per-step losses with 20% batch-to-batch noise around a converged
+    # curve: averaged into 100 means, not read as oscillation.
+    rng = np.random.default_rng(0)
+    t = np.arange(600.0)
+    loss = (0.3 + 2.0 * np.exp(-t / 50.0)) * np.exp(0.2 * rng.standard_normal(600))
+    path = _write_csv(tmp_path / "steps.csv", ["step", "loss"], list(zip(range(600), loss)))
+    code, out, _ = _run_cli([path], capsys)
+    assert code == 0 and "diagnosis: converged" in out, out
+    assert "100 epochs" in out and "means of 600 logged points" in out
+    c = load_curves(path)
+    assert c.averaged_from == 600 and len(c.train) == 100 and c.epochs[-1] == 599
+    np.testing.assert_allclose(c.train[0], loss[:6].mean())
+    short = _write_csv(tmp_path / "short.csv", ["epoch", "loss"], list(enumerate(loss[:200])))
+    assert load_curves(short).averaged_from is None  # per-epoch histories are left alone
+
+
 def test_csv_rows_split_like_lightning(tmp_path):
     # Lightning's CSVLogger: train and validation metrics on separate rows,
     # several training rows per epoch.
@@ -284,3 +301,18 @@ def test_cli_hooks_survive_the_function_shadowing_the_module():
     parser = argparse.ArgumentParser()
     exported.add_arguments(parser)
     assert parser.parse_args(["x.csv"]).func is exported.run
+
+
+def test_csv_fractional_epochs_like_hugging_face(tmp_path):
+    # Training loss logged 3 times per epoch at fractional epochs, validation
+    # at the end of each epoch on its own row.
+    train, val, best = _early_stop_curves()
+    rows = []
+    for e, (t, v) in enumerate(zip(train, val)):
+        for j, f in enumerate((1.2, 1.0, 0.8)):
+            rows.append((round(e + (j + 1) / 3, 4), t * f, None))
+        rows.append((float(e + 1), None, v))
+    c = load_curves(_write_csv(tmp_path / "hf.csv", ["epoch", "loss", "eval_loss"], rows))
+    assert c.epochs == list(range(1, len(train) + 1))  # no repeated labels
+    np.testing.assert_allclose(c.train, train)  # each epoch's three values averaged
+    np.testing.assert_allclose(c.val, val)

@@ -92,7 +92,7 @@ _ADVICE = {
     ),
     "early_stop": (
         "The validation loss has turned upward since its best at epoch {epoch} ({rise:.1%} higher) "
-        "while the training loss keeps falling: classic overfitting. Stop and keep the checkpoint of "
+        "while the training loss {train}: the model is overfitting. Stop and keep the checkpoint of "
         "epoch {epoch} (trainops.EarlyStopping does this automatically)."
     ),
     "converged": (
@@ -120,8 +120,9 @@ class Diagnosis:
         evidence: the numbers behind the verdict (relative changes as
             fractions, e.g. 0.12 = 12%).
         too_short: True when the history has fewer than :data:`MIN_EPOCHS`
-            epochs; the kind is then a provisional "underfitting" (keep
-            training), or "nonfinite" if a loss already is.
+            epochs and every loss is finite; the kind is then a provisional
+            "underfitting" (keep training). A NaN or inf loss is certain at
+            any length: kind "nonfinite", too_short False.
     """
 
     kind: str
@@ -145,17 +146,33 @@ def _require_numpy() -> None:
         raise ImportError("trainops.diagnose needs numpy: pip install numpy")
 
 
-def _to_array(values: ArrayLike, name: str) -> np.ndarray:
-    """1-D float64 numpy copy of a list, array or tensor (a tensor is copied to the host)."""
+def _to_array(values: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(1-D float64 numpy copy, mask of missing epochs) of a list, array or
+    tensor (a tensor is copied to the host). ``None`` entries of a list are
+    missing epochs (e.g. no validation run that epoch); a list may hold 0-dim
+    tensors, even ones that require grad (``train_hist.append(loss)``)."""
+    missing = None
     if hasattr(values, "detach") and hasattr(values, "cpu"):
         values = values.detach().cpu().double().numpy()
+    elif not isinstance(values, np.ndarray) and not isinstance(values, (str, bytes)):
+        try:
+            values = list(values)
+        except TypeError:
+            raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}") from None
+        missing = np.array([v is None for v in values], dtype=bool)
+        try:
+            values = [math.nan if v is None else (float(v.detach()) if hasattr(v, "detach") else v) for v in values]
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name} must be a sequence of numbers: {exc}") from None
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a sequence of numbers: {exc}") from None
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one loss per epoch), got shape {tuple(array.shape)}")
-    return array.copy()
+    if missing is None:
+        missing = np.zeros(len(array), dtype=bool)
+    return array.copy(), missing
 
 
 def _window(n: int) -> int:
@@ -193,6 +210,10 @@ def _noise(z: np.ndarray) -> float:
 
 
 MAX_SLOPE_POINTS = 400
+# The CLI averages a training-only history of more than TRAIN_ONLY_MAX_POINTS
+# points (a per-step log) into TRAIN_ONLY_BINS consecutive means.
+TRAIN_ONLY_MAX_POINTS = 200
+TRAIN_ONLY_BINS = 100
 
 
 def _tail_change(z: np.ndarray, k: int, sigma: float) -> tuple[float, float]:
@@ -237,6 +258,19 @@ class _Features:
         """Still falling: the tail change is below -FLAT and beyond the noise."""
         return self.tail < -max(FLAT, SIGNIFICANCE * self.tail_se)
 
+    def rising(self) -> bool:
+        """Rising: the tail change is above FLAT and beyond the noise, and the
+        end is above the best (a curve that fell and bounced back to where
+        the tail started is not rising)."""
+        return self.tail > max(FLAT, SIGNIFICANCE * self.tail_se) and self.rise > FLAT
+
+
+def _rising_how(ft: _Features, k: int, scale: str) -> str:
+    return (
+        f"is rising again at the end ({_relative(ft.tail, scale):+.0%} over the last {k} epochs, "
+        f"{_relative(ft.rise, scale):.0%} above its best)"
+    )
+
 
 def _features(z: np.ndarray, w: int, k: int) -> _Features:
     s = _smooth(z, w)
@@ -279,18 +313,23 @@ def diagnose(
        far (anywhere in the run, or above epoch 0), or it oscillates with
        epoch-to-epoch noise large against its net progress.
     4. "stuck": the train loss improved by less than ~5% from the start.
-    5. "early_stop": validation rose significantly since its best epoch.
-    6. "underfitting": validation (or, without it, train) is still falling.
-    7. "overfitting": train still falls while validation has stalled (its
+    5. "early_stop": validation rose significantly since its best epoch,
+       while train is not rising (falling or flat).
+    6. "lr_too_high": train rises over the tail (beyond ~5% and the noise)
+       after its best, by less than rule 3 needs: not convergence.
+    7. "underfitting": validation (or, without it, train) is still falling.
+    8. "overfitting": train still falls while validation has stalled (its
        best is well before the end) and the gap grew since, or the gap widens
        over the tail; or both are flat with a large gap that grew in training.
-    8. "underfitting" if train is still falling, else "converged".
+    9. "underfitting" if train is still falling, else "converged".
 
     Args:
         train_loss: training loss per epoch (list, numpy array or tensor; a
             tensor is copied to the host, which syncs). Pass per-epoch means:
             per-step losses are noisy enough to look like oscillation.
         val_loss: validation loss per epoch, the same length, or None.
+            ``None`` entries (epochs without a validation run) are skipped,
+            with the training loss of those epochs.
         epochs: labels of the epochs (e.g. ``range(1, n + 1)``), used for
             ``Diagnosis.epoch``; default 0-based positions.
 
@@ -302,16 +341,27 @@ def diagnose(
         TypeError: values that are not numbers.
     """
     _require_numpy()
-    train = _to_array(train_loss, "train_loss")
-    val = None if val_loss is None else _to_array(val_loss, "val_loss")
+    train, missing = _to_array(train_loss, "train_loss")
     n = len(train)
     if n == 0:
         raise ValueError("train_loss is empty: nothing to diagnose")
-    if val is not None and len(val) != n:
-        raise ValueError(f"train_loss has {n} epochs but val_loss has {len(val)}; pass one value per epoch")
+    val = None
+    if val_loss is not None:
+        val, val_missing = _to_array(val_loss, "val_loss")
+        if len(val) != n:
+            raise ValueError(f"train_loss has {n} epochs but val_loss has {len(val)}; pass one value per epoch")
+        missing = missing | val_missing
     labels = list(range(n)) if epochs is None else [int(e) for e in epochs]
     if len(labels) != n:
         raise ValueError(f"epochs has {len(labels)} labels for {n} epochs")
+    if missing.any():  # epochs without a value (None): judged on the others
+        keep = ~missing
+        train = train[keep]
+        val = None if val is None else val[keep]
+        labels = [lb for lb, k in zip(labels, keep.tolist()) if k]
+        n = len(train)
+        if n == 0:
+            raise ValueError("no epoch has both a training and a validation loss: nothing to diagnose")
 
     evidence: dict[str, Any] = {"epochs": n}
     bad = ~np.isfinite(train) if val is None else ~(np.isfinite(train) & np.isfinite(val))
@@ -413,14 +463,23 @@ def diagnose(
     if ft.drop < max(STUCK_DROP, SIGNIFICANCE * smooth_se):
         return verdict("stuck", drop=-_relative(-ft.drop, scale))
 
+    # Rising again over the tail, by less than the climb rule needs: still
+    # not convergence. Validation that turned upward decides first (below).
+    train_rising = ft.rising()
+
     if fv is None:
         if ft.falling():
             return verdict("underfitting", what="training loss is")
+        if train_rising:
+            return verdict("lr_too_high", how=_rising_how(ft, k, scale))
         return verdict("converged", what="training loss is", gap="")
 
     smooth_se_v = fv.sigma * math.sqrt(3.0 / w)
-    if fv.rise > max(VAL_RISE, SIGNIFICANCE * smooth_se_v) and fv.best < n - 2 and ft.falling():
-        return verdict("early_stop", rise=_relative(fv.rise, scale))
+    if fv.rise > max(VAL_RISE, SIGNIFICANCE * smooth_se_v) and fv.best < n - 2 and not train_rising:
+        state = "keeps falling" if ft.falling() else "is flat"
+        return verdict("early_stop", rise=_relative(fv.rise, scale), train=state)
+    if train_rising:
+        return verdict("lr_too_high", how=_rising_how(ft, k, scale))
     if fv.falling():
         return verdict("underfitting", what="training and validation losses are")
     gap = fv.s - ft.s
@@ -469,6 +528,9 @@ class Curves:
         val: validation loss per point, or None.
         train_name: the column or tag the training loss came from.
         val_name: the column or tag the validation loss came from, or None.
+        averaged_from: when a long training-only series (a per-step log) was
+            averaged into :data:`TRAIN_ONLY_BINS` consecutive means, the
+            number of points it had; else None.
     """
 
     epochs: list[int]
@@ -476,6 +538,23 @@ class Curves:
     val: list[float] | None
     train_name: str
     val_name: str | None
+    averaged_from: int | None = None
+
+
+def _bin_long_train_only(curves: Curves) -> Curves:
+    """A training-only history longer than TRAIN_ONLY_MAX_POINTS, as
+    TRAIN_ONLY_BINS means of consecutive points, each labelled with its last
+    step: a per-step log's noise (20-30% from batch to batch) would otherwise
+    read as oscillation, and with a validation series such a log is averaged
+    over each validation interval already (_align)."""
+    n = len(curves.train)
+    if curves.val is not None or n <= TRAIN_ONLY_MAX_POINTS:
+        return curves
+    bounds = np.linspace(0, n, TRAIN_ONLY_BINS + 1).round().astype(np.int64)
+    train = np.asarray(curves.train, dtype=np.float64)
+    means = [float(train[a:b].mean()) for a, b in zip(bounds[:-1], bounds[1:])]
+    labels = [curves.epochs[b - 1] for b in bounds[1:]]
+    return Curves(labels, means, None, curves.train_name, None, averaged_from=n)
 
 
 _EPOCH_NAMES = ("epoch", "epochs", "ep", "step", "steps", "global_step", "iteration", "iter", "it")
@@ -600,26 +679,30 @@ def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
             sums[key][0].append(tv)
         if vv is not None:
             sums[key][1].append(vv)
-    epochs, train, val = [], [], []
-    for key in order:
-        t_vals, v_vals = sums[key]
-        if not t_vals:
-            continue
-        epochs.append(int(key) if epoch_col is not None else len(epochs))
-        train.append(float(np.mean(t_vals)))
-        val.append(float(np.mean(v_vals)) if v_vals else None)
-    if not train:
+    train_pts = {key: float(np.mean(sums[key][0])) for key in order if sums[key][0]}
+    val_pts = {key: float(np.mean(sums[key][1])) for key in order if sums[key][1]}
+    if not train_pts:
         raise CurveError(f"{path}: column {train_name!r} has no values")
-    if val_name is not None:
-        if all(v is None for v in val):
-            val_name = None
-        elif any(v is None for v in val):
-            # Validation every few epochs: keep the epochs that have both.
-            keep = [i for i, v in enumerate(val) if v is not None]
-            epochs = [epochs[i] for i in keep]
-            train = [train[i] for i in keep]
-            val = [val[i] for i in keep]
-    return Curves(epochs, train, val if val_name is not None else None, train_name, val_name)
+    if val_name is not None and not val_pts:
+        val_name = None
+    if val_name is None:
+        keys, train, val = list(train_pts), list(train_pts.values()), None
+    elif all(key in val_pts for key in train_pts):
+        keys = list(train_pts)
+        train, val = list(train_pts.values()), [val_pts[key] for key in keys]
+    else:
+        # Validation every few epochs (or fractional epochs, as Hugging Face
+        # logs them): each validation point with the mean training loss since
+        # the previous one, as for TensorBoard logs.
+        aligned = _align(train_pts, val_pts, train_name, val_name)
+        keys, train, val = aligned.epochs, aligned.train, aligned.val
+    if epoch_col is None:
+        epochs = list(range(len(keys)))
+    elif all(float(key).is_integer() for key in keys):
+        epochs = [int(key) for key in keys]
+    else:  # fractional epochs: int() would repeat labels, so number the points
+        epochs = list(range(len(keys)))
+    return Curves(epochs, train, val, train_name, val_name)
 
 
 def _event_files(path: str) -> list[str]:
@@ -727,7 +810,9 @@ def load_curves(path: str, train_key: str | None = None, val_key: str | None = N
     averaged. TensorBoard: an event file or a directory searched recursively;
     tags are matched the same way (``loss/train``, ``Loss/val``,
     ``train/epoch_loss``, ...), and a per-step training loss is averaged over
-    each validation interval.
+    each validation interval. A training-only history of more than
+    :data:`TRAIN_ONLY_MAX_POINTS` points is averaged into
+    :data:`TRAIN_ONLY_BINS` consecutive means (``Curves.averaged_from``).
 
     Args:
         path: a .csv file, an events.out.tfevents.* file or a directory.
@@ -744,11 +829,11 @@ def load_curves(path: str, train_key: str | None = None, val_key: str | None = N
     if not os.path.exists(path):
         raise CurveError(f"{path}: no such file or directory")
     if os.path.isdir(path) or "tfevents" in os.path.basename(path):
-        return _load_tensorboard(path, train_key, val_key)
+        return _bin_long_train_only(_load_tensorboard(path, train_key, val_key))
     try:
         if os.path.getsize(path) == 0:
             raise CurveError(f"{path}: the file is empty")
-        return _load_csv(path, train_key, val_key)
+        return _bin_long_train_only(_load_csv(path, train_key, val_key))
     except OSError as exc:
         raise CurveError(f"{path}: {exc.strerror or exc}") from None
 
@@ -819,7 +904,8 @@ def run(args: argparse.Namespace) -> int:
         curves = load_curves(args.path, args.train, args.val)
         diagnosis = diagnose(curves.train, curves.val, epochs=curves.epochs)
         source = curves.train_name + ("" if curves.val_name is None else f" / {curves.val_name}")
-        print(f"{args.path}: {len(curves.train)} epochs ({source})")
+        averaged = "" if curves.averaged_from is None else f", means of {curves.averaged_from} logged points"
+        print(f"{args.path}: {len(curves.train)} epochs ({source}{averaged})")
         print(diagnosis)
         if args.plot:
             try:
