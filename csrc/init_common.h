@@ -134,4 +134,32 @@ inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListA
   return call;
 }
 
+// The seed of init_tensors_.seeded: a one-element int64 tensor, on the CPU
+// (read here, on the host: no sync) or, for a device kernel, on the tensors'
+// device (read by the kernel: seed_on_device is then its address). A seed
+// drawn on the device -- from a CUDA generator, or inside a compiled graph --
+// reaches the kernel without a round trip through the host.
+struct SeedArg {
+  int64_t value = 0;
+  const int64_t* on_device = nullptr;
+};
+
+inline SeedArg read_seed(const Tensor& seed, TensorListArg tensors, bool device_ok,
+                         const char* op) {
+  TRAINOPS_CHECK_VALUE(seed.numel() == 1, op, ": seed must hold one element, got shape ",
+                       shape_str(seed));
+  TRAINOPS_CHECK_TYPE(seed.scalar_type() == ScalarType::Long, op, ": seed must be int64, got ",
+                      dtype_name(seed));
+  SeedArg out;
+  if (is_cpu(seed)) {
+    out.value = *static_cast<const int64_t*>(seed.data_ptr());
+    return out;
+  }
+  TRAINOPS_CHECK_VALUE(device_ok && !tensors.empty() && same_device(seed, tensor_at(tensors, 0)),
+                       op, ": seed is on ", device_str(seed), "; it must be on the CPU",
+                       device_ok ? " or on the tensors' device" : "");
+  out.on_device = static_cast<const int64_t*>(seed.data_ptr());
+  return out;
+}
+
 }  // namespace trainops

@@ -131,6 +131,12 @@ TRAINOPS_LIBRARY(m) {
   m.def(
       "init_tensors_(Tensor(a!)[] tensors, int[] kinds, float[] params, int seed, int[] keys, "
       "int[] global_shapes, int[] global_offsets) -> ()");
+  // The same with the seed as a one-element int64 tensor (on the CPU, or on
+  // the tensors' device, where the kernel reads it without a host sync): a
+  // seed drawn from a CUDA generator or inside a compiled graph.
+  m.def(
+      "init_tensors_.seeded(Tensor(a!)[] tensors, int[] kinds, float[] params, Tensor seed, "
+      "int[] keys, int[] global_shapes, int[] global_offsets) -> ()");
   // Facts about this build (see build_info above).
   m.def("build_info() -> str");
 }

@@ -298,6 +298,14 @@ inline bool same_device(const Tensor& a, const Tensor& b) {
 #endif
 }
 
+inline bool is_cpu(const Tensor& t) {
+#if TRAINOPS_STABLE_ABI
+  return t.device().type() == torch::headeronly::DeviceType::CPU;
+#else
+  return t.device().is_cpu();
+#endif
+}
+
 inline int device_index(const Tensor& t) {
 #if TRAINOPS_STABLE_ABI
   return static_cast<int>(t.get_device_index());

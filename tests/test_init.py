@@ -795,3 +795,84 @@ def test_drawing_functions_compile_with_a_seed():
     got = torch.compile(f, fullgraph=True)(torch.empty(16, 8), torch.empty(16))
     ref = f(torch.empty(16, 8), torch.empty(16))
     assert all(torch.equal(g, r) for g, r in zip(got, ref))
+
+
+def _seed_from_words(hi: int, lo: int) -> int:
+    s = (hi << 32) | lo
+    return s - (1 << 64) if s >= 1 << 63 else s
+
+
+def test_tensor_seed_gives_the_int_seed_values():
+    seed = _seed_from_words(0xDEADBEEF, 0x12345678)
+    for spec in (("normal", 0.0, 0.02), ("uniform", -1.0, 1.0), ("trunc_normal", 0.0, 1.0, 6.0, 7.0)):
+        a, b = torch.empty(3000), torch.empty(3000)
+        init.init_tensors_([a], spec, seed=seed, keys=[5])
+        init.init_tensors_([b], spec, seed=torch.tensor(seed), keys=[5])  # the far-tail path too
+        assert torch.equal(a, b), spec
+    torch.library.opcheck(
+        op.seeded, ([torch.empty(5, 3), torch.empty(7, dtype=torch.bfloat16)], [1, 0], [0.0, 1.0, 0, 0, 0.0, 1.0, 0, 0],
+                    torch.tensor(3), [1, 2], [], [])
+    )
+    with pytest.raises(TypeError, match="one integer element"):
+        init.normal_(torch.empty(3), seed=torch.tensor(1.5))
+    with pytest.raises(op_error(ValueError)):
+        op.seeded([torch.empty(3)], [1], [0.0, 1.0, 0, 0], torch.tensor([1, 2]), [0], [], [])
+
+
+def test_compile_without_a_seed_draws_it_in_the_graph():
+    # torch.nn.init.normal_ compiles with fullgraph=True; so does trainops'.
+    # The seed is drawn by a random op of the graph (from torch's default
+    # generator): manual_seed controls it and successive calls differ.
+    def f(w, b):
+        init.normal_(w, 0.0, 0.02)
+        init.trunc_normal_(b, 0.0, 0.02, -0.04, 0.04)
+        return w.sum() + b.sum()
+
+    w, b = torch.empty(300, 200), torch.empty(1000)
+    cf = torch.compile(f, fullgraph=True)
+    torch.manual_seed(0)
+    cf(w, b)
+    first = w.clone()
+    cf(w, b)
+    assert not torch.equal(w, first)
+    torch.manual_seed(0)
+    cf(w, b)
+    assert torch.equal(w, first)
+    assert abs(first.std().item() - 0.02) < 0.001 and b.abs().max().item() <= 0.04
+
+
+@CUDA
+def test_cuda_generator_seed_stays_on_the_device():
+    # The draw from a CUDA generator is not read back (no sync); the kernel
+    # reads it, and the values are those of the same seed passed as an int.
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    state = gen.get_state()
+    w = torch.empty(1000, device="cuda")
+    init.normal_(w, generator=gen)  # warm-up (lazy init)
+    gen.set_state(state)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        init.normal_(w, generator=gen)
+        init.kaiming_uniform_(torch.empty(64, 32, device="cuda"), generator=gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    gen.set_state(state)
+    hi, lo = torch.randint(0, 1 << 32, (2,), generator=gen, device="cuda", dtype=torch.int64).tolist()
+    assert torch.equal(w, init.normal_(torch.empty(1000, device="cuda"), seed=_seed_from_words(hi, lo)))
+
+
+@CUDA
+def test_cuda_graph_replays_redraw_a_cuda_generator_seed():
+    gen = torch.cuda.default_generators[torch.cuda.current_device()]
+    w = torch.empty(4096, device="cuda")
+    init.normal_(w, generator=gen)  # warm-up outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        init.normal_(w, generator=gen)
+    graph.replay()
+    first = w.clone()
+    graph.replay()
+    assert not torch.equal(w, first)
+    assert abs(first.std().item() - 1.0) < 0.05

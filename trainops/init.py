@@ -19,9 +19,10 @@ same way, from their placements.
 
 Extra keyword-only arguments of the drawing functions:
 
-* ``seed``: 64-bit seed. When omitted it is drawn from ``generator`` (or
-  torch's default CPU generator), so ``torch.manual_seed`` controls it and
-  successive calls differ.
+* ``seed``: 64-bit seed (an int, or a one-element integer tensor). When
+  omitted it is drawn from ``generator`` (or torch's default CPU generator),
+  so ``torch.manual_seed`` controls it and successive calls differ. A draw
+  from a CUDA generator stays on the device (the kernel reads it: no sync).
 * ``key``: 64-bit stream key (default 0); tensors that share a seed need
   different keys. :func:`key_of` turns a parameter name into one.
 * ``global_shape`` / ``global_offset``: the shard's place in the whole tensor
@@ -49,9 +50,11 @@ where torch raises ``RuntimeError`` or accepts some. ``trunc_normal_`` does not
 warn when the mean is more than 2 std outside [a, b]: torch's warning is about
 its own method's error there, and the values here are exact in distribution.
 Writes bump autograd version counters as torch's do, but an inference-mode
-tensor is written without torch's error. Under ``torch.compile(fullgraph=True)``
-pass ``seed=``: drawing one reads a generator on the host, a graph break
-(without ``fullgraph`` it just splits the graph). Tensors that hold no data
+tensor is written without torch's error. Under ``torch.compile`` (``fullgraph=True``
+too) a seed that is not given is drawn by a random op inside the graph, from
+torch's default generator: ``manual_seed`` controls it and calls differ, but
+the values are not eager's (as with torch's own random ops under inductor); a
+``generator=`` object is read on the host, a graph break. Tensors that hold no data
 (meta, or fake under ``FakeTensorMode``) are left alone and draw no seed, as in
 torch. Tensor subclasses with their own ``__torch_function__`` are handed every
 call of the functions below that write, with the trainops function as ``func``.
@@ -114,7 +117,6 @@ def _register_fake() -> None:
         return
     try:
 
-        @torch.library.register_fake("trainops::init_tensors_")
         def _init_fake(tensors, kinds, params, seed, keys, global_shapes, global_offsets) -> None:
             for i, t in enumerate(tensors):
                 if t.device != tensors[0].device:
@@ -122,6 +124,9 @@ def _register_fake() -> None:
                         "trainops.init_tensors_: all tensors of one call must be on one device, but "
                         f"tensor 0 is on {tensors[0].device} and tensor {i} is on {t.device}"
                     )
+
+        torch.library.register_fake("trainops::init_tensors_")(_init_fake)
+        torch.library.register_fake("trainops::init_tensors_.seeded")(_init_fake)
 
     except RuntimeError:  # already registered (e.g. by trainops._fake)
         pass
@@ -207,20 +212,72 @@ def _holds_data(t: Tensor) -> bool:
     return t.device.type != "meta" and not is_fake(t)
 
 
-def _resolve_seed(seed: int | None, generator: torch.Generator | None, tensors: Sequence[Tensor] = ()) -> int:
+Seed = Union[int, Tensor]
+
+
+def _resolve_seed(
+    seed: int | Tensor | None, generator: torch.Generator | None, tensors: Sequence[Tensor] = ()
+) -> Seed:
     """The seed to draw with: ``seed``, else one drawn from ``generator`` (or
     torch's default one). ``tensors`` that hold no data (meta, or fake under
     FakeTensorMode) draw nothing and, as in torch.nn.init, leave the generator
-    alone; the seed is then irrelevant."""
+    alone; the seed is then irrelevant.
+
+    A Python int on the host, or a one-element int64 tensor where reading the
+    draw back would sync or break a graph: a CUDA generator's draw stays on
+    the device (the kernel reads it), and under torch.compile the draw is part
+    of the graph. Either way the seed has the same value as the int path's.
+    """
+    if isinstance(seed, Tensor):
+        if seed.numel() != 1 or seed.dtype.is_floating_point or seed.dtype.is_complex or seed.dtype == torch.bool:
+            raise TypeError(f"a tensor seed must be one integer element, got {seed.dtype} of shape {tuple(seed.shape)}")
+        return seed.reshape(()).to(torch.int64)
     if seed is not None:
         return _to_i64(seed)
+    if torch.compiler.is_compiling():
+        if generator is not None:  # a generator object is not traceable: draw on the host (a graph break)
+            return _resolve_seed_eager(generator)
+        return _combine_words(torch.randint(0, 1 << 32, (2,), dtype=torch.int64))
     if tensors and not any(map(_holds_data, tensors)):
         return 0
-    gen = generator if generator is not None else torch.default_generator
-    # Two 32-bit draws: torch.randint's bound is exclusive and below 2^63. The
-    # seed is a kernel argument, so a CUDA generator's draw syncs (documented).
-    hi, lo = torch.randint(0, 1 << 32, (2,), generator=gen, device=gen.device, dtype=torch.int64).tolist()
+    return _resolve_seed_eager(generator if generator is not None else torch.default_generator)
+
+
+@torch.compiler.disable
+def _resolve_seed_eager(gen: torch.Generator) -> Seed:
+    # Two 32-bit draws: torch.randint's bound is exclusive and below 2^63.
+    words = torch.randint(0, 1 << 32, (2,), generator=gen, device=gen.device, dtype=torch.int64)
+    if words.device.type == "cuda":
+        return _combine_words(words)  # stays on the device: no sync
+    hi, lo = words.tolist()
     return _to_i64((hi << 32) | lo)
+
+
+def _combine_words(words: Tensor) -> Tensor:
+    """(hi << 32) | lo of two 32-bit draws, wrapped to int64 as _to_i64 does."""
+    return (words[0] << 32) | words[1]
+
+
+def _seed_int(seed: Seed) -> int:
+    """The seed as a Python int (for host-side uses; a device tensor syncs)."""
+    return int(seed) if isinstance(seed, Tensor) else seed
+
+
+def _seed_on(seed: Seed, device: torch.device) -> Seed:
+    """A tensor seed where a kernel on ``device`` can read it: on the CPU (read
+    on the host) or on ``device`` itself (read by the kernel)."""
+    if isinstance(seed, Tensor) and seed.device.type != "cpu" and seed.device != device:
+        return seed.to(device if device.type != "cpu" else "cpu")
+    return seed
+
+
+def _init_op(tensors: list[Tensor], kinds: list[int], params: list[float], seed: Seed, keys: list[int],
+             global_shapes: list[int], global_offsets: list[int]) -> None:
+    """The init_tensors_ op, with an int or a tensor seed."""
+    if isinstance(seed, Tensor):
+        torch.ops.trainops.init_tensors_.seeded(tensors, kinds, params, seed, keys, global_shapes, global_offsets)
+    else:
+        torch.ops.trainops.init_tensors_(tensors, kinds, params, seed, keys, global_shapes, global_offsets)
 
 
 # ---------------------------------------------------------------------------
@@ -264,8 +321,9 @@ def _check_uniform_fits(spec: InitSpec, dtype: torch.dtype, i: int) -> None:
         )
 
 
-def _fallback(tensors: list[Tensor], specs: list[InitSpec], seed: int, keys: list[int]) -> None:
+def _fallback(tensors: list[Tensor], specs: list[InitSpec], seed: Seed, keys: list[int]) -> None:
     """Devices without a trainops kernel: torch's RNG, seeded from (seed, key)."""
+    seed = _seed_int(seed)
     for t, s, k in zip(tensors, specs, keys):
         gen = torch.Generator(device=t.device)
         gen.manual_seed((seed * 0x9E3779B97F4A7C15 + k) & ((1 << 63) - 1))
@@ -303,7 +361,7 @@ def _trunc_needs_tail(spec: InitSpec, dtype: torch.dtype) -> bool:
 
 
 def _trunc_normal_tail_(
-    t: Tensor, spec: InitSpec, seed: int, key: int, global_shape: list[int] | None, global_offset: list[int] | None
+    t: Tensor, spec: InitSpec, seed: Seed, key: int, global_shape: list[int] | None, global_offset: list[int] | None
 ) -> None:
     """trunc_normal for an interval far in a tail: counter-based fp64 uniforms
     (the kernel's own uniform stream of (seed, key), so shards still equal
@@ -321,9 +379,7 @@ def _trunc_normal_tail_(
     lo = 0.5 * math.erfc(-alpha / math.sqrt(2.0))
     hi = 0.5 * math.erfc(-beta / math.sqrt(2.0))
     u = torch.empty(t.shape, dtype=torch.float64, device=t.device)
-    torch.ops.trainops.init_tensors_(
-        [u], [_KINDS["uniform"]], [0.0, 1.0, 0.0, 0.0], seed, [key], global_shape or [], global_offset or []
-    )
+    _init_op([u], [_KINDS["uniform"]], [0.0, 1.0, 0.0, 0.0], seed, [key], global_shape or [], global_offset or [])
     x = torch.special.ndtri(u.mul_(hi - lo).add_(lo)).mul_(sign * std).add_(mean).clamp_(a, b)
     # Through fp32 for fp32 and narrower outputs: fp16 / bf16 values stay the
     # fp32 values rounded once, as everywhere else.
@@ -349,7 +405,7 @@ def _has_kernel(device: torch.device) -> bool:
 def init_tensors_(
     tensors: Sequence[Tensor],
     specs: InitSpec | tuple | Sequence[InitSpec | tuple],
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     keys: Sequence[int] | None = None,
     *,
     global_shapes: Sequence[ShapeLike | None] | None = None,
@@ -362,8 +418,9 @@ def init_tensors_(
         tensors: fp16/bf16/fp32/fp64 tensors, on any devices; each is written in place.
         specs: one :class:`InitSpec` (or tuple such as ``("normal", 0.0, 0.02)``)
             for all tensors, or one per tensor.
-        seed: 64-bit seed; drawn from ``generator`` (or torch's default
-            generator) when None.
+        seed: 64-bit seed, an int or a one-element integer tensor (on the
+            CPU or the tensors' device); drawn from ``generator`` (or torch's
+            default generator) when None.
         keys: one 64-bit stream key per tensor; default ``0, 1, 2, ...`` (the
             position in the list). Pass :func:`key_of` of parameter names to
             make the values independent of list order.
@@ -379,11 +436,11 @@ def init_tensors_(
     Meta tensors are skipped (they hold no data). A DTensor (FSDP2, tensor
     parallel) is drawn on its local shard at the shard's place in the global
     tensor, so every rank writes the values the unsharded tensor gets (pass no
-    global shape for it: its placements give one). No host sync on CUDA, except
-    that drawing the seed from a CUDA ``generator`` (``seed=None``) reads it
-    back to the host; the default (CPU) generator and an explicit seed do not.
-    The seed is a kernel argument, so a captured CUDA graph replays the same
-    values each time (the seed drawn at capture).
+    global shape for it: its placements give one). No host sync on CUDA: a
+    seed drawn from a CUDA ``generator`` stays on the device and the kernel
+    reads it. Under CUDA graph capture, such a seed is redrawn by every replay
+    (the generator's graph-safe offset advances); an int seed, or one drawn
+    from a CPU generator at capture, is replayed as it was.
     """
     tensors = list(tensors)
     if any(distributed.is_dtensor(t) for t in tensors):
@@ -435,18 +492,18 @@ def init_tensors_(
         # Far-tail truncations take the fp64 inverse CDF; the kernel writes the others.
         tail = {i for i in idx if _trunc_needs_tail(specs[i], tensors[i].dtype)}
         for i in tail:
-            _trunc_normal_tail_(tensors[i], specs[i], seed, keys[i], *layouts.get(i, (None, None)))
+            _trunc_normal_tail_(tensors[i], specs[i], _seed_on(seed, device), keys[i], *layouts.get(i, (None, None)))
         idx = [i for i in idx if i not in tail]
         if not idx:
             continue
         params = [v for i in idx for v in (specs[i].a, specs[i].b, specs[i].c, specs[i].d)]
         flat_shapes = [v for i in idx for v in layouts[i][0]] if layouts else []
         flat_offsets = [v for i in idx for v in layouts[i][1]] if layouts else []
-        torch.ops.trainops.init_tensors_(
+        _init_op(
             [tensors[i] for i in idx],
             [_KINDS[specs[i].kind] for i in idx],
             params,
-            seed,
+            _seed_on(seed, device),
             [keys[i] for i in idx],
             flat_shapes,
             flat_offsets,
@@ -457,7 +514,7 @@ def init_tensors_(
 def _init_dtensors_(
     tensors: list[Tensor],
     specs: Any,
-    seed: int | None,
+    seed: int | Tensor | None,
     keys: Sequence[int] | None,
     global_shapes: Sequence[ShapeLike | None] | None,
     global_offsets: Sequence[Sequence[int] | None] | None,
@@ -522,7 +579,7 @@ def _draw_(
     tensor: Tensor,
     spec: InitSpec,
     generator: torch.Generator | None,
-    seed: int | None,
+    seed: int | Tensor | None,
     key: int | None,
     global_shape: ShapeLike | None,
     global_offset: Sequence[int] | None,
@@ -598,7 +655,7 @@ def uniform_(
     b: float = 1.0,
     generator: torch.Generator | None = None,
     *,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     key: int | None = None,
     global_shape: ShapeLike | None = None,
     global_offset: Sequence[int] | None = None,
@@ -614,7 +671,7 @@ def normal_(
     std: float = 1.0,
     generator: torch.Generator | None = None,
     *,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     key: int | None = None,
     global_shape: ShapeLike | None = None,
     global_offset: Sequence[int] | None = None,
@@ -632,7 +689,7 @@ def trunc_normal_(
     b: float = 2.0,
     generator: torch.Generator | None = None,
     *,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     key: int | None = None,
     global_shape: ShapeLike | None = None,
     global_offset: Sequence[int] | None = None,
@@ -702,7 +759,7 @@ def xavier_uniform_(
     gain: float = 1.0,
     generator: torch.Generator | None = None,
     *,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     key: int | None = None,
     global_shape: ShapeLike | None = None,
     global_offset: Sequence[int] | None = None,
@@ -718,7 +775,7 @@ def xavier_normal_(
     gain: float = 1.0,
     generator: torch.Generator | None = None,
     *,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     key: int | None = None,
     global_shape: ShapeLike | None = None,
     global_offset: Sequence[int] | None = None,
@@ -736,7 +793,7 @@ def kaiming_uniform_(
     nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     key: int | None = None,
     global_shape: ShapeLike | None = None,
     global_offset: Sequence[int] | None = None,
@@ -757,7 +814,7 @@ def kaiming_normal_(
     nonlinearity: str = "leaky_relu",
     generator: torch.Generator | None = None,
     *,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     key: int | None = None,
     global_shape: ShapeLike | None = None,
     global_offset: Sequence[int] | None = None,
@@ -774,7 +831,7 @@ def kaiming_normal_(
 def _orthogonal_batch(
     tensors: list[Tensor],
     gains: list[float],
-    seed: int,
+    seed: Seed,
     keys: list[int],
     global_shape: ShapeLike | None = None,
     global_offsets: list[Sequence[int] | None] | None = None,
@@ -809,7 +866,7 @@ def orthogonal_(
     gain: float = 1.0,
     generator: torch.Generator | None = None,
     *,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     key: int | None = None,
     global_shape: ShapeLike | None = None,
     global_offset: Sequence[int] | None = None,
@@ -852,7 +909,7 @@ def sparse_(
     std: float = 0.01,
     generator: torch.Generator | None = None,
     *,
-    seed: int | None = None,
+    seed: int | Tensor | None = None,
     key: int | None = None,
 ) -> Tensor:
     """2-D tensor: N(0, std^2) with ``ceil(sparsity * rows)`` zeros per column (as torch).

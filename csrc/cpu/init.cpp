@@ -34,9 +34,19 @@ void init_tensors_cpu(TensorListArg tensors, IntListArg kinds, FloatListArg para
   call.write_back();
 }
 
+void init_tensors_seeded_cpu(TensorListArg tensors, IntListArg kinds, FloatListArg params,
+                             const Tensor& seed, IntListArg keys, IntListArg global_shapes,
+                             IntListArg global_offsets) {
+  const SeedArg s = read_seed(seed, tensors, /*device_ok=*/false, "trainops.init_tensors_");
+  init_tensors_cpu(tensors, kinds, params, s.value, keys, global_shapes, global_offsets);
+}
+
 }  // namespace
 
-TRAINOPS_LIBRARY_IMPL(CPU, m) { m.impl("init_tensors_", TRAINOPS_KERNEL(init_tensors_cpu)); }
+TRAINOPS_LIBRARY_IMPL(CPU, m) {
+  m.impl("init_tensors_", TRAINOPS_KERNEL(init_tensors_cpu));
+  m.impl("init_tensors_.seeded", TRAINOPS_KERNEL(init_tensors_seeded_cpu));
+}
 
 }  // namespace cpu
 }  // namespace trainops

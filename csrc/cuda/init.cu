@@ -109,8 +109,11 @@ __device__ __forceinline__ void init_item_kind(const InitTensorPlan& p, uint64_t
 }
 
 // grid: one CUDA block per chunk; block: kInitThreads threads.
+// seed_on_device: where to read the seed instead of `seed`, or null.
 __global__ void init_tensors_kernel(const InitTensorPlan* __restrict plans,
-                                    const Chunk* __restrict chunks, uint64_t seed) {
+                                    const Chunk* __restrict chunks, uint64_t seed,
+                                    const int64_t* __restrict seed_on_device) {
+  if (seed_on_device != nullptr) seed = static_cast<uint64_t>(*seed_on_device);
   const Chunk c = chunks[blockIdx.x];
   const InitTensorPlan& p = plans[c.tensor];
   const InitKind kind = p.kind;
@@ -132,11 +135,12 @@ __global__ void init_tensors_kernel(const InitTensorPlan* __restrict plans,
   }
 }
 
-void init_tensors_cuda(TensorListArg tensors, IntListArg kinds, FloatListArg params, int64_t seed,
-                       IntListArg keys, IntListArg global_shapes, IntListArg global_offsets) {
+void init_tensors_cuda_impl(TensorListArg tensors, IntListArg kinds, FloatListArg params,
+                            SeedArg seed, IntListArg keys, IntListArg global_shapes,
+                            IntListArg global_offsets) {
   constexpr const char* kOp = "trainops.init_tensors_";
   InitCall call =
-      prepare_init(tensors, kinds, params, seed, keys, global_shapes, global_offsets, kOp);
+      prepare_init(tensors, kinds, params, seed.value, keys, global_shapes, global_offsets, kOp);
   const ChunkPlan plan = make_chunk_plan(call.items(), kInitItemsPerChunk);
   if (plan.chunks.empty()) {
     call.write_back();
@@ -158,14 +162,30 @@ void init_tensors_cuda(TensorListArg tensors, IntListArg kinds, FloatListArg par
       reinterpret_cast<const Chunk*>(static_cast<const char*>(dev.data_ptr()) + plan_bytes);
   const cudaStream_t stream = current_stream(first);
   init_tensors_kernel<<<static_cast<unsigned>(plan.chunks.size()), kInitThreads, 0, stream>>>(
-      dplans, dchunks, call.seed);
+      dplans, dchunks, call.seed, seed.on_device);
   TRAINOPS_CUDA_LAUNCH_CHECK();
   call.write_back();
 }
 
+void init_tensors_cuda(TensorListArg tensors, IntListArg kinds, FloatListArg params, int64_t seed,
+                       IntListArg keys, IntListArg global_shapes, IntListArg global_offsets) {
+  init_tensors_cuda_impl(tensors, kinds, params, SeedArg{seed, nullptr}, keys, global_shapes,
+                         global_offsets);
+}
+
+void init_tensors_seeded_cuda(TensorListArg tensors, IntListArg kinds, FloatListArg params,
+                              const Tensor& seed, IntListArg keys, IntListArg global_shapes,
+                              IntListArg global_offsets) {
+  const SeedArg s = read_seed(seed, tensors, /*device_ok=*/true, "trainops.init_tensors_");
+  init_tensors_cuda_impl(tensors, kinds, params, s, keys, global_shapes, global_offsets);
+}
+
 }  // namespace
 
-TRAINOPS_LIBRARY_IMPL(CUDA, m) { m.impl("init_tensors_", TRAINOPS_KERNEL(init_tensors_cuda)); }
+TRAINOPS_LIBRARY_IMPL(CUDA, m) {
+  m.impl("init_tensors_", TRAINOPS_KERNEL(init_tensors_cuda));
+  m.impl("init_tensors_.seeded", TRAINOPS_KERNEL(init_tensors_seeded_cuda));
+}
 
 }  // namespace cuda
 }  // namespace trainops
