@@ -876,3 +876,140 @@ def test_cuda_graph_replays_redraw_a_cuda_generator_seed():
     graph.replay()
     assert not torch.equal(w, first)
     assert abs(first.std().item() - 1.0) < 0.05
+
+
+# ---------------------------------------------------------------------------
+# Plans: cases found by a cold review (seventh session)
+# ---------------------------------------------------------------------------
+
+
+def test_materialize_refuses_a_plan_of_another_model():
+    small_plan = init.plan(nn.Sequential(nn.Linear(4, 4)))
+    with torch.device("meta"):
+        big = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match="shape"):
+        init.materialize_(big, "cpu", small_plan, seed=0)
+    with torch.device("meta"):
+        wider = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="no entry"):
+        init.materialize_(wider, "cpu", small_plan, seed=0)
+    assert wider[1].weight.is_meta  # refused before anything was allocated
+    with pytest.raises(ValueError, match="shape"):
+        init.init_module_(nn.Sequential(nn.Linear(8, 8)), small_plan)
+
+
+def test_materialize_keeps_what_is_not_on_meta():
+    class WithTable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.register_buffer("pe", torch.arange(4.0))
+
+    m = WithTable()
+    kept = m.fc.weight.detach().clone()
+    init.materialize_(m, "cpu", "auto", seed=0, skip=["fc.weight"])
+    assert torch.equal(m.pe, torch.arange(4.0)) and torch.equal(m.fc.weight, kept)
+
+
+def test_layers_inside_torch_leaf_modules_are_guessed_from_the_layer():
+    p = init.plan(nn.Sequential(nn.TransformerEncoderLayer(16, 2, 32)))
+    e = p["0.linear1.weight"]
+    assert e.scheme.startswith("kaiming_normal_") and e.guessed and "relu" in e.reason
+    gelu = init.plan(nn.Sequential(nn.TransformerEncoderLayer(16, 2, 32, activation="gelu")))["0.linear1.weight"]
+    assert "gelu" in gelu.reason and gelu.guessed
+
+
+def test_prelu_keeps_its_slope_and_sets_the_gain():
+    for scheme in ("auto", "torch", "kaiming", "gpt2"):
+        model = nn.Sequential(nn.Linear(4, 4), nn.PReLU(4))
+        init.init_module_(model, scheme, seed=0)
+        assert torch.equal(model[1].weight, torch.full((4,), 0.25)), scheme
+    e = init.plan(nn.Sequential(nn.Linear(100, 4), nn.PReLU()))["0.weight"]
+    assert e.gain == pytest.approx(torch.nn.init.calculate_gain("leaky_relu", 0.25)) and "prelu" in e.reason
+
+
+def test_selu_gets_lecun_normal_and_reasons_name_the_activation():
+    e = init.plan(nn.Sequential(nn.Linear(100, 10), nn.SELU()))["0.weight"]
+    assert e.std == pytest.approx(0.1) and "selu" in e.reason
+    assert "gelu" in init.plan(nn.Sequential(nn.Linear(8, 8), nn.GELU()))["0.weight"].reason
+    assert "silu" in init.plan(nn.Sequential(nn.Linear(8, 8), nn.SiLU()))["0.weight"].reason
+
+
+def test_torch_scheme_follows_each_modules_own_reset():
+    mha = nn.Sequential(nn.MultiheadAttention(8, 2, add_bias_kv=True))
+    t = init.plan(mha, "torch")
+    assert t["0.out_proj.bias"].spec == InitSpec.constant(0.0)
+    assert t["0.bias_k"].scheme == "xavier_normal_" and t["0.bias_k"].std == pytest.approx(1 / math.sqrt(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # bias_k / bias_v are not zero-filled (3-D: it would warn)
+        init.init_module_(mha, "torch", seed=0)
+        init.init_module_(mha, "auto", seed=0)
+    assert init.plan(nn.Bilinear(9, 4, 3), "torch")["weight"].bound == pytest.approx(1 / 3)
+    tr = init.plan(nn.Transformer(16, 2, 1, 1, 32, batch_first=True), "torch")
+    assert tr["encoder.layers.0.linear1.weight"].scheme.startswith("xavier_uniform_")
+    assert tr["encoder.layers.0.linear1.bias"].scheme.startswith("uniform_")  # 1-D: Linear's own
+
+
+def test_gpt2_counts_the_blocks_and_says_so():
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.key = nn.Linear(16, 4)
+
+    class Attn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads = nn.ModuleList(Head() for _ in range(4))
+            self.proj = nn.Linear(16, 16)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sa = Attn()
+
+    class Karpathy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Module()
+            self.patch.proj = nn.Conv2d(3, 16, 4)  # a patch embedding, not a residual branch
+            self.blocks = nn.Sequential(*(Block() for _ in range(6)))
+
+    p = init.plan(Karpathy(), "gpt2")
+    e = p["blocks.0.sa.proj.weight"]
+    assert e.std == pytest.approx(0.02 / math.sqrt(12)) and e.guessed and "'blocks'" in e.reason
+    assert p["patch.proj.weight"].std == 0.02
+    assert not init.plan(Karpathy(), "gpt2", n_layers=6)["blocks.0.sa.proj.weight"].guessed
+
+
+def test_tied_weights_do_not_depend_on_registration_order():
+    class Tied(nn.Module):
+        def __init__(self, head_first: bool):
+            super().__init__()
+            if head_first:
+                self.head = nn.Linear(8, 50, bias=False)
+                self.emb = nn.Embedding(50, 8)
+            else:
+                self.emb = nn.Embedding(50, 8)
+                self.head = nn.Linear(8, 50, bias=False)
+            self.head.weight = self.emb.weight
+
+    a, b = Tied(False), Tied(True)
+    init.init_module_(a, seed=1)
+    init.init_module_(b, seed=1)
+    assert torch.equal(a.emb.weight, b.emb.weight) and a.head.weight is a.emb.weight
+    assert [e.name for e in init.plan(b)] == ["emb.weight"]
+
+
+def test_skip_names_that_match_nothing_raise():
+    with pytest.raises(ValueError, match="match no parameter"):
+        init.init_module_(nn.Sequential(nn.Linear(4, 4)), skip=["0.weights"])
+    init.init_module_(nn.Sequential(nn.Linear(4, 4)), skip=["0"])  # a module prefix is fine
+
+
+def test_warnings_point_at_the_caller():
+    for call in (lambda: init.zeros_(torch.empty(3, 3)), lambda: init.kaiming_normal_(torch.empty(0, 3)),
+                 lambda: init.init_module_(nn.Sequential(nn.Linear(3, 3)), init.InitPlan("x", [init.PlanEntry("0.weight", (3, 3), "zeros_", InitSpec.constant(0.0))]))):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            call()
+        assert rec and all(r.filename == __file__ for r in rec), [r.filename for r in rec]

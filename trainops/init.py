@@ -69,7 +69,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -704,7 +704,7 @@ def _warn_zero(tensor: Tensor, what: str) -> None:
             f"trainops.init.{what}: zero-initialising a {tensor.dim()}-D weight of shape {tuple(tensor.shape)}: "
             "every unit gets the same gradient, so symmetry is never broken",
             UserWarning,
-            stacklevel=3,
+            stacklevel=5,  # _warn_zero, zeros_/constant_, no_grad, _overridable, the caller
         )
 
 
@@ -800,7 +800,7 @@ def kaiming_uniform_(
 ) -> Tensor:
     """U(-bound, bound), bound = gain sqrt(3 / fan) (as torch.nn.init.kaiming_uniform_)."""
     if 0 in tensor.shape:
-        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
         return tensor
     bound = math.sqrt(3.0) * _kaiming_std(_shape_for_fans(tensor, global_shape), a, mode, nonlinearity)
     return _draw_(tensor, InitSpec.uniform(-bound, bound), generator, seed, key, global_shape, global_offset)
@@ -821,7 +821,7 @@ def kaiming_normal_(
 ) -> Tensor:
     """N(0, std^2), std = gain / sqrt(fan) (as torch.nn.init.kaiming_normal_)."""
     if 0 in tensor.shape:
-        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=2)
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
         return tensor
     std = _kaiming_std(_shape_for_fans(tensor, global_shape), a, mode, nonlinearity)
     return _draw_(tensor, InitSpec.normal(0.0, std), generator, seed, key, global_shape, global_offset)
@@ -1064,15 +1064,58 @@ class InitPlan:
     __repr__ = __str__
 
 
-def _activation_of_module(m: nn.Module) -> tuple[str, float | None] | None:
+class _Act(NamedTuple):
+    """The activation after a layer: its gain family (``kind``: relu,
+    leaky_relu, tanh, sigmoid or selu), the parameter of the gain (leaky
+    slope) and the name to show in the plan (gelu, silu, ...)."""
+
+    kind: str
+    param: float | None
+    name: str
+
+
+_RELU_LIKE_FUNCS = {"relu", "relu6", "gelu", "silu", "elu", "celu", "mish", "hardswish", "softplus"}
+
+
+def _activation_of_module(m: nn.Module) -> _Act | None:
     if isinstance(m, nn.LeakyReLU):
-        return "leaky_relu", m.negative_slope
+        return _Act("leaky_relu", float(m.negative_slope), "leaky_relu")
+    if isinstance(m, nn.PReLU):  # a learned leaky slope, starting at m.init
+        return _Act("leaky_relu", float(m.init), "prelu")
+    if isinstance(m, nn.SELU):
+        return _Act("selu", None, "selu")
     if isinstance(m, _RELU_FAMILY):
-        return "relu", None
+        return _Act("relu", None, type(m).__name__.lower())
     for cls, name in _SQUASH.items():
         if isinstance(m, cls):
-            return name, None
+            return _Act(name, None, name)
+    if isinstance(m, nn.Hardtanh):
+        return _Act("tanh", None, "hardtanh")
     return None
+
+
+def _activation_of_function(name: str, args: tuple, kwargs: dict) -> _Act | None:
+    """The activation of a call_function / call_method node (F.relu, x.tanh(), ...)."""
+    base = name[:-1] if name.endswith("_") else name
+    if base == "leaky_relu":
+        return _Act("leaky_relu", float(kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)), base)
+    if base == "selu":
+        return _Act("selu", None, base)
+    if base in _RELU_LIKE_FUNCS:
+        return _Act("relu", None, base)
+    if base in ("tanh", "sigmoid"):
+        return _Act(base, None, base)
+    if base == "hardtanh":
+        return _Act("tanh", None, base)
+    return None
+
+
+def _activation_of_callable(f: Any) -> _Act | None:
+    """A layer's ``activation`` attribute (TransformerEncoderLayer): a module or a function."""
+    if isinstance(f, nn.Module):
+        return _activation_of_module(f)
+    name = getattr(f, "__name__", "")
+    return _activation_of_function(name, (), {}) if name else None
 
 
 class _LayerTracer(torch.fx.Tracer):
@@ -1091,14 +1134,16 @@ class _LayerTracer(torch.fx.Tracer):
         )
 
 
-def _fx_activations(model: nn.Module) -> dict[str, tuple[str, float | None] | None] | None:
-    """Activation that follows each Linear/Conv module, from a torch.fx trace (None if it does not trace)."""
+def _fx_activations(model: nn.Module) -> dict[str, _Act | None] | None:
+    """Activation that follows each Linear/Conv module called in a torch.fx
+    trace (None if the model does not trace). Layers inside a torch.nn leaf
+    (TransformerEncoderLayer, MultiheadAttention) are not in the graph."""
     try:
         graph = _LayerTracer().trace(model)
     except Exception:  # noqa: BLE001 - any tracing failure means: fall back to module order
         return None
     modules = dict(model.named_modules())
-    out: dict[str, tuple[str, float | None] | None] = {}
+    out: dict[str, _Act | None] = {}
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules.get(node.target), (nn.Linear,) + _CONV):
             continue
@@ -1109,7 +1154,6 @@ def _fx_activations(model: nn.Module) -> dict[str, tuple[str, float | None] | No
             if len(users) != 1:
                 break
             nxt = users[0]
-            name = None
             if nxt.op == "call_module":
                 m = modules.get(nxt.target)
                 act = _activation_of_module(m) if m is not None else None
@@ -1117,14 +1161,8 @@ def _fx_activations(model: nn.Module) -> dict[str, tuple[str, float | None] | No
                     break
             elif nxt.op in ("call_function", "call_method"):
                 name = nxt.target if isinstance(nxt.target, str) else getattr(nxt.target, "__name__", "")
-                if name in _RELU_FUNCS:
-                    slope = nxt.kwargs.get("negative_slope", nxt.args[1] if len(nxt.args) > 1 else 0.01)
-                    act = ("leaky_relu", float(slope)) if name.startswith("leaky") else ("relu", None)
-                    break
-                if name in _SQUASH_FUNCS:
-                    act = (_SQUASH_FUNCS[name], None)
-                    break
-                if name not in _TRANSPARENT_FUNCS:
+                act = _activation_of_function(name, nxt.args, nxt.kwargs)
+                if act is not None or name not in _TRANSPARENT_FUNCS:
                     break
             else:
                 break
@@ -1133,12 +1171,16 @@ def _fx_activations(model: nn.Module) -> dict[str, tuple[str, float | None] | No
     return out
 
 
-def _order_activations(model: nn.Module) -> dict[str, tuple[str, float | None] | None]:
-    """Activation following each Linear/Conv in module registration order (a guess)."""
+def _order_activations(model: nn.Module) -> dict[str, _Act | None]:
+    """Activation following each Linear/Conv in module registration order (a
+    guess); a Transformer layer's feed-forward Linear gets the layer's own
+    ``activation`` (a function there, not a module)."""
     named = list(model.named_modules())
-    out: dict[str, tuple[str, float | None] | None] = {}
+    out: dict[str, _Act | None] = {}
     for i, (name, m) in enumerate(named):
-        if not isinstance(m, (nn.Linear,) + _CONV):
+        if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
+            out[f"{name}.linear1" if name else "linear1"] = _activation_of_callable(m.activation)
+        if not isinstance(m, (nn.Linear,) + _CONV) or name in out:
             continue
         act = None
         for _, nxt in named[i + 1 :]:
@@ -1150,6 +1192,22 @@ def _order_activations(model: nn.Module) -> dict[str, tuple[str, float | None] |
                 break
         out[name] = act
     return out
+
+
+@dataclass
+class _Context:
+    """What the rules know of the whole model."""
+
+    acts: dict[str, _Act | None]
+    guessed_acts: set[str]  # layers whose activation came from module order
+    traced: bool
+    n_layers: int | None
+    n_layers_from: str  # where n_layers came from (gpt2)
+    modules: dict[str, nn.Module]
+    in_transformer: set[str]  # modules inside an nn.Transformer (its own init)
+
+    def parent(self, mname: str) -> nn.Module | None:
+        return self.modules.get(mname.rsplit(".", 1)[0] if "." in mname else "") if mname else None
 
 
 def _entry(name: str, p: Tensor, scheme: str, spec: InitSpec | None, reason: str, **kw: Any) -> PlanEntry:
@@ -1166,8 +1224,7 @@ def _entry(name: str, p: Tensor, scheme: str, spec: InitSpec | None, reason: str
     return PlanEntry(name, tuple(p.shape), scheme, spec, std=std, bound=bound, reason=reason, key=key_of(name), **kw)
 
 
-def _kaiming_entry(name: str, p: Tensor, mode: str, act: tuple[str, float | None], reason: str, guessed: bool) -> PlanEntry:
-    nl, slope = act
+def _kaiming_entry(name: str, p: Tensor, mode: str, nl: str, slope: float | None, reason: str, guessed: bool) -> PlanEntry:
     gain = calculate_gain(nl, slope)
     fan = _fan(p.shape, mode)
     std = _kaiming_std(p.shape, slope, mode, nl)
@@ -1182,6 +1239,15 @@ def _xavier_entry(name: str, p: Tensor, gain: float, reason: str, guessed: bool 
     )
 
 
+def _xavier_normal_entry(name: str, p: Tensor, reason: str) -> PlanEntry:
+    fan_in, fan_out = _fans(p.shape)
+    return _entry(name, p, "xavier_normal_", InitSpec.normal(0.0, _xavier_std(p.shape, 1.0)), reason, fan=fan_in + fan_out, gain=1.0)
+
+
+def _uniform_entry(name: str, p: Tensor, bound: float, scheme: str, reason: str, fan: int | None = None) -> PlanEntry:
+    return _entry(name, p, scheme, InitSpec.uniform(-bound, bound), reason, fan=fan)
+
+
 def _zeros_entry(name: str, p: Tensor, reason: str) -> PlanEntry:
     return _entry(name, p, "zeros_", InitSpec.constant(0.0), reason)
 
@@ -1190,53 +1256,65 @@ def _ones_entry(name: str, p: Tensor, reason: str) -> PlanEntry:
     return _entry(name, p, "ones_", InitSpec.constant(1.0), reason)
 
 
+def _prelu_entry(name: str, m: nn.PReLU, p: Tensor) -> PlanEntry:
+    # Its slope, as PReLU.reset_parameters sets it (ones would make it the identity).
+    return _entry(name, p, f"constant_({m.init:g})", InitSpec.constant(float(m.init)), "PReLU slope (its init value)")
+
+
 def _is_bias(pname: str) -> bool:
     # "bias", "in_proj_bias", RNN "bias_ih_l0" ...
     return pname.endswith("bias") or pname.startswith("bias")
 
 
-def _layer_rule(
-    scheme: str, mname: str, m: nn.Module, pname: str, p: Tensor, acts: dict, traced: bool, n_layers: int | None
-) -> PlanEntry:
+def _layer_rule(scheme: str, mname: str, m: nn.Module, pname: str, p: Tensor, ctx: _Context) -> PlanEntry:
     full = f"{mname}.{pname}" if mname else pname
     is_bias = _is_bias(pname)
+    if isinstance(m, nn.PReLU):
+        return _prelu_entry(full, m, p)
     if scheme == "torch":
-        return _torch_rule(full, m, pname, p)
+        return _torch_rule(full, mname, m, pname, p, ctx)
     if scheme == "gpt2":
-        return _gpt2_rule(full, m, pname, p, n_layers)
+        return _gpt2_rule(full, m, pname, p, ctx)
 
     if isinstance(m, _NORMS):
         return _zeros_entry(full, p, f"{type(m).__name__} bias") if is_bias else _ones_entry(full, p, f"{type(m).__name__} scale")
-    if isinstance(m, nn.Embedding):
+    if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
         pad = "" if m.padding_idx is None else f"; padding row {m.padding_idx} zeroed"
-        return _entry(full, p, "normal_(0, 0.01)", InitSpec.normal(0.0, 0.01), "Embedding" + pad)
+        return _entry(full, p, "normal_(0, 0.01)", InitSpec.normal(0.0, 0.01), type(m).__name__ + pad)
     if isinstance(m, _RNNS):
+        kind = type(m).__name__
         if is_bias:
-            return _zeros_entry(full, p, f"{type(m).__name__} bias")
+            return _zeros_entry(full, p, f"{kind} bias")
         if pname.startswith("weight_hh"):
-            return _entry(full, p, "orthogonal_", None, f"{type(m).__name__} recurrent weight", gain=1.0, std=1.0 / math.sqrt(max(p.shape[0], p[0].numel())))
-        return _xavier_entry(full, p, 1.0, f"{type(m).__name__} input weight")
+            return _entry(full, p, "orthogonal_", None, f"{kind} recurrent weight", gain=1.0, std=1.0 / math.sqrt(max(p.shape[0], p[0].numel())))
+        if pname.startswith("weight_hr"):
+            return _xavier_entry(full, p, 1.0, f"{kind} projection weight (proj_size)")
+        return _xavier_entry(full, p, 1.0, f"{kind} input weight")
+    if isinstance(m, nn.MultiheadAttention):
+        if pname in ("bias_k", "bias_v"):
+            return _xavier_normal_entry(full, p, "MultiheadAttention bias_k / bias_v (as its _reset_parameters)")
+        if is_bias:
+            return _zeros_entry(full, p, "MultiheadAttention bias")
+        return _xavier_entry(full, p, 1.0, "MultiheadAttention projection")
     if isinstance(m, (nn.Linear,) + _CONV):
         layer = "Conv" if isinstance(m, _CONV) else "Linear"
         if is_bias:
             return _zeros_entry(full, p, f"{layer} bias")
         if scheme == "kaiming":
-            return _kaiming_entry(full, p, "fan_in", ("relu", None), "scheme 'kaiming'", False)
+            return _kaiming_entry(full, p, "fan_in", "relu", None, "scheme 'kaiming'", False)
         if scheme == "xavier":
             return _xavier_entry(full, p, 1.0, "scheme 'xavier'")
-        act = acts.get(mname)
-        src = "torch.fx graph" if traced else "module order"
-        guessed = not traced
-        if act is not None and act[0] in ("relu", "leaky_relu"):
+        act = ctx.acts.get(mname)
+        guessed = not ctx.traced or mname in ctx.guessed_acts
+        src = "module order" if guessed else "torch.fx graph"
+        if act is None:
+            return _xavier_entry(full, p, 1.0, f"{layer} with no activation after it ({src})", guessed)
+        if act.kind == "selu":  # self-normalising: LeCun normal, std 1/sqrt(fan_in) (torch's advice)
+            return _kaiming_entry(full, p, "fan_in", "linear", None, f"{layer} followed by selu: LeCun normal ({src})", guessed)
+        if act.kind in ("relu", "leaky_relu"):
             mode = "fan_out" if layer == "Conv" else "fan_in"
-            return _kaiming_entry(full, p, mode, act, f"{layer} followed by {act[0]} ({src})", guessed)
-        if act is not None:
-            return _xavier_entry(full, p, calculate_gain(act[0]), f"{layer} followed by {act[0]} ({src})", guessed)
-        return _xavier_entry(full, p, 1.0, f"{layer} with no activation after it ({src})", guessed)
-    if isinstance(m, nn.MultiheadAttention):
-        if is_bias:
-            return _zeros_entry(full, p, "MultiheadAttention bias")
-        return _xavier_entry(full, p, 1.0, "MultiheadAttention projection")
+            return _kaiming_entry(full, p, mode, act.kind, act.param, f"{layer} followed by {act.name} ({src})", guessed)
+        return _xavier_entry(full, p, calculate_gain(act.kind), f"{layer} followed by {act.name} ({src})", guessed)
     # Anything else: a parameter of an unknown module.
     if p.dim() >= 2:
         return _xavier_entry(full, p, 1.0, f"parameter of {type(m).__name__} (unknown module)", guessed=True)
@@ -1247,28 +1325,38 @@ def _layer_rule(
     return e
 
 
-def _torch_rule(full: str, m: nn.Module, pname: str, p: Tensor) -> PlanEntry:
+def _torch_rule(full: str, mname: str, m: nn.Module, pname: str, p: Tensor, ctx: _Context) -> PlanEntry:
     """What each module's reset_parameters() draws, from the counter RNG."""
     is_bias = _is_bias(pname)
+    if mname in ctx.in_transformer and p.dim() > 1:
+        return _xavier_entry(full, p, 1.0, "nn.Transformer._reset_parameters (every matrix)")
+    parent = ctx.parent(mname)
+    if isinstance(parent, nn.MultiheadAttention) and mname.endswith("out_proj") and is_bias:
+        return _zeros_entry(full, p, "MultiheadAttention._reset_parameters (out_proj.bias)")
     if isinstance(m, (nn.Linear,) + _CONV):
         w = m.weight
         fan_in, _ = _fans(w.shape)
         if is_bias:
             bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            return _entry(full, p, "uniform_(+-1/sqrt(fan_in))", InitSpec.uniform(-bound, bound), "reset_parameters bias", fan=fan_in)
+            return _uniform_entry(full, p, bound, "uniform_(+-1/sqrt(fan_in))", "reset_parameters bias", fan=fan_in)
         gain = calculate_gain("leaky_relu", math.sqrt(5))
         bound = math.sqrt(3.0) * _kaiming_std(w.shape, math.sqrt(5), "fan_in", "leaky_relu")
         return _entry(
             full, p, "kaiming_uniform_(a=sqrt(5))", InitSpec.uniform(-bound, bound), "reset_parameters weight", fan=fan_in, gain=gain
         )
-    if isinstance(m, nn.Embedding):
-        return _entry(full, p, "normal_(0, 1)", InitSpec.normal(0.0, 1.0), "Embedding.reset_parameters")
+    if isinstance(m, nn.Bilinear):
+        bound = 1.0 / math.sqrt(m.weight.shape[1])
+        return _uniform_entry(full, p, bound, "uniform_(+-1/sqrt(in1_features))", "Bilinear.reset_parameters", fan=m.weight.shape[1])
+    if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+        return _entry(full, p, "normal_(0, 1)", InitSpec.normal(0.0, 1.0), f"{type(m).__name__}.reset_parameters")
     if isinstance(m, _NORMS):
         return _zeros_entry(full, p, "reset_parameters") if is_bias else _ones_entry(full, p, "reset_parameters")
     if isinstance(m, _RNNS):
         bound = 1.0 / math.sqrt(m.hidden_size)
-        return _entry(full, p, "uniform_(+-1/sqrt(hidden))", InitSpec.uniform(-bound, bound), "RNN reset_parameters")
+        return _uniform_entry(full, p, bound, "uniform_(+-1/sqrt(hidden))", "RNN reset_parameters")
     if isinstance(m, nn.MultiheadAttention):
+        if pname in ("bias_k", "bias_v"):
+            return _xavier_normal_entry(full, p, "MultiheadAttention._reset_parameters")
         if is_bias:
             return _zeros_entry(full, p, "MultiheadAttention bias")
         return _xavier_entry(full, p, 1.0, "MultiheadAttention._reset_parameters")
@@ -1282,7 +1370,7 @@ def _torch_rule(full: str, m: nn.Module, pname: str, p: Tensor) -> PlanEntry:
 _RESIDUAL_PROJ = re.compile(r"(^|\.)(c_proj|out_proj|o_proj|proj|down_proj|dense_4h_to_h)\.weight$")
 
 
-def _gpt2_rule(full: str, m: nn.Module, pname: str, p: Tensor, n_layers: int | None) -> PlanEntry:
+def _gpt2_rule(full: str, m: nn.Module, pname: str, p: Tensor, ctx: _Context) -> PlanEntry:
     """GPT-2: normal(0, 0.02), residual projections 0.02/sqrt(2 n_layers), zero biases, unit norms."""
     if _is_bias(pname):
         return _zeros_entry(full, p, "bias")
@@ -1292,32 +1380,77 @@ def _gpt2_rule(full: str, m: nn.Module, pname: str, p: Tensor, n_layers: int | N
         e = _ones_entry(full, p, "1-D parameter, taken as a scale")
         e.guessed = True
         return e
-    if _RESIDUAL_PROJ.search(full) and n_layers:
-        std = 0.02 / math.sqrt(2 * n_layers)
-        return _entry(full, p, "normal_(0, 0.02/sqrt(2 n_layers))", InitSpec.normal(0.0, std), f"residual projection, {n_layers} layers")
+    # A residual projection by its name, in a Linear-like layer (a Conv "proj"
+    # is a patch embedding, not a residual branch).
+    if _RESIDUAL_PROJ.search(full) and not isinstance(m, _CONV):
+        if ctx.n_layers:
+            std = 0.02 / math.sqrt(2 * ctx.n_layers)
+            e = _entry(
+                full, p, "normal_(0, 0.02/sqrt(2 n_layers))", InitSpec.normal(0.0, std),
+                f"residual projection, {ctx.n_layers} layers ({ctx.n_layers_from})",
+            )
+            e.guessed = ctx.n_layers_from.startswith("guessed")
+            return e
+        e = _entry(full, p, "normal_(0, 0.02)", InitSpec.normal(0.0, 0.02), "residual projection, not scaled: no layer count found (pass n_layers=)")
+        e.guessed = True
+        return e
     return _entry(full, p, "normal_(0, 0.02)", InitSpec.normal(0.0, 0.02), "GPT-2 weight")
 
 
-def _count_layers(model: nn.Module) -> int | None:
+def _count_layers(model: nn.Module) -> tuple[int | None, str]:
+    """(n_layers, where it came from) for "gpt2": the model's config, else the
+    container (ModuleList / Sequential) with the most children that hold a
+    residual projection -- the transformer blocks -- which is a guess."""
     cfg = getattr(model, "config", None)
     for attr in ("n_layer", "num_hidden_layers", "n_layers"):
         v = getattr(cfg, attr, None) if cfg is not None else None
         if isinstance(v, int):
-            return v
-    best = None
+            return v, f"config.{attr}"
+    best, where = 0, ""
     for name, m in model.named_modules():
-        if isinstance(m, nn.ModuleList) and len(m) > 0:
-            best = max(best or 0, len(m))
-    return best
+        if not isinstance(m, (nn.ModuleList, nn.Sequential)):
+            continue
+        blocks = sum(
+            1 for child in m.children() if any(_RESIDUAL_PROJ.search(pn) for pn, _ in child.named_parameters())
+        )
+        if blocks > best:
+            best, where = blocks, name or "the model"
+    if best:
+        return best, f"guessed: the {best} blocks of {where!r}"
+    return None, ""
 
 
-def _skip_fn(skip: Iterable[str] | Callable[[str, Tensor], bool] | None) -> Callable[[str, Tensor], bool]:
+def _skip_fn(skip: Iterable[str] | Callable[[str, Tensor], bool] | None, module: nn.Module | None = None) -> Callable[[str, Tensor], bool]:
+    """The skip predicate; names that match no parameter or module prefix of
+    ``module`` raise (a typo would silently initialise what was meant to be kept)."""
     if skip is None:
         return lambda name, p: False
     if callable(skip):
         return lambda name, p: bool(skip(name, p))
-    names = set(skip)
+    names = {skip} if isinstance(skip, str) else set(skip)
+    if module is not None:
+        known = {n for n, _ in module.named_parameters(remove_duplicate=False)} | {n for n, _ in module.named_modules() if n}
+        unknown = sorted(names - known)
+        if unknown:
+            raise ValueError(f"skip names {unknown} match no parameter or module of the model")
     return lambda name, p: name in names or any(name.startswith(n + ".") for n in names)
+
+
+def _canonical_names(module: nn.Module) -> dict[int, tuple[str, nn.Module, str]]:
+    """Per parameter (by id): the (qualified name, module, local name) it is
+    planned under. A tied parameter has several names; it is planned once,
+    under its Embedding's name if one of them is an Embedding's weight, else
+    under the smallest name, so the plan and the values do not depend on the
+    order the modules were registered in."""
+    aliases: dict[int, list[tuple[str, nn.Module, str]]] = {}
+    for mname, m in module.named_modules(remove_duplicate=False):
+        for pname, p in m.named_parameters(recurse=False):
+            full = f"{mname}.{pname}" if mname else pname
+            aliases.setdefault(id(p), []).append((full, m, pname))
+    return {
+        pid: min(names, key=lambda a: (not isinstance(a[1], (nn.Embedding, nn.EmbeddingBag)), a[0]))
+        for pid, names in aliases.items()
+    }
 
 
 def plan(
@@ -1333,45 +1466,67 @@ def plan(
         module: the model (may live on the meta device).
         scheme: "auto" (Linear + ReLU family -> kaiming_normal_(fan_in); Conv +
             ReLU -> kaiming_normal_(fan_out); Linear/Conv + tanh/sigmoid ->
-            xavier_uniform_ with that gain; RNN weight_hh -> orthogonal_,
-            weight_ih -> xavier_uniform_; Embedding -> normal(0, 0.01); biases
-            -> zeros; norms -> ones/zeros), "kaiming", "xavier", "gpt2" (normal
+            xavier_uniform_ with that gain; + SELU -> LeCun normal; RNN
+            weight_hh -> orthogonal_, weight_ih -> xavier_uniform_; Embedding
+            -> normal(0, 0.01); biases -> zeros; norms -> ones/zeros; PReLU
+            slopes -> their init value), "kaiming", "xavier", "gpt2" (normal
             0.02, residual projections / sqrt(2 n_layers)) or "torch" (what
-            reset_parameters draws).
+            reset_parameters draws, including MultiheadAttention's, Bilinear's
+            and nn.Transformer's own rules).
         skip: parameter names (or module prefixes) to leave untouched, or a
-            predicate ``(name, param) -> bool``.
-        n_layers: layer count for "gpt2" (default: ``model.config.n_layer`` or
-            the longest ModuleList).
+            predicate ``(name, param) -> bool``. A name that matches nothing
+            raises ``ValueError``.
+        n_layers: layer count for "gpt2" (default: ``model.config.n_layer``,
+            else the number of blocks holding a residual projection in the
+            largest ModuleList / Sequential, marked GUESSED).
 
     Returns:
         An :class:`InitPlan`; ``print(plan)`` shows a table. The activation
         after each layer comes from a torch.fx trace when the model traces,
-        from module order otherwise (entries then say GUESSED).
+        from module order otherwise, and for layers inside a torch.nn leaf
+        module the fx graph does not enter (TransformerEncoderLayer: its
+        ``activation``); such entries say GUESSED. A guess from module order
+        depends on the order the modules were registered in.
     """
     schemes = ("auto", "kaiming", "xavier", "gpt2", "torch")
     if scheme not in schemes:
         raise ValueError(f"unknown scheme {scheme!r}; expected one of {schemes}")
-    acts: dict = {}
+    skip_fn = _skip_fn(skip, module)
+    acts: dict[str, _Act | None] = {}
+    guessed_acts: set[str] = set()
     traced = False
     if scheme == "auto":
         fx = _fx_activations(module)
         traced = fx is not None
-        acts = fx if fx is not None else _order_activations(module)
+        order = _order_activations(module)
+        if fx is None:
+            acts = order
+        else:
+            guessed_acts = set(order) - set(fx)
+            acts = {**order, **fx}
+    n_from = "argument n_layers" if n_layers is not None else ""
     if scheme == "gpt2" and n_layers is None:
-        n_layers = _count_layers(module)
-    skip_fn = _skip_fn(skip)
+        n_layers, n_from = _count_layers(module)
+    modules = dict(module.named_modules())
+    in_transformer: set[str] = set()
+    for prefix, m in modules.items():
+        if isinstance(m, nn.Transformer):
+            in_transformer.update(n for n in modules if not prefix or n == prefix or n.startswith(prefix + "."))
+    ctx = _Context(acts, guessed_acts, traced, n_layers, n_from, modules, in_transformer)
     out = InitPlan(scheme=scheme, traced=traced)
-    seen: set[int] = set()
-    for mname, m in module.named_modules():
-        for pname, p in m.named_parameters(recurse=False):
-            if id(p) in seen:
-                continue  # tied weights: initialised once, under their first name
-            seen.add(id(p))
-            full = f"{mname}.{pname}" if mname else pname
-            if skip_fn(full, p):
-                continue
-            out.entries.append(_layer_rule(scheme, mname, m, pname, p, acts, traced, n_layers))
+    order = _param_order(module)
+    for full, m, pname in sorted(_canonical_names(module).values(), key=lambda a: order.get(a[0], 0)):
+        p = getattr(m, pname)
+        if skip_fn(full, p):
+            continue
+        mname = full[: -len(pname) - 1] if full != pname else ""
+        out.entries.append(_layer_rule(scheme, mname, m, pname, p, ctx))
     return out
+
+
+def _param_order(module: nn.Module) -> dict[str, int]:
+    """Position of every parameter name (aliases included) in registration order, for the plan's row order."""
+    return {name: i for i, (name, _) in enumerate(module.named_parameters(remove_duplicate=False))}
 
 
 @torch.no_grad()
@@ -1396,8 +1551,9 @@ def init_module_(
         The plan that was applied.
     """
     the_plan = scheme if isinstance(scheme, InitPlan) else plan(module, scheme, skip=skip, n_layers=n_layers)
-    params = dict(module.named_parameters())
-    skip_fn = _skip_fn(skip)
+    params = dict(module.named_parameters(remove_duplicate=False))  # a plan may name a tied weight by any alias
+    skip_fn = _skip_fn(skip, module)
+    _check_plan_shapes(the_plan, params)
     draws: list[tuple[Tensor, InitSpec, int]] = []
     ortho: dict[tuple, list[tuple[Tensor, PlanEntry]]] = {}
     for e in the_plan:
@@ -1409,7 +1565,7 @@ def init_module_(
                 f"trainops.init: the plan zero-initialises {e.name} of shape {tuple(p.shape)}: "
                 "symmetry is never broken",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         if e.scheme == "orthogonal_":
             ortho.setdefault((tuple(p.shape), p.dtype, p.device), []).append((p, e))
@@ -1453,6 +1609,18 @@ def init_module_(
     return the_plan
 
 
+def _check_plan_shapes(the_plan: InitPlan, params: dict[str, Tensor]) -> None:
+    """A plan made for another model (or before a layer was resized) would draw
+    with the wrong fans: refuse it before anything is written."""
+    for e in the_plan:
+        p = params.get(e.name)
+        if p is not None and tuple(p.shape) != tuple(e.shape):
+            raise ValueError(
+                f"the plan's entry for {e.name} has shape {tuple(e.shape)} but the parameter has shape "
+                f"{tuple(p.shape)}: make the plan from this model"
+            )
+
+
 def _shard_layout(p: Tensor) -> tuple[Tensor, tuple[int, ...] | None, tuple[int, ...] | None]:
     """(local tensor, global shape, offset of the local shard) of a parameter;
     shape and offset are None for an ordinary (unsharded) tensor."""
@@ -1462,6 +1630,11 @@ def _shard_layout(p: Tensor) -> tuple[Tensor, tuple[int, ...] | None, tuple[int,
 
     _, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
     return p._local_tensor, tuple(p.shape), tuple(offset)
+
+
+def _on_meta(t: Tensor) -> bool:
+    """On the meta device (for a DTensor: its local shard, FSDP2's meta init)."""
+    return _shard_layout(t)[0].device.type == "meta"
 
 
 def _zero_row(weight: Tensor, row: int) -> None:
@@ -1487,10 +1660,13 @@ def materialize_(
     The values are exactly those :func:`init_module_` gives with the same
     scheme and seed. Norm layers' running statistics are reset; any other
     buffer that was on the meta device is zero-filled, with a warning naming
-    it (its real value is not known here).
+    it (its real value is not known here). Parameters and buffers that are not
+    on the meta device keep their values (moved to ``device``). A plan that
+    does not cover every meta parameter (one made for another model) raises
+    ``ValueError`` before anything is allocated.
 
     Args:
-        module: the model (parameters on the meta device, or anywhere).
+        module: the model (parameters on the meta device; any that are not keep their values).
         device: where to allocate it.
         scheme_or_plan: a scheme name or a plan from :func:`plan`.
         seed: 64-bit seed.
@@ -1500,6 +1676,27 @@ def materialize_(
         The plan that was applied.
     """
     the_plan = scheme_or_plan if isinstance(scheme_or_plan, InitPlan) else plan(module, scheme_or_plan, skip=skip)
+    skip_fn = _skip_fn(skip, module)
+    params = dict(module.named_parameters(remove_duplicate=False))
+    _check_plan_shapes(the_plan, params)
+    # Every parameter is newly allocated: one the plan does not draw (and skip
+    # does not name) would be left holding whatever the allocator returned.
+    planned = {id(params[e.name]) for e in the_plan if e.name in params}
+    uncovered = [
+        name for name, p in module.named_parameters()
+        if id(p) not in planned and not skip_fn(name, p) and _on_meta(p)
+    ]
+    if uncovered:
+        raise ValueError(
+            f"the plan has no entry for {uncovered}: materialize_ would leave them uninitialised; make the "
+            "plan from this model, or name them in skip="
+        )
+    # Names of what is on the meta device, read before to_empty (which may
+    # move a DTensor's shard in place).
+    on_meta = {name for name, p in params.items() if _on_meta(p)}
+    # Tensors that are not on the meta device keep their values (moved to device).
+    kept = {name: t.detach().clone() for name, t in list(module.named_parameters()) + list(module.named_buffers())
+            if not _on_meta(t)}
     meta_buffers = [name for name, b in module.named_buffers() if b.device.type == "meta"]
     # to_empty gives every module its own tensors: remember tied parameters
     # (e.g. an output layer sharing the embedding) and tie them again after.
@@ -1514,6 +1711,11 @@ def materialize_(
     module.to_empty(device=device)
     for m, pname, src, src_name in ties:
         setattr(m, pname, getattr(src, src_name))
+    now = dict(module.named_parameters())
+    now.update(module.named_buffers())
+    for name, value in kept.items():
+        if name in now:
+            now[name].copy_(value)
     unknown = []
     norm_buffers = set()
     for mname, m in module.named_modules():
@@ -1530,6 +1732,8 @@ def materialize_(
             f"trainops.init.materialize_: buffers {unknown} were on the meta device and are zero-filled; "
             "set their real values after materialize_",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return init_module_(module, the_plan, seed, skip=skip)
+    # Only what was on the meta device is drawn: a parameter that already had
+    # values keeps them.
+    return init_module_(module, the_plan, seed, skip=lambda name, p: name not in on_meta or skip_fn(name, p))
