@@ -127,8 +127,10 @@ def check_replicated_marking(rank: int, ws: int) -> None:
     for p in NORM_TYPES:
         got = trainops.clip_grad_norm_(params, 1e9, p, process_group=dist.group.WORLD)
         assert rel_err(got, reference.total_norm(full, p)) <= 1e-6, p
-    # Unmarked, the layer norms would be counted ws times.
-    plain = [sharded, ln_w, ln_b]
+    # Unmarked, the layer norms would be counted ws times. (Clones: marking a
+    # parameter marks the gradient it holds, ln_w and ln_b themselves.)
+    assert tdist.is_replicated(ln_w)
+    plain = [sharded, ln_w.clone(), ln_b.clone()]
     doubled = trainops.get_total_norm(plain, 2.0, process_group=dist.group.WORLD)
     want = math.sqrt(float(reference.total_norm(full[:1], 2.0)) ** 2 + ws * (float(ln_w.norm()) ** 2 + float(ln_b.norm()) ** 2))
     assert rel_err(doubled, want) <= 1e-5
@@ -201,7 +203,9 @@ def check_cached_bucket_plan(rank: int, ws: int) -> None:
         first = trainops.get_total_norm(dts, p)  # plans
         with CountAllReduce() as counter:
             again = trainops.get_total_norm(dts, p)  # from the plan
-        assert counter.calls == 1, counter.calls  # the replicated bucket needs none
+        # The replicated bucket needs none; an order other than 1, 2, inf takes
+        # two (the max, then the scaled sum).
+        assert counter.calls == (1 if p in (1.0, 2.0, math.inf) else 2), (p, counter.calls)
         assert torch.equal(first, again) and torch.equal(again, uncached(dts, p)), p
         assert rel_err(again, reference.total_norm(full, p)) <= 1e-6, p
         assert again.dtype == torch.float32 and again._base is None  # a fresh tensor, never a view
@@ -502,3 +506,75 @@ def check_init_functions_on_dtensors(rank: int, ws: int) -> None:
         assert "placements" in str(e)
     else:
         raise AssertionError("a DTensor with a global_shape was accepted")
+
+
+def check_process_group_edge_cases(rank: int, ws: int) -> None:
+    """Cases a cold review found (seventh session): a rank without gradients,
+    a rank holding only replicated tensors, marks seen by get_total_norm over
+    gradients, and orders p whose powers overflow float64."""
+    group = dist.group.WORLD
+    full = full_grads(11, [(6, 5), (7,)])
+    # Whole parameters split ZeRO-style: rank 0 owns them all, the others none.
+    params = [torch.zeros_like(t, requires_grad=True) for t in full]
+    if rank == 0:
+        for q, t in zip(params, full):
+            q.grad = t.clone()
+    want = reference.total_norm(full, 2.0)
+    total = trainops.clip_grad_norm_(params, 1e9, process_group=group)  # deadlocked before: rank > 0 skipped the all-reduce
+    assert rel_err(total, want) <= 1e-6, (rank, float(total), float(want))
+    assert rel_err(trainops.get_total_norm([q.grad for q in params if q.grad is not None], process_group=group), want) <= 1e-6
+    # A rank whose only gradients are marked replicated still joins.
+    ln = torch.zeros(4, requires_grad=True)
+    tdist.mark_replicated(ln)
+    ln.grad = torch.full((4,), 0.5)
+    mine = [ln] + (params if rank == 0 else [])
+    got = trainops.clip_grad_norm_(mine, 1e9, process_group=group)
+    assert rel_err(got, reference.total_norm(full + [ln.grad], 2.0)) <= 1e-6
+    # get_total_norm over the gradients of marked parameters after backward:
+    # the mark travels to each accumulated gradient.
+    w = torch.ones(3, requires_grad=True)
+    tdist.mark_replicated(w)
+    (w * 2.0).sum().backward()
+    shard = zero_shards([full[0]], rank, ws)[0]
+    got = trainops.get_total_norm([shard, w.grad], process_group=group)
+    assert rel_err(got, reference.total_norm([full[0], torch.full((3,), 2.0)], 2.0)) <= 1e-6, float(got)
+    # Large and small orders at scales whose p-th powers leave float64.
+    for scale, p in ((1e3, 128.0), (1e20, 16.0), (1e10, 64.0), (1e-6, 64.0), (1.0, 0.5)):
+        big = [t * scale for t in full]
+        shards = zero_shards(big, rank, ws)
+        got = trainops.get_total_norm(shards, p, process_group=group)
+        assert rel_err(got, reference.total_norm(big, p)) <= 1e-6, (scale, p, float(got))
+        per = trainops.grad_norms([_with_grad(s) for s in shards], p, process_group=group)
+        for g, t in zip(per, big):
+            assert rel_err(g, reference.tensor_norm64(t, p)) <= 2e-6, (scale, p)
+
+
+def _with_grad(g: torch.Tensor) -> torch.Tensor:
+    q = torch.zeros_like(g, requires_grad=True)
+    q.grad = g
+    return q
+
+
+def check_fsdp2_over_tensor_parallel(rank: int, ws: int) -> None:
+    """FSDP2 on top of tensor parallelism: fully_shard gives ColwiseParallel
+    weights a (_StridedShard, Shard) placement, which is sharded over both mesh
+    dims (it was read as replicated over dp: norms 14.1 instead of 15.4)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    mesh = init_device_mesh("cpu", (2, ws // 2), mesh_dim_names=("dp", "tp"))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8))
+    parallelize_module(model, mesh["tp"], {"0": ColwiseParallel(), "2": RowwiseParallel()})
+    fully_shard(model, mesh=mesh["dp"])
+    gen = torch.Generator().manual_seed(rank)
+    model(torch.randn(4, 8, generator=gen)).pow(2).sum().backward()
+    grads = [q.grad for q in model.parameters()]
+    full = [g.full_tensor() for g in grads]
+    for p in NORM_TYPES + [0.5]:
+        got = trainops.get_total_norm(grads, p)
+        assert rel_err(got, reference.total_norm(full, p)) <= 1e-6, (p, float(got), float(reference.total_norm(full, p)))
+    per = trainops.grad_norms(list(model.parameters()))
+    for g, t in zip(per, full):
+        assert rel_err(g, reference.tensor_norm64(t, 2.0)) <= 2e-6

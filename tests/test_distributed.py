@@ -22,6 +22,7 @@ CLIP_CHECKS = [
     "check_dtensor_1d",
     "check_cached_bucket_plan",
     "check_fsdp2",
+    "check_process_group_edge_cases",
 ]
 
 
@@ -35,7 +36,7 @@ def test_clipping_matches_single_process(world_size, tmp_path):
 
 
 def test_2d_mesh_data_x_tensor_parallel(tmp_path):
-    _spawn(4, ["check_2d_mesh", "check_2d_mesh_clip_and_init"], tmp_path)
+    _spawn(4, ["check_2d_mesh", "check_2d_mesh_clip_and_init", "check_fsdp2_over_tensor_parallel"], tmp_path)
 
 
 @pytest.mark.parametrize("world_size", [2, 4])

@@ -395,9 +395,14 @@ def _total_norm(
     owners: list[Tensor] | None = None,
 ) -> tuple[Tensor, list[Tensor] | None]:
     """(total norm, the local shards of DTensor ``tensors`` or None; see _norms_and_shards)."""
-    if len(tensors) == 0:
+    if len(tensors) == 0 and process_group is None:
         return torch.tensor(0.0), None
-    total, _, shards = _norms_and_shards(tensors, p, False, process_group, owners)
+    if len(tensors) == 0:  # no gradient here, but the group's all-reduce needs this rank
+        device = owners[0].device if owners else distributed.group_device(process_group)
+        total, _ = distributed.norms([], p, False, process_group, None, _local_norms, device=device)
+        shards = None
+    else:
+        total, _, shards = _norms_and_shards(tensors, p, False, process_group, owners)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(
             f"The total norm of order {p} for gradients from `parameters` is non-finite, so it cannot be "

@@ -8,10 +8,14 @@ process group combines the partial results:
 
 * the partial of a group is the sum of ``|x|^p`` over the rank's local shards,
   formed in float64 from the kernel's norm (``norm ** p``); it is all-reduced
-  with SUM (MAX for ``inf``), and the global norm is ``total ** (1/p)``;
-* a DTensor is sharded over the mesh dimensions whose placement is ``Shard``;
+  with SUM (MAX for ``inf``), and the global norm is ``total ** (1/p)``; an
+  order other than 1, 2 and inf first all-reduces the max and sums
+  ``(norm / max) ** p`` (one more collective), so no power overflows;
+* a DTensor is sharded over the mesh dimensions whose placement is neither
+  ``Replicate`` nor ``Partial`` (``Shard``, FSDP2-over-TP's ``_StridedShard``);
   replicated dimensions are counted once (no reduction over them); ``Partial``
-  gradients are reduced to replicated first (one extra collective, rare);
+  gradients are reduced to replicated first, one full-size redistribute per
+  such tensor (with sequence parallelism that is every LayerNorm gradient);
 * plain tensors belong to ``process_group`` unless marked with
   :func:`mark_replicated` (e.g. tensor-parallel layer norms), which are counted
   once, locally;
@@ -28,8 +32,15 @@ Cost per step and rank (see docs/distributed.md): one read of the local shards
 per parameter for :func:`trainops.grad_norms`), i.e. latency-bound
 ``buckets * log2(ranks) * alpha`` on a tree/ring all-reduce.
 
-float64 partial sums hold any fp32/fp16/bf16 norm for p <= 8; fp64 gradients
-with norms above ~1e154 (p = 2) overflow the partial and give inf.
+float64 partial sums hold any fp32/fp16/bf16 norm for p = 1 and 2; fp64
+gradients with norms above ~1e154 (p = 2) overflow the partial and give inf.
+
+Every rank of a process group must take part: with ``process_group=`` a rank
+whose tensors all lack a gradient still joins the all-reduce (with zero), but
+``grad_norms`` needs the same number of gradients on every rank, and DTensor
+gradients must exist on every rank of their mesh (as in torch). A replica that
+has diverged (NaN on one rank of a Replicate dimension) is not compared across
+ranks: ``error_if_nonfinite`` then decides per rank.
 """
 
 from __future__ import annotations
@@ -75,7 +86,10 @@ def mark_replicated(*tensors: Tensor) -> None:
 
     Their norm is counted once instead of being summed over the group, e.g.
     layer norms under tensor parallelism, whose every rank holds the full copy.
-    Marking a parameter covers its ``.grad``.
+    Marking a parameter covers its ``.grad``: the clipping functions read the
+    mark from the parameter, and every gradient that backward accumulates into
+    it is marked too, so ``get_total_norm`` over the gradients sees it (a
+    gradient assigned by hand is not: mark it, or pass the parameters).
 
     Args:
         tensors: parameters or plain tensors.
@@ -83,7 +97,17 @@ def mark_replicated(*tensors: Tensor) -> None:
     global _ANY_MARKED
     _ANY_MARKED = True
     for t in tensors:
+        already = is_replicated(t)
         setattr(t, _REPLICATED_ATTR, True)
+        if not already and t.is_leaf and t.requires_grad:
+            t.register_post_accumulate_grad_hook(_mark_grad)
+        if t.grad is not None:
+            setattr(t.grad, _REPLICATED_ATTR, True)
+
+
+def _mark_grad(param: Tensor) -> None:
+    if param.grad is not None:
+        setattr(param.grad, _REPLICATED_ATTR, True)
 
 
 def is_replicated(t: Tensor) -> bool:
@@ -110,6 +134,13 @@ def local_tensors(tensors: list[Tensor]) -> list[Tensor]:
 Bucket = tuple[list[Any], list[int], list[Tensor]]  # (groups, indices into the input, local tensors)
 
 
+def _sharded_dims(placements: Any) -> tuple[int, ...]:
+    """The mesh dims a DTensor is split over: every placement that is neither
+    Replicate nor Partial -- Shard, and the _StridedShard of FSDP2 over tensor
+    parallelism, which is not a Shard subclass in torch >= 2.13."""
+    return tuple(d for d, pl in enumerate(placements) if not (pl.is_replicate() or pl.is_partial()))
+
+
 def _buckets(tensors: list[Tensor], flags: list[bool] | None, process_group: Any) -> list[Bucket]:
     """Group tensors by the collectives they need, in order of first appearance.
 
@@ -127,7 +158,7 @@ def _buckets(tensors: list[Tensor], flags: list[bool] | None, process_group: Any
                 layout = (id(spec.mesh), spec.placements)
                 if layout not in layouts:
                     mesh = spec.mesh
-                    dims = tuple(d for d, pl in enumerate(spec.placements) if pl.is_shard())
+                    dims = _sharded_dims(spec.placements)
                     has_partial = any(isinstance(pl, Partial) for pl in spec.placements)
                     layouts[layout] = (("mesh", id(mesh), dims), [mesh.get_group(d) for d in dims], has_partial)
                 resolved = by_spec[id(spec)] = layouts[layout]
@@ -146,6 +177,10 @@ def _buckets(tensors: list[Tensor], flags: list[bool] | None, process_group: Any
             entry = buckets[key] = (groups, [], [])
         entry[1].append(i)
         entry[2].append(local)
+    if process_group is not None and ("group", id(process_group)) not in buckets:
+        # Every tensor here is marked replicated (or there is none): this rank
+        # still joins the group's all-reduce, with zero, as the others expect.
+        buckets[("group", id(process_group))] = ([process_group], [], [])
     return list(buckets.values())
 
 
@@ -180,7 +215,7 @@ class _Plan:
                 mesh, placements = spec.mesh, spec.placements
                 self.checks.append((spec, mesh, placements))
                 partial = partial or any(isinstance(pl, Partial) for pl in placements)
-                dims = tuple(d for d, pl in enumerate(placements) if pl.is_shard())
+                dims = _sharded_dims(placements)
                 b = by_layout.get((id(mesh), dims))
                 if b is None:
                     b = by_layout[(id(mesh), dims)] = len(buckets)
@@ -257,6 +292,25 @@ def _index_tensor(indices: list[int], device: torch.device) -> Tensor:
     return index
 
 
+def group_device(process_group: Any) -> torch.device:
+    """The device a process group's collectives use (CPU for gloo, the current
+    CUDA device for NCCL): for a rank that has no tensor to take it from."""
+    from torch.distributed.distributed_c10d import _get_pg_default_device
+
+    return _get_pg_default_device(process_group)
+
+
+def _scaled_pnorm(values: Tensor, p: float, dim: int = 0) -> Tensor:
+    """(sum |v|^p)^(1/p) along ``dim`` without overflow or underflow of the
+    powers: m (sum (|v| / m)^p)^(1/p), m the largest |v|. NaN stays NaN."""
+    values = values.abs()
+    m = values.amax(dim=dim, keepdim=True)
+    ratio = torch.where(m > 0, values / torch.where(m > 0, m, 1.0), 0.0)
+    ratio = torch.where(torch.isinf(m), torch.isinf(values).to(values.dtype), ratio)
+    out = m.squeeze(dim) * ratio.pow(p).sum(dim=dim).pow(1.0 / p)
+    return torch.where(torch.isnan(values).any(dim=dim), math.nan, out)
+
+
 def norms(
     tensors: list[Tensor],
     p: float,
@@ -265,14 +319,18 @@ def norms(
     replicated: list[bool] | None,
     local_norms: Callable[[list[Tensor], float, bool], tuple[Tensor, Tensor | None]],
     buckets: list[Bucket] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Global (total, per-tensor) norms of DTensor / process-group-sharded tensors.
 
     Args:
-        tensors: gradients (DTensors or plain local shards).
+        tensors: gradients (DTensors or plain local shards); may be empty on a
+            rank that holds none of a process group's tensors, which still
+            joins the collectives (with ``buckets`` and ``device`` given).
         p: norm order, > 0 or inf.
         per_tensor: also return each tensor's global norm (one float64 per
-            tensor all-reduced per bucket).
+            tensor all-reduced per bucket; every rank must pass the same
+            number of tensors per bucket).
         process_group: the group plain, unmarked tensors are sharded over.
         replicated: per tensor, True if counted once (see mark_replicated);
             None if nothing is marked.
@@ -280,31 +338,57 @@ def norms(
             -> (total, per_tensor).
         buckets: ``tensors`` grouped already (from :func:`dtensor_buckets`);
             None to group them here.
+        device: where the results go (default: the first local shard's device).
 
     Returns:
         (total, per_tensor or None) as plain tensors on the first local shard's
         device, identical on every rank: float64 if any tensor is float64, else
         float32.
+
+    Orders 1 and 2 all-reduce the sums of ``norm ** p`` (float64 holds them
+    for any fp32/fp16/bf16 norm); inf all-reduces the max; any other p takes
+    one more collective, the max of every entry, and sums ``(norm / max) ** p``
+    so that no power over- or underflows (p = 128 at norms of 1e3 gave inf).
     """
     is_inf = math.isinf(p)
+    scaled = not is_inf and p not in (1.0, 2.0)
     op = dist.ReduceOp.MAX if is_inf else dist.ReduceOp.SUM
     if buckets is None:
         buckets = _buckets(tensors, replicated, process_group)
-    device = buckets[0][2][0].device
+    if device is None:
+        device = next(local[0].device for _, _, local in buckets if local)
     total_pow = torch.zeros((), dtype=torch.float64, device=device)
+    bucket_norms: list[Tensor] = []  # scaled p: each bucket's global norm
     per = torch.zeros(len(tensors), dtype=torch.float64, device=device) if per_tensor else None
     # The fused op returns float64 exactly when one of its tensors is float64
     # (as do the fallbacks), so the result dtype comes from the bucket totals,
     # not from a dtype read per tensor (~0.2 us each on a DTensor).
     any_fp64 = False
     for groups, indices, local in buckets:
-        b_total, b_per = local_norms(local, p, per_tensor)
+        if local:
+            b_total, b_per = local_norms(local, p, per_tensor)
+        else:  # nothing here, but the other ranks' collective needs this one
+            b_total, b_per = torch.zeros((), device=device), torch.zeros(0, device=device)
         any_fp64 = any_fp64 or b_total.dtype == torch.float64
         # One tensor per bucket carries the total (and the per-tensor values)
         # through the collective: [total, per_0, per_1, ...].
         payload = b_total.to(device=device, dtype=torch.float64).reshape(1)
         if per_tensor:
             payload = torch.cat([payload, b_per.to(device=device, dtype=torch.float64)])
+        if scaled:
+            if groups:
+                scale = payload.clone()
+                for group in groups:
+                    dist.all_reduce(scale, op=dist.ReduceOp.MAX, group=group)
+                terms = torch.where(scale > 0, payload / torch.where(scale > 0, scale, 1.0), 0.0)
+                terms = torch.where(torch.isinf(scale), torch.isinf(payload).to(torch.float64), terms).pow(p)
+                for group in groups:
+                    dist.all_reduce(terms, op=dist.ReduceOp.SUM, group=group)
+                payload = torch.where(torch.isnan(terms), math.nan, scale * terms.pow(1.0 / p))
+            bucket_norms.append(payload[0])
+            if per_tensor:
+                per[_index_tensor(indices, device)] = payload[1:]
+            continue
         if not is_inf:
             payload = payload.pow(p)  # SUM keeps NaN and inf on its own
         elif groups:
@@ -320,9 +404,12 @@ def norms(
         total_pow = torch.maximum(total_pow, payload[0]) if is_inf else total_pow + payload[0]
         if per_tensor:
             per[_index_tensor(indices, device)] = payload[1:]
-    total = total_pow if is_inf else total_pow.pow(1.0 / p)
+    if scaled:
+        total = _scaled_pnorm(torch.stack(bucket_norms), p)
+    else:
+        total = total_pow if is_inf else total_pow.pow(1.0 / p)
     dtype = torch.float64 if any_fp64 else torch.float32
     if per_tensor:
-        per = per if is_inf else per.pow(1.0 / p)
+        per = per if is_inf or scaled else per.pow(1.0 / p)
         per = per.to(dtype)
     return total.to(dtype), per
