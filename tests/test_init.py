@@ -467,7 +467,7 @@ def test_auto_plan_rules():
     assert p["fc2.weight"].scheme.startswith("xavier_uniform_") and p["fc2.weight"].gain == 1.0  # sigmoid gain
     assert p["conv.weight"].scheme == "kaiming_normal_(fan_out, relu)"  # through BatchNorm
     assert p["emb.weight"].std == 0.01
-    assert p["rnn.weight_hh_l0"].scheme == "orthogonal_"
+    assert p["rnn.weight_hh_l0"].scheme == "orthogonal_ per gate (3 x 8x8)" and p["rnn.weight_hh_l0"].blocks == 3
     assert p["rnn.weight_ih_l0"].scheme.startswith("xavier_uniform_")
     assert p["fc1.bias"].spec == InitSpec.constant(0.0)
     assert p["ln.weight"].spec == InitSpec.constant(1.0) and p["bn.bias"].spec == InitSpec.constant(0.0)
@@ -510,8 +510,12 @@ def test_init_module_is_reproducible_and_order_independent():
     c = Net(0)
     init.init_module_(c, seed=6)
     assert not torch.equal(a.fc1.weight, c.fc1.weight)
-    w = a.rnn.weight_hh_l0.detach().double()  # three stacked 8x8 gates, orthogonal columns
-    assert torch.allclose(w.T @ w, torch.eye(8, dtype=torch.float64), atol=1e-5)
+    # Three stacked 8x8 gates, each orthogonal on its own (each gate's
+    # recurrent map preserves norms), and different from one another.
+    gates = a.rnn.weight_hh_l0.detach().double().chunk(3)
+    for g in gates:
+        assert torch.allclose(g.T @ g, torch.eye(8, dtype=torch.float64), atol=1e-5)
+    assert not torch.equal(gates[0], gates[1])
 
 
 def test_materialize_keeps_tied_weights():
@@ -1013,3 +1017,10 @@ def test_warnings_point_at_the_caller():
             warnings.simplefilter("always")
             call()
         assert rec and all(r.filename == __file__ for r in rec), [r.filename for r in rec]
+
+
+def test_embedding_bag_padding_row_is_zero():
+    for scheme in ("auto", "torch"):
+        m = nn.Sequential(nn.EmbeddingBag(10, 4, padding_idx=2))
+        init.init_module_(m, scheme, seed=0)
+        assert m[0].weight[2].abs().sum().item() == 0.0 and m[0].weight[3].abs().sum().item() > 0

@@ -1000,6 +1000,8 @@ class PlanEntry:
         reason: why this scheme was picked.
         guessed: True when the activation or the rule had to be guessed.
         key: the stream key (from the name).
+        blocks: for orthogonal_, the number of row blocks (an RNN's gates)
+            each made orthogonal on its own.
     """
 
     name: str
@@ -1013,6 +1015,7 @@ class PlanEntry:
     reason: str = ""
     guessed: bool = False
     key: int = 0
+    blocks: int = 1  # orthogonal_: row blocks (RNN gates) made orthogonal one by one
 
 
 @dataclass
@@ -1286,7 +1289,14 @@ def _layer_rule(scheme: str, mname: str, m: nn.Module, pname: str, p: Tensor, ct
         if is_bias:
             return _zeros_entry(full, p, f"{kind} bias")
         if pname.startswith("weight_hh"):
-            return _entry(full, p, "orthogonal_", None, f"{kind} recurrent weight", gain=1.0, std=1.0 / math.sqrt(max(p.shape[0], p[0].numel())))
+            # One orthogonal matrix per gate block, so each gate's recurrent map
+            # preserves norms (a whole-stack QR leaves each block far from it).
+            gates = p.shape[0] // m.hidden_size if m.hidden_size else 1
+            h = p.shape[0] // max(gates, 1)
+            return _entry(
+                full, p, "orthogonal_" if gates == 1 else f"orthogonal_ per gate ({gates} x {h}x{p.shape[1]})", None,
+                f"{kind} recurrent weight", gain=1.0, std=1.0 / math.sqrt(max(h, p.shape[1])), blocks=max(gates, 1),
+            )
         if pname.startswith("weight_hr"):
             return _xavier_entry(full, p, 1.0, f"{kind} projection weight (proj_size)")
         return _xavier_entry(full, p, 1.0, f"{kind} input weight")
@@ -1467,7 +1477,8 @@ def plan(
         scheme: "auto" (Linear + ReLU family -> kaiming_normal_(fan_in); Conv +
             ReLU -> kaiming_normal_(fan_out); Linear/Conv + tanh/sigmoid ->
             xavier_uniform_ with that gain; + SELU -> LeCun normal; RNN
-            weight_hh -> orthogonal_, weight_ih -> xavier_uniform_; Embedding
+            weight_hh -> orthogonal_ per gate block (GRU: 3, LSTM: 4),
+            weight_ih -> xavier_uniform_; Embedding
             -> normal(0, 0.01); biases -> zeros; norms -> ones/zeros; PReLU
             slopes -> their init value), "kaiming", "xavier", "gpt2" (normal
             0.02, residual projections / sqrt(2 n_layers)) or "torch" (what
@@ -1555,7 +1566,7 @@ def init_module_(
     skip_fn = _skip_fn(skip, module)
     _check_plan_shapes(the_plan, params)
     draws: list[tuple[Tensor, InitSpec, int]] = []
-    ortho: dict[tuple, list[tuple[Tensor, PlanEntry]]] = {}
+    ortho_entries: list[tuple[Tensor, PlanEntry]] = []
     for e in the_plan:
         p = params.get(e.name)
         if p is None or skip_fn(e.name, p):
@@ -1567,8 +1578,8 @@ def init_module_(
                 UserWarning,
                 stacklevel=3,
             )
-        if e.scheme == "orthogonal_":
-            ortho.setdefault((tuple(p.shape), p.dtype, p.device), []).append((p, e))
+        if e.scheme.startswith("orthogonal_"):
+            ortho_entries.append((p, e))
         elif e.spec is not None:
             draws.append((p, e.spec, e.key))
     if draws:
@@ -1588,25 +1599,40 @@ def init_module_(
     # As nn.Embedding.reset_parameters: the padding row starts at zero.
     drawn = {id(d[0]) for d in draws}
     for m in module.modules():
-        if isinstance(m, nn.Embedding) and m.padding_idx is not None and id(m.weight) in drawn:
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.padding_idx is not None and id(m.weight) in drawn:
             _zero_row(m.weight, m.padding_idx % m.weight.shape[0])
-    for group in ortho.values():
-        layouts = [_shard_layout(p) for p, _ in group]
-        if layouts[0][0].device.type == "meta":
-            continue
-        # Orthogonality couples every element of the matrix, so a shard cannot
-        # be drawn alone: each rank builds the whole (small: recurrent weights
-        # are hidden x hidden) matrix from the same counter RNG and keeps its
-        # slice. Memory: one full matrix per rank; values equal the unsharded ones.
-        _orthogonal_batch(
-            [local for local, _, _ in layouts],
-            [e.gain or 1.0 for _, e in group],
-            _to_i64(seed),
-            [e.key for _, e in group],
-            global_shape=tuple(group[0][0].shape),
-            global_offsets=[o for _, _, o in layouts],
-        )
+    _init_orthogonal_entries(ortho_entries, _to_i64(seed))
     return the_plan
+
+
+def _init_orthogonal_entries(entries: list[tuple[Tensor, PlanEntry]], seed: int) -> None:
+    """The orthogonal entries of a plan: one batched QR per block shape.
+
+    Orthogonality couples every element of a matrix, so a shard cannot be
+    drawn alone: for a sharded parameter each rank builds the whole (small:
+    recurrent weights are hidden x hidden per gate) matrix from the same
+    counter RNG and keeps its slice; values equal the unsharded ones. Gate
+    block g of a parameter draws with the key of "<name>.gate<g>".
+    """
+    jobs: dict[tuple, list[tuple[Tensor, float, int]]] = {}  # block shape, dtype, device -> (target, gain, key)
+    slices: list[tuple[Tensor, Tensor, tuple[int, ...]]] = []  # (local shard, full matrix, offset)
+    for p, e in entries:
+        local, global_shape, offset = _shard_layout(p)
+        if local.device.type == "meta":
+            continue
+        target = local
+        if global_shape is not None:
+            target = torch.empty(global_shape, dtype=local.dtype, device=local.device)
+            slices.append((local, target, offset))
+        rows = target.shape[0] // e.blocks
+        for g in range(e.blocks):
+            block = target if e.blocks == 1 else target[g * rows : (g + 1) * rows]
+            key = e.key if e.blocks == 1 else key_of(f"{e.name}.gate{g}")
+            jobs.setdefault((tuple(block.shape), block.dtype, block.device), []).append((block, e.gain or 1.0, key))
+    for group in jobs.values():
+        _orthogonal_batch([b for b, _, _ in group], [g for _, g, _ in group], seed, [k for _, _, k in group])
+    for local, full, offset in slices:
+        local.copy_(full[tuple(slice(o, o + n) for o, n in zip(offset, local.shape))])
 
 
 def _check_plan_shapes(the_plan: InitPlan, params: dict[str, Tensor]) -> None:
