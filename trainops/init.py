@@ -267,7 +267,7 @@ def _seed_on(seed: Seed, device: torch.device) -> Seed:
     """A tensor seed where a kernel on ``device`` can read it: on the CPU (read
     on the host) or on ``device`` itself (read by the kernel)."""
     if isinstance(seed, Tensor) and seed.device.type != "cpu" and seed.device != device:
-        return seed.to(device if device.type != "cpu" else "cpu")
+        return seed.to(device)
     return seed
 
 
