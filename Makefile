@@ -95,7 +95,7 @@ wheel-check: venv $(VENV_CUDA)/.ready
 # pytest and its dependencies as wheels for Python 3.12, for benchmarks/gpu_check.sh
 # on a GPU machine that has neither pytest nor internet (carry .gpu_wheels there).
 gpu-wheels:
-	rm -rf .gpu_wheels && python3 -m pip download -q --only-binary=:all: --python-version 3.12 -d .gpu_wheels pytest
+	rm -rf .gpu_wheels && python3 -m pip download -q --only-binary=:all: --python-version 3.12 -d .gpu_wheels pytest numpy
 	ls .gpu_wheels
 
 clean:

@@ -25,6 +25,10 @@ at 41-50% of the write floor; trunc_normal_ 115-136 ms vs 6,979-7,913 ms
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("TRAINOPS_REQUIRE_EXTENSION", "1")  # never time the fallback as trainops
+
 import pytest
 import torch
 

@@ -6,10 +6,10 @@
 # timeouts add up to 7.5 minutes after the build (plus 0.5 for the instruction
 # counts of benchmarks/sass_counts.py, which need no GPU).
 #
-# pytest: if the machine lacks it, the script unpacks the wheels in
+# pytest, numpy: if the machine lacks them, the script unpacks the wheels in
 # $GPU_CHECK_WHEELS (default .gpu_wheels/, git-ignored). Before a device run,
-# on a machine with the package registry: `make gpu-wheels` (pytest and its
-# dependencies for Python 3.12), then carry .gpu_wheels along.
+# on a machine with the package registry: `make gpu-wheels` (pytest, numpy and
+# their dependencies for Python 3.12), then carry .gpu_wheels along.
 #
 # Environment (all optional):
 #   PYTHON                 interpreter with torch (default: python3, else python)
@@ -52,14 +52,17 @@ if [[ "${GPU_CHECK_SKIP_BUILD:-0}" != "1" ]]; then
   fi
   echo "built in $(( $(date +%s) - BUILD_START ))s"
 fi
-"$PY" -m trainops info 2>&1 | tee "$OUT_DIR/info.log" || "$PY" -c "import trainops; print(trainops._extension.build_info())"
+if ! "$PY" -m trainops info 2>&1 | tee "$OUT_DIR/info.log"; then
+  echo "gpu_check: THE BUILT EXTENSION DOES NOT LOAD (see above and $OUT_DIR/build.log)"
+  exit 1
+fi
 
 stamp "CUDA tests"
 # The device-parametrised CPU suites (test_clip, test_init) run on CUDA too.
 TESTS=(tests/test_cuda_build.py tests/test_cuda_clip.py tests/test_clip.py tests/test_init.py)
 WHEELS="${GPU_CHECK_WHEELS:-$ROOT/.gpu_wheels}"
-if ! "$PY" -c "import pytest" 2>/dev/null && compgen -G "$WHEELS/*.whl" >/dev/null; then
-  echo "pytest is not installed: unpacking the wheels in $WHEELS"
+if ! "$PY" -c "import pytest, numpy" 2>/dev/null && compgen -G "$WHEELS/*.whl" >/dev/null; then
+  echo "pytest or numpy is not installed: unpacking the wheels in $WHEELS (installed packages keep precedence)"
   "$PY" - "$WHEELS" "$OUT_DIR/pydeps" <<'PYEOF'
 import glob, sys, zipfile
 for wheel in sorted(glob.glob(sys.argv[1] + "/*.whl")):  # pure-Python wheels: unpacking is installing
@@ -67,8 +70,8 @@ for wheel in sorted(glob.glob(sys.argv[1] + "/*.whl")):  # pure-Python wheels: u
 PYEOF
   export PYTHONPATH="$PYTHONPATH:$OUT_DIR/pydeps"
 fi
-if ! "$PY" -c "import pytest" 2>/dev/null; then
-  echo "gpu_check: TESTS NOT RUN: pytest is not installed and $WHEELS holds no wheels (make gpu-wheels, then carry .gpu_wheels)"
+if ! "$PY" -c "import pytest, numpy" 2>/dev/null; then
+  echo "gpu_check: TESTS NOT RUN: pytest or numpy is not installed and $WHEELS does not hold it (make gpu-wheels, then carry .gpu_wheels)"
   STATUS=1
 elif ! timeout 180 "$PY" -m pytest -q -rs -p no:cacheprovider "${TESTS[@]}" 2>&1 | tee "$OUT_DIR/tests.log"; then
   echo "gpu_check: TESTS FAILED (log: $OUT_DIR/tests.log)"
@@ -82,7 +85,7 @@ if ! timeout 150 "$PY" benchmarks/bench_cuda_clip.py --json "$OUT_DIR/bench.json
 fi
 
 stamp "trainops bench on the GPU (clip: GPT-2 and 10k x 100; init: GPT-2 normal / trunc_normal)"
-if ! timeout 120 "$PY" -m trainops bench --device cuda --cases gpt2,10k_x_100 --dtypes fp32,bf16 \
+if ! timeout 120 "$PY" -m trainops bench --device cuda --suite all --cases gpt2,10k_x_100 --dtypes fp32,bf16 \
     --json "$OUT_DIR/trainops_bench.json" 2>&1 | tee "$OUT_DIR/trainops_bench.log"; then
   echo "gpu_check: TRAINOPS BENCH FAILED (log: $OUT_DIR/trainops_bench.log)"
   STATUS=1

@@ -41,14 +41,41 @@ def test_bench_without_cuda_device_says_so(capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
-def test_bench_runs_on_torch_alone_without_the_extension(monkeypatch, capsys):
-    # Extension missing (or no kernel for the device): trainops falls back to
-    # torch's operations, with one warning, and the bench still prints its table.
-    from trainops import _extension, clip
+def test_bench_refuses_to_time_the_fallback_unless_asked(monkeypatch, capsys, tmp_path):
+    # No kernel for the device (extension missing, or a CPU-only build on a
+    # GPU): the trainops column would time torch's operations, so the bench
+    # refuses; --allow-fallback runs it, says so, and records it in the JSON.
+    from trainops import _extension
 
-    monkeypatch.setattr(_extension, "LOADED", False)
-    monkeypatch.setattr(_extension, "CLIP_DEVICES", ())
-    monkeypatch.setattr(clip, "_warned_fallback", set())
+    monkeypatch.setattr(_extension, "CLIP_DEVICES", frozenset())
+    argv = ["bench", "--cases", "1k_x_1k", "--dtypes", "fp32", "--clip", "no", "--device", "cpu"]
+    assert cli.main(argv) == 2
+    assert "--allow-fallback" in capsys.readouterr().err
+    out = tmp_path / "fallback.json"
     with pytest.warns(RuntimeWarning, match="falling back"):
-        assert cli.main(["bench", "--suite", "clip", "--cases", "1k_x_1k", "--dtypes", "fp32", "--clip", "no"]) == 0
-    assert "1k_x_1k" in capsys.readouterr().out
+        assert cli.main(argv + ["--allow-fallback", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "fallback" in text and "1k_x_1k" in text
+    build = json.loads(out.read_text())["build"]
+    assert build["trainops_column_is_fallback"] and build["extension_loaded"]
+
+
+def test_bench_checks_its_options_before_measuring(capsys, tmp_path):
+    for argv, message in (
+        (["--device", "gpu"], "--device"),
+        (["--threads", "-1"], "--threads"),
+        (["--cases", ""], "no gradient set"),
+        (["--cases", "1k_x_1k", "--json", str(tmp_path / "missing" / "x.json")], "--json"),
+    ):
+        assert cli.main(["bench"] + argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "measuring" not in err, (argv, err)
+
+
+def test_bench_json_records_the_build(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert cli.main(["bench", "--cases", "10k_x_100", "--dtypes", "fp32", "--clip", "no", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["init_rows"] == []  # --cases alone runs the clip suite only
+    assert data["build"]["extension_loaded"] and data["build"]["build_info"]["abi"]
+    assert data["args"]["cases"] == "10k_x_100" and data["timestamp"]

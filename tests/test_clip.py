@@ -618,7 +618,7 @@ def test_fallback_for_devices_without_kernel(monkeypatch):
     import trainops.clip as clip_mod
 
     monkeypatch.setattr(_extension, "CLIP_DEVICES", frozenset())
-    monkeypatch.setattr(clip_mod, "_warned_fallback", set())
+    monkeypatch.setattr(_extension, "_warned_devices", set())
     params = [make_param((50,), torch.float32, "cpu") for _ in range(3)]
     grads = [q.grad.clone() for q in params]
     with warnings.catch_warnings(record=True) as caught:

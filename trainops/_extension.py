@@ -70,6 +70,8 @@ def _read_build_meta() -> dict | None:
 def _load() -> tuple[bool, str | None, dict | None]:
     meta = _read_build_meta()
     if meta is None:
+        if any(name.startswith("_C") and name.endswith(".so") for name in os.listdir(_HERE)):
+            return False, "trainops._C is there but its build record trainops/_build_meta.json is missing", None
         return False, "the compiled extension trainops._C is not built", None
     reason = _incompatibility(meta)
     if reason is not None:
@@ -87,13 +89,26 @@ if not LOADED:
     _msg = f"trainops: {LOAD_ERROR}; {REBUILD_HINT}."
     if os.environ.get("TRAINOPS_REQUIRE_EXTENSION", "0") == "1":
         raise ImportError(_msg)
-    warnings.warn(_msg + " Falling back to pure PyTorch (correct but slower).", RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        _msg + " Falling back to pure PyTorch: clipping is correct but slower; trainops.init draws with torch's "
+        "generator (same distributions, other values than the counter-based kernels).",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 if LOADED:
     from . import _fake
 
     _fake.register()
+
+_ISA_CAP = os.environ.get("TRAINOPS_CPU_ISA")
+if _ISA_CAP is not None and _ISA_CAP not in ("baseline", "avx2", "avx512"):
+    warnings.warn(
+        f"TRAINOPS_CPU_ISA={_ISA_CAP!r} is not one of baseline, avx2, avx512 (lower case); it is ignored",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 def _devices_with_kernel(op: str) -> frozenset[str]:
@@ -108,6 +123,36 @@ def _devices_with_kernel(op: str) -> frozenset[str]:
 # Device types with a compiled kernel for the clipping ops, fixed at import so
 # that torch.compile sees a constant.
 CLIP_DEVICES: frozenset[str] = _devices_with_kernel("multi_tensor_norm")
+
+
+_warned_devices: set[tuple[str, str]] = set()
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel of the first frame outside trainops (and torch's
+    decorator wrappers), for a warning about the caller's call."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_HERE) or frame.f_code.co_filename.endswith("_contextlib.py")
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_fallback(feature: str, device_type: str, consequence: str) -> None:
+    """Warn once per (feature, device type) that ``device_type`` tensors take
+    the pure-PyTorch fallback. Nothing when the extension is not loaded at all:
+    the import warned already, once for everything."""
+    if not LOADED or (feature, device_type) in _warned_devices:
+        return
+    _warned_devices.add((feature, device_type))
+    warnings.warn(
+        f"{feature}: the trainops extension has no kernel for {device_type} tensors; {consequence}",
+        RuntimeWarning,
+        stacklevel=_user_stacklevel(),
+    )
 
 
 def build_info() -> dict[str, str]:

@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import statistics
 import sys
 import time
@@ -357,53 +359,135 @@ def format_table(rows: list[Row], floor: Floor, device: str) -> str:
         ".grad ms = the Python walk reading every .grad (part of every implementation); "
         "ceiling = faster torch ms / .grad ms, the most any implementation could gain"
     )
+    lines.append(
+        "% floor is against the DRAM bandwidth of a 256 MiB pass: sets that fit in cache (1k_x_1k, 10k_x_100: "
+        "4 MB) can pass 100%"
+    )
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cases", default="gpt2,resnet50,1k_x_1k,10k_x_100,llama", help=f"comma list of {CASES}")
-    parser.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32, bf16, fp16")
-    parser.add_argument("--clip", default="both", choices=("both", "yes", "no"), help="clipping triggered or not")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu or cuda")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
-    parser.add_argument("--llama-gb", type=float, default=4.0, help="gradient memory for the llama case (GiB)")
-    parser.add_argument("--suite", default="all", choices=("all", "clip", "init"), help="which benchmarks")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument("--cases", default=None, help=f"comma list of {', '.join(CASES)} (default: all of them)")
+    parser.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32, bf16, fp16 (default: fp32,bf16)")
+    parser.add_argument("--clip", default="both", choices=("both", "yes", "no"), help="clipping triggered or not (default: both)")
+    parser.add_argument("--device", default="auto", help="auto (the default: cuda if available, else cpu), cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--llama-gb", type=float, default=None,
+        help=f"gradient memory for the llama case in GiB (default: {LLAMA_CPU_GB:g} on the CPU, a quarter of the "
+        f"free GPU memory up to {LLAMA_GPU_MAX_GB:g} on CUDA)",
+    )
+    parser.add_argument(
+        "--suite", default=None, choices=("all", "clip", "init"),
+        help="which benchmarks (default: all, or only clip when --cases picks gradient sets)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the rows, the floor and the build as JSON")
+    parser.add_argument(
+        "--allow-fallback", action="store_true",
+        help="run even when the trainops extension has no kernel for the device (the trainops column then "
+        "times the pure-PyTorch fallback, and says so)",
+    )
     parser.set_defaults(func=run)
+
+
+# The llama case's default size: on the CPU a fixed 4 GiB keeps `make bench`
+# within minutes on a 2-core machine; on a GPU, as large as memory allows
+# (a quarter of the free memory: the case holds the grads and one flat copy).
+LLAMA_CPU_GB = 4.0
+LLAMA_GPU_MAX_GB = 32.0
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _llama_gb(requested: float | None, device: str) -> float:
+    if requested is not None:
+        return requested
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return min(LLAMA_GPU_MAX_GB, free / 4 / 2**30)
+    return LLAMA_CPU_GB
+
+
+def _error(message: str) -> int:
+    print(f"trainops bench: {message}", file=sys.stderr)
+    return 2
+
+
+def _build_record(device: str, fallback: bool) -> dict:
+    from .version import __version__
+
+    return {
+        "trainops": __version__,
+        "extension_loaded": _extension.LOADED,
+        "load_error": _extension.LOAD_ERROR,
+        "build_info": _extension.build_info(),
+        "build_meta": _extension.BUILD_META,
+        "trainops_column_is_fallback": fallback,
+        "device": device,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     device = args.device
+    if not _DEVICE_RE.match(device):
+        return _error(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"trainops bench: --device {device}, but torch sees no CUDA device", file=sys.stderr)
-        return 2
+        return _error(f"--device {device}, but torch sees no CUDA device")
+    if args.threads < 0:
+        return _error(f"--threads {args.threads}: expected >= 1 (or 0 for torch's default)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cases = [c for c in args.cases.split(",") if c]
+    suite = args.suite or ("clip" if args.cases is not None else "all")
+    cases = [c for c in (args.cases if args.cases is not None else ",".join(CASES)).split(",") if c]
     dtypes = [d for d in args.dtypes.split(",") if d]
     for name in cases:
         if name not in CASES:
-            print(f"trainops bench: unknown case {name!r}; choose from {', '.join(CASES)}", file=sys.stderr)
-            return 2
+            return _error(f"unknown case {name!r}; choose from {', '.join(CASES)}")
     for name in dtypes:
         if name not in DTYPES:
-            print(f"trainops bench: unknown dtype {name!r}; choose from {', '.join(DTYPES)}", file=sys.stderr)
-            return 2
+            return _error(f"unknown dtype {name!r}; choose from {', '.join(DTYPES)}")
+    if suite in ("all", "clip") and not cases:
+        return _error("--cases names no gradient set")
+    if not dtypes:
+        return _error("--dtypes names no dtype")
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            return _error(f"--json {args.json}: cannot write in {folder}")
+    kind = torch.device(device).type
+    fallback = (suite != "init" and kind not in _extension.CLIP_DEVICES) or (
+        suite != "clip" and kind not in _extension._devices_with_kernel("init_tensors_")
+    )
+    if fallback and not args.allow_fallback:
+        reason = _extension.LOAD_ERROR or f"the extension has no kernel for {kind} tensors"
+        return _error(
+            f"{reason}, so the trainops column would time the pure-PyTorch fallback; {_extension.REBUILD_HINT} "
+            "(or pass --allow-fallback)"
+        )
+    llama_gb = _llama_gb(args.llama_gb, device)
     modes = {"both": [False, True], "yes": [True], "no": [False]}[args.clip]
     rows: list[Row] = []
     init_rows: list[InitRow] = []
     floor = None
-    if args.suite in ("all", "clip"):
+    if fallback:
+        print("NOTE: no trainops kernel for this device: the trainops column times the pure-PyTorch fallback")
+    if suite in ("all", "clip"):
+        if "llama" in cases:
+            smallest = sum(math.prod(s) for s in llama_shapes(0, 1))  # embeddings, head and one layer
+            for name in dtypes:
+                need = smallest * torch.empty(0, dtype=DTYPES[name]).element_size() / 2**30
+                if need > llama_gb:
+                    print(f"note: the llama case holds at least one layer: {need:.2f} GiB in {name}, more than "
+                          f"--llama-gb {llama_gb:g}", file=sys.stderr)
         print(f"measuring the bandwidth floor on {device} ...", file=sys.stderr, flush=True)
         floor = measure_floor(device, 256 * 2**20)
         todo = [(c, d, m) for c in cases for d in dtypes for m in modes]
         for i, (case, dtype_name, clipping) in enumerate(todo, 1):
             print(f"[clip {i}/{len(todo)}] {case} {dtype_name} clip={'yes' if clipping else 'no'}", file=sys.stderr, flush=True)
-            rows.append(run_case(case, dtype_name, clipping, device, floor, args.llama_gb))
+            rows.append(run_case(case, dtype_name, clipping, device, floor, llama_gb))
         print(format_table(rows, floor, device))
-    if args.suite in ("all", "init"):
+    if suite in ("all", "init"):
         n = torch.get_num_threads()
         todo_init = [(dist, d, t) for dist in ("normal", "trunc_normal") for d in dtypes for t in sorted({n, 1}, reverse=True)]
         if device != "cpu":
@@ -417,6 +501,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                       "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "args": vars(args) | {"func": None},
+                       "build": _build_record(device, fallback),
                        "floor": asdict(floor) if floor else None, "rows": [asdict(r) for r in rows],
-                       "init_rows": [asdict(r) for r in init_rows]}, f, indent=1)
+                       "init_rows": [asdict(r) for r in init_rows]}, f, indent=1, default=str)
     return 0

@@ -16,7 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     info = importlib.import_module("trainops.info")
     diagnose = importlib.import_module("trainops.diagnose")
 
-    bench.add_arguments(sub.add_parser("bench", help="benchmark trainops against torch on the local device"))
+    bench.add_arguments(
+        sub.add_parser(
+            "bench", help="benchmark trainops against torch on the local device", description=bench.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     info.add_arguments(sub.add_parser("info", help="versions and compiled backends"))
     diagnose.add_arguments(sub.add_parser("diagnose", help="diagnose a train/validation loss curve"))
     args = parser.parse_args(argv)

@@ -67,7 +67,6 @@ __all__ = [
 TensorOrTensors = Union[Tensor, Iterable[Tensor]]
 
 _SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_warned_fallback: set[str] = set()
 
 
 def _as_list(tensors: TensorOrTensors) -> list[Tensor]:
@@ -171,14 +170,7 @@ def _group_by_device(tensors: list[Tensor]) -> dict[torch.device, list[Tensor]]:
 def _has_kernel(device: torch.device) -> bool:
     if device.type in _extension.CLIP_DEVICES:
         return True
-    if device.type not in _warned_fallback:
-        _warned_fallback.add(device.type)
-        reason = _extension.LOAD_ERROR or f"it has no kernel for {device.type} tensors"
-        warnings.warn(
-            f"trainops: {reason}; falling back to torch.nn.utils for {device.type} tensors (slower).",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    _extension.warn_fallback("trainops", device.type, "falling back to torch.nn.utils for them (slower)")
     return False
 
 

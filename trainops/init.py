@@ -107,7 +107,6 @@ _KINDS = {"uniform": 0, "normal": 1, "trunc_normal": 2, "constant": 3}
 _SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _U64 = (1 << 64) - 1
 _INIT_DEVICES: frozenset[str] = _extension._devices_with_kernel("init_tensors_")
-_warned_fallback: set[str] = set()
 
 ShapeLike = Union[Sequence[int], torch.Size]
 
@@ -389,15 +388,10 @@ def _trunc_normal_tail_(
 def _has_kernel(device: torch.device) -> bool:
     if device.type in _INIT_DEVICES:
         return True
-    if device.type not in _warned_fallback:
-        _warned_fallback.add(device.type)
-        reason = _extension.LOAD_ERROR or f"it has no kernel for {device.type} tensors"
-        warnings.warn(
-            f"trainops.init: {reason}; falling back to torch's generator for {device.type} tensors "
-            "(same distributions, other values, not counter-based).",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+    _extension.warn_fallback(
+        "trainops.init", device.type, "falling back to torch's generator for them (same distributions, other values, "
+        "not counter-based)"
+    )
     return False
 
 
