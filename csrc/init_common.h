@@ -63,6 +63,21 @@ inline void check_init_args(size_t i, int64_t kind, const double* a, const char*
   }
 }
 
+// As torch's uniform_ (and the Python API): bounds inside the output dtype's
+// range and a width inside the compute type's, which would otherwise turn
+// every value into inf or into the upper bound.
+inline void check_uniform_fits(size_t i, InitKind kind, DType dtype, const double* a, const char* op) {
+  if (kind != InitKind::kUniform) return;
+  const double top = dtype == DType::kHalf       ? 65504.0
+                     : dtype == DType::kBFloat16 ? 3.3895313892515355e38
+                     : dtype == DType::kFloat    ? 3.4028234663852886e38
+                                                 : 1.7976931348623157e308;
+  const double width_top = dtype == DType::kDouble ? 1.7976931348623157e308 : 3.4028234663852886e38;
+  TRAINOPS_CHECK_VALUE(std::fabs(a[0]) <= top && std::fabs(a[1]) <= top && a[1] - a[0] <= width_top, op,
+                       ": tensor ", i, ": uniform bounds [", a[0], ", ", a[1],
+                       ") do not fit its dtype (largest value ", top, ", largest width ", width_top, ")");
+}
+
 // Layout of tensor t, or of the shard of a global tensor of sizes `global`
 // at `offset` (both null: t is the whole tensor).
 inline InitLayout init_layout_of(const Tensor& t, const int64_t* global, const int64_t* offset,
@@ -77,6 +92,8 @@ inline InitLayout init_layout_of(const Tensor& t, const int64_t* global, const i
   TRAINOPS_CHECK_VALUE(err != LayoutError::kTooManyDims, op, ": tensor ", i,
                     " is a shard with more than ", kMaxInitDims,
                     " split dimensions; flatten it first");
+  TRAINOPS_CHECK_VALUE(err != LayoutError::kTooLarge, op, ": tensor ", i,
+                       ": global_shape has more than 2^62 elements");
   return l;
 }
 
@@ -122,6 +139,7 @@ inline InitCall prepare_init(TensorListArg tensors, IntListArg kinds, FloatListA
     }
     p.dtype = facts[i].dtype;
     p.kind = static_cast<InitKind>(kinds[i]);
+    check_uniform_fits(i, p.kind, p.dtype, a, op);
     p.key = static_cast<uint64_t>(keys[i]);
     set_work_items(&p);
     p.pf = dist::make_params<float>(p.kind, a[0], a[1], a[2], a[3]);

@@ -8,6 +8,7 @@ import random
 import struct
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -723,3 +724,32 @@ def test_many_grads_all_bumped():
     before = [q.grad._version for q in params]
     trainops.clip_grad_norm_(params, 0.5)
     assert all(q.grad._version > b for q, b in zip(params, before))
+
+
+def test_fp32_norm_accuracy_when_every_addition_rounds_up():
+    # Blocks whose fp32 lane sums round the same way at every addition: the
+    # error grows with the additions between folds into fp64 (64 gave 3.75e-6).
+    for p, small in ((1.0, np.float32(2.0**-24 * 1.001)), (2.0, np.float32(math.sqrt(2.0**-24 * 1.001)))):
+        block = np.full(1024, small, dtype=np.float32)
+        block[:16] = 1.0
+        x = torch.from_numpy(np.tile(block, 64))
+        got = torch.ops.trainops.multi_tensor_norm([x], p, False)[0]
+        assert rel_err(got, reference.total_norm([x], p)) <= 1e-6, p
+
+
+def test_fp16_subnormals_with_flush_denormal():
+    # A denormals-are-zero mode must not turn fp16 subnormals into 0: their
+    # fp32 values are normal numbers.
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-denormal mode")
+    try:
+        x = torch.full((100,), 3e-6, dtype=torch.float16)
+        assert rel_err(trainops.get_total_norm([x]), reference.total_norm([x], 2.0)) <= 1e-6
+        p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float16))
+        p.grad = torch.tensor([0.5, -0.5, 1e-3], dtype=torch.float16)
+        ref = p.grad.clone()
+        trainops.clip_grad_value_([p], 1e-6)
+        ref.clamp_(-1e-6, 1e-6)  # torch rounds the bounds to fp16 (subnormals)
+        assert torch.equal(p.grad, ref) and p.grad.abs().min() > 0
+    finally:
+        torch.set_flush_denormal(False)

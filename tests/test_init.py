@@ -1024,3 +1024,25 @@ def test_embedding_bag_padding_row_is_zero():
         m = nn.Sequential(nn.EmbeddingBag(10, 4, padding_idx=2))
         init.init_module_(m, scheme, seed=0)
         assert m[0].weight[2].abs().sum().item() == 0.0 and m[0].weight[3].abs().sum().item() > 0
+
+
+def test_global_shapes_beyond_the_index_range_are_refused():
+    # Index arithmetic near 2^63 would overflow (a shard left unwritten, or
+    # wrapped indices): refused by the Python API and by the op itself.
+    with pytest.raises(ValueError, match="2\\^62"):
+        init.normal_(torch.zeros(3), seed=1, global_shape=(2**63 - 1,), global_offset=(2**63 - 4,))
+    with pytest.raises(ValueError, match="2\\^62"):
+        init.normal_(torch.zeros(3, 4), seed=1, global_shape=(2**62, 4), global_offset=(0, 0))
+    with pytest.raises(op_error(ValueError), match="does not fit"):
+        op([torch.empty(3)], [1], [0.0, 1.0, 0, 0], 0, [0], [10], [2**63 - 1])
+    with pytest.raises(op_error(ValueError), match="2\\^62"):
+        op([torch.empty(3)], [1], [0.0, 1.0, 0, 0], 0, [0], [2**63 - 1], [0])
+
+
+def test_op_refuses_uniform_bounds_beyond_the_dtype():
+    # As the Python API (which raises ValueError first): the op guards direct calls.
+    with pytest.raises(op_error(ValueError), match="do not fit"):
+        op([torch.empty(3)], [0], [-3e38, 3e38, 0, 0], 0, [0], [], [])
+    with pytest.raises(op_error(ValueError), match="do not fit"):
+        op([torch.empty(3, dtype=torch.float16)], [0], [0.0, 7e4, 0, 0], 0, [0], [], [])
+    op([torch.empty(3, dtype=torch.float64)], [0], [-3e38, 3e38, 0, 0], 0, [0], [], [])  # fp64 computes in fp64

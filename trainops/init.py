@@ -562,6 +562,8 @@ def _check_shard_layout(i: int, local: list[int], global_shape: list[int], offse
             )
         if n != g:
             last_partial = d
+    if math.prod(global_shape) > 1 << 62:  # the op's index arithmetic (init_plan.h: kMaxGlobalElements)
+        raise ValueError(f"trainops.init_tensors_: tensor {i}: global_shape {global_shape} has more than 2^62 elements")
     if sum(1 for d in range(max(last_partial, 0)) if local[d] != 1) > _MAX_SPLIT_DIMS:
         raise ValueError(
             f"trainops.init_tensors_: tensor {i} is a shard with more than {_MAX_SPLIT_DIMS} split dimensions; "

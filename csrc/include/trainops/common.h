@@ -67,17 +67,20 @@ TRAINOPS_HD bf16_bits float_to_bf16(float f) {
   return bf16_bits{static_cast<uint16_t>(out)};
 }
 
-// fp16 -> fp32, exact. Shifting the 15 exponent+mantissa bits into fp32
-// position and multiplying by 2^112 rebiases the exponent (15 -> 127) and turns
-// fp16 subnormals into the right fp32 normals in one exact multiply; inf/NaN
-// (exponent all ones) are patched afterwards.
+// fp16 -> fp32, exact, with no fp32 subnormal on the way (a denormals-are-zero
+// mode, torch.set_flush_denormal(True), would read one as 0). Normal halves:
+// the 15 exponent+mantissa bits shifted into fp32 position, exponent rebiased
+// (15 -> 127) by an integer add. Subnormal halves (exponent 0): the mantissa
+// m as a float times 2^-24, both exact, the product a normal fp32. inf/NaN
+// (exponent all ones) keep their payload.
 TRAINOPS_HD float half_to_float(half_bits h) {
-  constexpr float kRebias = 5.192296858534828e33f;  // 2^112
+  constexpr float kSubnormalStep = 5.9604644775390625e-8f;  // 2^-24
   const uint32_t sign = static_cast<uint32_t>(h.x & 0x8000u) << 16;
   const uint32_t em = static_cast<uint32_t>(h.x & 0x7fffu);
-  const float magnitude = u32_as_float(em << 13) * kRebias;
+  const uint32_t normal = (em << 13) + (112u << 23);
+  const float subnormal = static_cast<float>(static_cast<int32_t>(em)) * kSubnormalStep;
   const uint32_t inf_nan = (em << 13) | 0x7f800000u;
-  const uint32_t bits = (em >= 0x7c00u) ? inf_nan : float_as_u32(magnitude);
+  const uint32_t bits = (em >= 0x7c00u) ? inf_nan : (em >= 0x400u) ? normal : float_as_u32(subnormal);
   return u32_as_float(bits | sign);
 }
 

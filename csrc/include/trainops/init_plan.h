@@ -50,7 +50,12 @@ TRAINOPS_HD int64_t run_global_start(const InitLayout& l, int64_t r) {
   return g;
 }
 
-enum class LayoutError { kNone, kDoesNotFit, kTooManyDims };
+enum class LayoutError { kNone, kDoesNotFit, kTooManyDims, kTooLarge };
+
+// Largest global tensor (elements) a shard may belong to: far beyond any real
+// tensor, and small enough that every global index, run end and tile end
+// (index + a tile of Philox blocks) fits in int64.
+constexpr int64_t kMaxGlobalElements = int64_t{1} << 62;
 
 // Host only. Layout of a tensor of `ndim` dims and sizes `local`: the whole
 // tensor when `global` is null, else the shard at `offset` of a global tensor
@@ -67,14 +72,23 @@ inline LayoutError make_init_layout(int64_t ndim, const int64_t* local, const in
   *out = l;
   if (global == nullptr || numel == 0) return LayoutError::kNone;
 
+  for (int64_t d = 0; d < ndim; ++d) {
+    // Written so that nothing overflows: offset <= global - local.
+    if (offset[d] < 0 || local[d] > global[d] || offset[d] > global[d] - local[d]) {
+      *bad_dim = d;
+      return LayoutError::kDoesNotFit;
+    }
+  }
+  int64_t gnumel = 1;
+  for (int64_t d = 0; d < ndim; ++d) {
+    if (__builtin_mul_overflow(gnumel, global[d], &gnumel) || gnumel > kMaxGlobalElements) {
+      return LayoutError::kTooLarge;
+    }
+  }
   std::vector<int64_t> gstride(static_cast<size_t>(ndim), 1);
   for (int64_t d = ndim - 2; d >= 0; --d) gstride[d] = gstride[d + 1] * global[d + 1];
   int64_t last_partial = -1;
   for (int64_t d = 0; d < ndim; ++d) {
-    if (offset[d] < 0 || offset[d] + local[d] > global[d]) {
-      *bad_dim = d;
-      return LayoutError::kDoesNotFit;
-    }
     l.base += offset[d] * gstride[d];
     if (local[d] != global[d]) last_partial = d;
   }
