@@ -316,3 +316,14 @@ def test_csv_fractional_epochs_like_hugging_face(tmp_path):
     assert c.epochs == list(range(1, len(train) + 1))  # no repeated labels
     np.testing.assert_allclose(c.train, train)  # each epoch's three values averaged
     np.testing.assert_allclose(c.val, val)
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_csv_with_semicolons_or_tabs(tmp_path, sep):
+    train, val, _ = _early_stop_curves()
+    path = tmp_path / "run.csv"
+    path.write_text(sep.join(["epoch", "loss", "val_loss"]) + "\n" + "".join(
+        f"{e}{sep}{t}{sep}{v}\n" for e, (t, v) in enumerate(zip(train, val))))
+    c = load_curves(str(path))
+    np.testing.assert_allclose(c.train, train)
+    np.testing.assert_allclose(c.val, val)

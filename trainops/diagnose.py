@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import os
 import re
@@ -612,10 +613,22 @@ def _parse_float(cell: str, where: str) -> float | None:
         raise CurveError(f"{where}: {cell!r} is not a number") from None
 
 
+def _delimiter(text: str) -> str:
+    """The CSV's delimiter: comma, or semicolon / tab when the header row holds
+    one of those and no comma (European spreadsheets, TSV exports)."""
+    first = text.lstrip("\ufeff").split("\n", 1)[0]
+    if "," not in first:
+        for candidate in ("\t", ";"):
+            if candidate in first:
+                return candidate
+    return ","
+
+
 def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+            text = f.read()
+        rows = [r for r in csv.reader(io.StringIO(text), delimiter=_delimiter(text)) if any(c.strip() for c in r)]
     except UnicodeDecodeError:
         raise CurveError(f"{path}: not a text CSV file (and not a TensorBoard event file)") from None
     except csv.Error as exc:
