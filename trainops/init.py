@@ -1260,6 +1260,17 @@ def _prelu_entry(name: str, m: nn.PReLU, p: Tensor) -> PlanEntry:
     return _entry(name, p, f"constant_({m.init:g})", InitSpec.constant(float(m.init)), "PReLU slope (its init value)")
 
 
+def _mha_entry(full: str, pname: str, p: Tensor) -> PlanEntry:
+    """A MultiheadAttention parameter, as its _reset_parameters draws it (the
+    practice too): xavier_uniform_ projections, zero biases, xavier_normal_
+    bias_k / bias_v."""
+    if pname in ("bias_k", "bias_v"):
+        return _xavier_normal_entry(full, p, "MultiheadAttention bias_k / bias_v (as its _reset_parameters)")
+    if _is_bias(pname):
+        return _zeros_entry(full, p, "MultiheadAttention bias (as its _reset_parameters)")
+    return _xavier_entry(full, p, 1.0, "MultiheadAttention projection (as its _reset_parameters)")
+
+
 def _is_bias(pname: str) -> bool:
     # "bias", "in_proj_bias", RNN "bias_ih_l0" ...
     return pname.endswith("bias") or pname.startswith("bias")
@@ -1297,11 +1308,7 @@ def _layer_rule(scheme: str, mname: str, m: nn.Module, pname: str, p: Tensor, ct
             return _xavier_entry(full, p, 1.0, f"{kind} projection weight (proj_size)")
         return _xavier_entry(full, p, 1.0, f"{kind} input weight")
     if isinstance(m, nn.MultiheadAttention):
-        if pname in ("bias_k", "bias_v"):
-            return _xavier_normal_entry(full, p, "MultiheadAttention bias_k / bias_v (as its _reset_parameters)")
-        if is_bias:
-            return _zeros_entry(full, p, "MultiheadAttention bias")
-        return _xavier_entry(full, p, 1.0, "MultiheadAttention projection")
+        return _mha_entry(full, pname, p)
     if isinstance(m, (nn.Linear,) + _CONV):
         layer = "Conv" if isinstance(m, _CONV) else "Linear"
         if is_bias:
@@ -1361,11 +1368,7 @@ def _torch_rule(full: str, mname: str, m: nn.Module, pname: str, p: Tensor, ctx:
         bound = 1.0 / math.sqrt(m.hidden_size)
         return _uniform_entry(full, p, bound, "uniform_(+-1/sqrt(hidden))", "RNN reset_parameters")
     if isinstance(m, nn.MultiheadAttention):
-        if pname in ("bias_k", "bias_v"):
-            return _xavier_normal_entry(full, p, "MultiheadAttention._reset_parameters")
-        if is_bias:
-            return _zeros_entry(full, p, "MultiheadAttention bias")
-        return _xavier_entry(full, p, 1.0, "MultiheadAttention._reset_parameters")
+        return _mha_entry(full, pname, p)
     if p.dim() >= 2:
         return _xavier_entry(full, p, 1.0, f"parameter of {type(m).__name__} (unknown module)", guessed=True)
     e = (_zeros_entry if is_bias else _ones_entry)(full, p, f"parameter of {type(m).__name__} (unknown module)")
