@@ -538,6 +538,17 @@ def check_process_group_edge_cases(rank: int, ws: int) -> None:
     shard = zero_shards([full[0]], rank, ws)[0]
     got = trainops.get_total_norm([shard, w.grad], process_group=group)
     assert rel_err(got, reference.total_norm([full[0], torch.full((3,), 2.0)], 2.0)) <= 1e-6, float(got)
+    # DTensors on every rank, a plain process-group shard on rank 0 only: the
+    # other ranks still join the group's all-reduce (the DTensor fast path did
+    # not, and rank 0 hung).
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    whole = torch.arange(8.0 * ws)
+    dt = distribute_tensor(whole, init_device_mesh("cpu", (ws,)), [Shard(0)])
+    plain = torch.full((3,), 2.0)
+    got = trainops.get_total_norm([dt, plain] if rank == 0 else [dt], process_group=group)
+    assert rel_err(got, reference.total_norm([whole, plain], 2.0)) <= 1e-6, (rank, float(got))
     # Large and small orders at scales whose p-th powers leave float64.
     for scale, p in ((1e3, 128.0), (1e20, 16.0), (1e10, 64.0), (1e-6, 64.0), (1.0, 0.5)):
         big = [t * scale for t in full]

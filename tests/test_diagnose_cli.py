@@ -327,3 +327,10 @@ def test_csv_with_semicolons_or_tabs(tmp_path, sep):
     c = load_curves(str(path))
     np.testing.assert_allclose(c.train, train)
     np.testing.assert_allclose(c.val, val)
+
+
+def test_csv_with_semicolons_and_decimal_commas(tmp_path):
+    path = tmp_path / "de.csv"
+    path.write_text("epoch;train_loss;val_loss\n" + "".join(f"{e};{2.0 / (e + 1):.4f};{2.2 / (e + 1):.4f}\n".replace(".", ",") for e in range(10)))
+    c = load_curves(str(path))
+    np.testing.assert_allclose(c.train, [round(2.0 / (e + 1), 4) for e in range(10)])

@@ -1046,3 +1046,40 @@ def test_op_refuses_uniform_bounds_beyond_the_dtype():
     with pytest.raises(op_error(ValueError), match="do not fit"):
         op([torch.empty(3, dtype=torch.float16)], [0], [0.0, 7e4, 0, 0], 0, [0], [], [])
     op([torch.empty(3, dtype=torch.float64)], [0], [-3e38, 3e38, 0, 0], 0, [0], [], [])  # fp64 computes in fp64
+
+
+def test_bad_shard_layout_leaves_the_generator_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="does not fit"):
+        init.normal_(torch.empty(2, 2), global_shape=[4, 4], global_offset=[3, 3])
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_module_registered_twice_is_planned_with_its_activation():
+    class Aliased(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.z = nn.Linear(4, 4)
+            self.a = self.z  # the same layer under a second (smaller) name
+
+        def forward(self, x):
+            return torch.relu(self.z(x))
+
+    (e,) = [e for e in init.plan(Aliased()) if e.name.endswith("weight")]
+    assert e.name == "a.weight" and e.scheme.startswith("kaiming_normal_") and "relu" in e.reason
+
+
+def test_materialize_keeps_running_statistics_that_were_not_on_meta():
+    class Half(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(3)
+            with torch.device("meta"):
+                self.fc = nn.Linear(3, 3)
+
+    m = Half()
+    m.bn.running_mean.fill_(5.0)
+    init.materialize_(m, "cpu", seed=0)
+    assert torch.equal(m.bn.running_mean, torch.full((3,), 5.0)) and not m.fc.weight.is_meta

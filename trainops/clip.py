@@ -252,8 +252,11 @@ def _norms_and_shards(
                 if not _spans_devices(tensors):
                     raise
                 return (*_grouped_norms(tensors, p, per_tensor), None)  # not offered to the op again
-    split = distributed.dtensor_buckets(tensors)
-    if split is not None:  # FSDP2 / TP: bucketed by a cached plan; marks only apply to plain tensors
+    # FSDP2 / TP: bucketed by a cached plan; marks only apply to plain tensors. With a
+    # process group the general path below adds the group's bucket, which this
+    # rank must join even when it holds only DTensors.
+    split = distributed.dtensor_buckets(tensors) if process_group is None else None
+    if split is not None:
         buckets, shards = split
         return (*distributed.norms(tensors, p, per_tensor, process_group, None, _local_norms, buckets), shards)
     if process_group is not None or distributed.has_dtensor(tensors):

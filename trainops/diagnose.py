@@ -628,7 +628,10 @@ def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             text = f.read()
-        rows = [r for r in csv.reader(io.StringIO(text), delimiter=_delimiter(text)) if any(c.strip() for c in r)]
+        delimiter = _delimiter(text)
+        if delimiter == ";":  # the spreadsheets that write ';' write decimal commas too
+            text = text.replace(",", ".")
+        rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
     except UnicodeDecodeError:
         raise CurveError(f"{path}: not a text CSV file (and not a TensorBoard event file)") from None
     except csv.Error as exc:

@@ -177,10 +177,13 @@ def _buckets(tensors: list[Tensor], flags: list[bool] | None, process_group: Any
             entry = buckets[key] = (groups, [], [])
         entry[1].append(i)
         entry[2].append(local)
-    if process_group is not None and ("group", id(process_group)) not in buckets:
-        # Every tensor here is marked replicated (or there is none): this rank
-        # still joins the group's all-reduce, with zero, as the others expect.
-        buckets[("group", id(process_group))] = ([process_group], [], [])
+    if process_group is not None:
+        # The group's bucket goes last on every rank, whatever this rank holds
+        # (an empty one when all its tensors are DTensors or marked replicated,
+        # or it has none): every rank joins the group's all-reduce, in the same
+        # order relative to the mesh collectives.
+        key = ("group", id(process_group))
+        buckets[key] = buckets.pop(key, ([process_group], [], []))
     return list(buckets.values())
 
 

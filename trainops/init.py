@@ -458,19 +458,14 @@ def init_tensors_(
         _check_tensor(t, i)
         _check_spec(s, i)
         _check_uniform_fits(s, t.dtype, i)
-    seed = _resolve_seed(seed, generator, tensors)
-
     groups: dict[torch.device, list[int]] = {}
     for i, t in enumerate(tensors):
         if t.device.type != "meta":
             groups.setdefault(t.device, []).append(i)
-    for device, idx in groups.items():
-        ts = [tensors[i] for i in idx]
-        if not _has_kernel(device):
-            _fallback(ts, [specs[i] for i in idx], seed, [keys[i] for i in idx])
-            continue
-        # Every shard's place, checked before anything in this group is written.
-        layouts: dict[int, tuple[list[int], list[int]]] = {}
+    # Every shard's place, checked before a seed is drawn or anything written;
+    # a group with a shard describes all its tensors (whole ones at offset 0).
+    layouts: dict[int, tuple[list[int], list[int]]] = {}
+    for idx in groups.values():
         if any(shapes[i] is not None for i in idx):
             for i in idx:
                 t = tensors[i]
@@ -482,6 +477,14 @@ def init_tensors_(
                     )
                 _check_shard_layout(i, list(t.shape), g, o)
                 layouts[i] = (g, o)
+    seed = _resolve_seed(seed, generator, tensors)
+
+    for device, idx in groups.items():
+        ts = [tensors[i] for i in idx]
+        if not _has_kernel(device):
+            _fallback(ts, [specs[i] for i in idx], seed, [keys[i] for i in idx])
+            continue
+        sharded = any(i in layouts for i in idx)
         _extension.mark_written(ts)
         # Far-tail truncations take the fp64 inverse CDF; the kernel writes the others.
         tail = {i for i in idx if _trunc_needs_tail(specs[i], tensors[i].dtype)}
@@ -491,8 +494,8 @@ def init_tensors_(
         if not idx:
             continue
         params = [v for i in idx for v in (specs[i].a, specs[i].b, specs[i].c, specs[i].d)]
-        flat_shapes = [v for i in idx for v in layouts[i][0]] if layouts else []
-        flat_offsets = [v for i in idx for v in layouts[i][1]] if layouts else []
+        flat_shapes = [v for i in idx for v in layouts[i][0]] if sharded else []
+        flat_offsets = [v for i in idx for v in layouts[i][1]] if sharded else []
         _init_op(
             [tensors[i] for i in idx],
             [_KINDS[specs[i].kind] for i in idx],
@@ -947,8 +950,6 @@ _RELU_FAMILY = (
     nn.Hardswish,
 )
 _SQUASH = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
-_RELU_FUNCS = {"relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "gelu", "silu", "elu", "selu", "mish", "hardswish"}
-_SQUASH_FUNCS = {"tanh": "tanh", "tanh_": "tanh", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}
 # Modules that pass the activation question through (conv -> bn -> relu).
 _TRANSPARENT_MODULES = (
     nn.Dropout,
@@ -1204,6 +1205,12 @@ class _Context:
     n_layers_from: str  # where n_layers came from (gpt2)
     modules: dict[str, nn.Module]
     in_transformer: set[str]  # modules inside an nn.Transformer (its own init)
+    first_names: dict[int, str]  # id(module) -> its first name, the key of acts / modules
+
+    def name_of(self, m: nn.Module, mname: str) -> str:
+        """The name the tables above know ``m`` by (a module registered twice
+        is planned under its canonical name but traced under its first)."""
+        return self.first_names.get(id(m), mname)
 
     def parent(self, mname: str) -> nn.Module | None:
         return self.modules.get(mname.rsplit(".", 1)[0] if "." in mname else "") if mname else None
@@ -1278,6 +1285,7 @@ def _is_bias(pname: str) -> bool:
 
 def _layer_rule(scheme: str, mname: str, m: nn.Module, pname: str, p: Tensor, ctx: _Context) -> PlanEntry:
     full = f"{mname}.{pname}" if mname else pname
+    mname = ctx.name_of(m, mname)  # for the lookups: activations, parents
     is_bias = _is_bias(pname)
     if isinstance(m, nn.PReLU):
         return _prelu_entry(full, m, p)
@@ -1522,7 +1530,7 @@ def plan(
     for prefix, m in modules.items():
         if isinstance(m, nn.Transformer):
             in_transformer.update(n for n in modules if not prefix or n == prefix or n.startswith(prefix + "."))
-    ctx = _Context(acts, guessed_acts, traced, n_layers, n_from, modules, in_transformer)
+    ctx = _Context(acts, guessed_acts, traced, n_layers, n_from, modules, in_transformer, {id(m): n for n, m in modules.items()})
     out = InitPlan(scheme=scheme, traced=traced)
     order = _param_order(module)
     for full, m, pname in sorted(_canonical_names(module).values(), key=lambda a: order.get(a[0], 0)):
@@ -1744,7 +1752,11 @@ def materialize_(
     unknown = []
     norm_buffers = set()
     for mname, m in module.named_modules():
-        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+        if (
+            isinstance(m, nn.modules.batchnorm._NormBase)
+            and m.track_running_stats
+            and (f"{mname}.running_mean" if mname else "running_mean") in meta_buffers
+        ):
             m.reset_running_stats()
             norm_buffers.update(f"{mname}.{b}" if mname else b for b in ("running_mean", "running_var", "num_batches_tracked"))
     buffers = dict(module.named_buffers())
