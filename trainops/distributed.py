@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -280,18 +280,28 @@ def dtensor_buckets(tensors: list[Tensor]) -> tuple[list[Bucket], list[Tensor]] 
     return buckets, local
 
 
-_INDEX_CACHE: dict[tuple, Tensor] = {}
+# Device index tensors by (device, indices), the most recently used last.
+INDEX_CACHE: dict[tuple, Tensor] = {}
+INDEX_CACHE_SIZE = 64
 
 
-def _index_tensor(indices: list[int], device: torch.device) -> Tensor:
-    """Device index tensor of a bucket, built once: a host-to-device copy every
-    step would stall the host on CUDA."""
+def index_tensor(indices: Sequence[int], device: torch.device) -> Tensor:
+    """A device index tensor of ``indices`` (a bucket's positions, the
+    parameters of a GradMonitor step that have a grad), from a cache of the
+    last INDEX_CACHE_SIZE: a list whose pattern changes every step (MoE
+    experts, layer drop) would otherwise grow it without bound. A new index
+    travels from pinned memory without blocking: a pageable host-to-device
+    copy would stall the host on CUDA, every miss."""
     key = (device, tuple(indices))
-    index = _INDEX_CACHE.get(key)
+    index = INDEX_CACHE.pop(key, None)
     if index is None:
-        if len(_INDEX_CACHE) > 64:
-            _INDEX_CACHE.clear()
-        index = _INDEX_CACHE[key] = torch.tensor(indices, device=device)
+        host = torch.tensor(key[1], dtype=torch.long)
+        if device.type == "cuda":
+            host = host.pin_memory()
+        index = host.to(device, non_blocking=True)
+    INDEX_CACHE[key] = index
+    if len(INDEX_CACHE) > INDEX_CACHE_SIZE:
+        del INDEX_CACHE[next(iter(INDEX_CACHE))]
     return index
 
 
@@ -390,7 +400,7 @@ def norms(
                 payload = torch.where(torch.isnan(terms), math.nan, scale * terms.pow(1.0 / p))
             bucket_norms.append(payload[0])
             if per_tensor:
-                per[_index_tensor(indices, device)] = payload[1:]
+                per[index_tensor(indices, device)] = payload[1:]
             continue
         if not is_inf:
             payload = payload.pow(p)  # SUM keeps NaN and inf on its own
@@ -406,7 +416,7 @@ def norms(
             payload = torch.where(flags > 0, torch.full_like(values, math.nan), values)
         total_pow = torch.maximum(total_pow, payload[0]) if is_inf else total_pow + payload[0]
         if per_tensor:
-            per[_index_tensor(indices, device)] = payload[1:]
+            per[index_tensor(indices, device)] = payload[1:]
     if scaled:
         total = _scaled_pnorm(torch.stack(bucket_norms), p)
     else:

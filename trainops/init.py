@@ -524,7 +524,6 @@ def _init_dtensors_(
     offsets = list(global_offsets) if global_offsets is not None else [None] * n
     if len(shapes) != n or len(offsets) != n:
         raise ValueError("global_shapes and global_offsets need one entry per tensor")
-    _extension.mark_written(tensors)  # the DTensors themselves; init_tensors_ marks the shards
     locals_ = []
     for i, t in enumerate(tensors):
         if distributed.is_dtensor(t):
@@ -546,6 +545,9 @@ def _init_dtensors_(
         global_offsets=offsets,
         generator=generator,
     )
+    # The DTensors themselves (init_tensors_ marked the shards), once the call
+    # has passed its checks: a refused call bumps nothing.
+    _extension.mark_written(tensors)
     return tensors
 
 

@@ -35,6 +35,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
+from . import distributed
 from .clip import (
     _check_nonnegative,
     _check_norm_type,
@@ -64,8 +65,9 @@ PERCENTILES = (5, 25, 50, 75, 95, 99)
 TOP_K = 5
 # Initial capacity (steps) of the record buffers: 1024 float32 steps = 4 KiB.
 INITIAL_CAPACITY = 1024
-# Device index tensors kept for patterns of which parameters have a grad.
-_SCATTER_CACHE = 64
+# Device index tensors kept for patterns of which parameters have a grad (the
+# cache is trainops.distributed's, shared with the bucket indices).
+_SCATTER_CACHE = distributed.INDEX_CACHE_SIZE
 # Default bound on the steps kept on the device: with per_parameter and 1,000
 # parameters, 10,000 steps are 40 MB.
 MAX_STEPS = 10_000
@@ -211,9 +213,9 @@ class GradMonitor:
         self._steps = 0
         self._logged = 0
         # Index tensors for scattering per-parameter norms when some gradients
-        # are None, cached by the tuple of present positions: building one per
-        # step would be a host-to-device copy every step.
-        self._scatter_cache: dict[tuple[int, ...], Tensor] = {}
+        # are None: distributed.index_tensor's bounded cache, keyed by the
+        # present positions (one per step would be a host-to-device copy each).
+        self._scatter_cache = distributed.INDEX_CACHE
         self._allocate(INITIAL_CAPACITY if self.max_steps is None else min(INITIAL_CAPACITY, self.max_steps))
 
     def _allocate(self, capacity: int) -> None:
@@ -275,23 +277,6 @@ class GradMonitor:
         ``per_parameter``); no sync."""
         return self._param_norms[: self._steps]
 
-    def _scatter_index(self, key: tuple[int, ...]) -> Tensor:
-        """The device index of the parameters in ``key`` (those with a grad),
-        from a cache of the last _SCATTER_CACHE patterns: models whose set of
-        grads changes from step to step (MoE experts, layer drop) would
-        otherwise grow it without bound. A new index travels from pinned
-        memory without blocking, so a cache miss does not sync either."""
-        index = self._scatter_cache.pop(key, None)
-        if index is None:
-            host = torch.tensor(key, dtype=torch.long)
-            if self.device.type == "cuda":
-                host = host.pin_memory()
-            index = host.to(self.device, non_blocking=True)
-        self._scatter_cache[key] = index  # most recently used last
-        if len(self._scatter_cache) > _SCATTER_CACHE:
-            del self._scatter_cache[next(iter(self._scatter_cache))]
-        return index
-
     def _norms_now(self, present: list[int], grads: list[Tensor]) -> tuple[Tensor, Tensor | None]:
         """(total norm, per-parameter norms of ``grads`` or None) for this step."""
         # One fused pass gives both the total and the per-tensor norms; grads
@@ -346,7 +331,7 @@ class GradMonitor:
                 if len(present) == len(self.parameters):
                     self._param_norms[i].copy_(per)
                 else:
-                    self._param_norms[i].index_copy_(0, self._scatter_index(tuple(present)), per)
+                    self._param_norms[i].index_copy_(0, distributed.index_tensor(present, self.device), per)
         else:
             # Buffers start zeroed (see _allocate and reset), so a step with
             # no gradient at all records norm 0, not clipped, finite.
