@@ -42,15 +42,23 @@ esac
 cp -r "$root/tests" "$work/smoke/tests"
 unset PYTHONPATH
 
-smoke() {  # smoke VENV: the installed wheel, from outside the source tree
-  (cd "$work/smoke" && "$1/bin/python" - <<'PY'
-import os, trainops, torch
-where = os.path.dirname(trainops.__file__)
+same_sources() {  # same_sources VENV: the installed Python files are this tree's, byte for byte
+  (cd "$work/smoke" && "$1/bin/python" - "$work/src/trainops" <<'PY'
+import filecmp, os, sys, trainops, torch
+where, tree = os.path.dirname(trainops.__file__), sys.argv[1]
 assert "site-packages" in where, f"trainops imported from {where}, not from the installed wheel"
-assert trainops._extension.LOADED, trainops._extension.LOAD_ERROR
-print(f"   trainops from {where}; torch {torch.__version__}")
+names = sorted(n for n in os.listdir(tree) if n.endswith(".py"))
+_, differ, missing = filecmp.cmpfiles(tree, where, names, shallow=False)
+assert not differ and not missing, f"installed trainops is not this tree's: differs {differ}, missing {missing}"
+print(f"   trainops from {where} ({len(names)} files as in the tree); torch {torch.__version__}")
 PY
   )
+}
+
+smoke() {  # smoke VENV: the installed wheel, from outside the source tree
+  same_sources "$1"
+  (cd "$work/smoke" && "$1/bin/python" -c \
+    "import trainops; assert trainops._extension.LOADED, trainops._extension.LOAD_ERROR")
   (cd "$work/smoke" && "$1/bin/trainops" info)
   (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$1/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" \
     tests/test_build.py tests/test_clip.py tests/test_init.py)
@@ -82,10 +90,14 @@ if [ "${SDIST_CHECK:-0}" = 1 ]; then
   "$venv/bin/pip" uninstall -q -y trainops
   "$venv/bin/pip" install -q setuptools wheel
   # By name from a package directory, as from an index: pip then also checks
-  # that the version the build reports is the sdist's.
+  # that the version the build reports is the sdist's. --no-cache-dir: pip
+  # caches the wheel it builds from an sdist under the sdist's URL, and this
+  # path and version are the same in every run, so a cached wheel of older
+  # sources would be installed instead of building this one.
   version=$(basename "$sdist" .tar.gz); version=${version#trainops-}
-  (cd "$work/smoke" && TRAINOPS_CUDA=0 "$venv/bin/pip" install -q --no-build-isolation --no-deps \
+  (cd "$work/smoke" && TRAINOPS_CUDA=0 "$venv/bin/pip" install -q --no-cache-dir --no-build-isolation --no-deps \
     --no-index --find-links "$work/dist" --no-binary trainops "trainops==$version")
+  same_sources "$venv"
   (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_build.py)
 fi
 rm -rf "$venv"
