@@ -108,3 +108,33 @@ def test_torch_trunc_normal_loop(benchmark, params, threads):
             torch.nn.init.trunc_normal_(t, 0.0, 0.02, -0.04, 0.04)
 
     _run(benchmark, loop, 3)
+
+
+# One call per tensor, as `model.apply(init_fn)` and custom `reset_parameters`
+# do: 1,000 tensors of 768 elements (the biases and norms of a deep model),
+# where the per-call cost matters more than the bytes.
+@pytest.fixture(scope="module")
+def small() -> list[torch.Tensor]:
+    return [torch.empty(768) for _ in range(1000)]
+
+
+@pytest.mark.benchmark(group="per-call-normal")
+def test_trainops_normal_per_call(benchmark, small, threads):
+    threads(2)
+
+    def loop():
+        for t in small:
+            init.normal_(t, 0.0, 0.02)
+
+    _run(benchmark, loop, 20)
+
+
+@pytest.mark.benchmark(group="per-call-normal")
+def test_torch_normal_per_call(benchmark, small, threads):
+    threads(2)
+
+    def loop():
+        for t in small:
+            torch.nn.init.normal_(t, 0.0, 0.02)
+
+    _run(benchmark, loop, 20)

@@ -42,6 +42,15 @@ def test_cli_info_runs():
     assert "built against" in out.stdout
 
 
+def test_cli_output_into_a_closed_pipe_stops_quietly():
+    """`trainops info | head -0`: the reader is gone before the first write."""
+    proc = subprocess.Popen([sys.executable, "-m", "trainops", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 STABLE = (_extension.BUILD_META or {}).get("abi") == "stable"
 
 

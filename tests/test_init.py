@@ -374,6 +374,37 @@ def test_seed_from_generator():
     assert torch.equal(d, init.uniform_(torch.empty(10), generator=g))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "fn, spec",
+    [
+        (lambda t, **kw: init.uniform_(t, -0.5, 2.0, **kw), InitSpec.uniform(-0.5, 2.0)),
+        (lambda t, **kw: init.normal_(t, 0.1, 0.02, **kw), InitSpec.normal(0.1, 0.02)),
+        (lambda t, **kw: init.trunc_normal_(t, 0.0, 1.0, -1.0, 1.5, **kw), InitSpec.trunc_normal(0.0, 1.0, -1.0, 1.5)),
+        # far tail: the exact fp64 path, not the kernel
+        (lambda t, **kw: init.trunc_normal_(t, 0.0, 1.0, 7.0, 9.0, **kw), InitSpec.trunc_normal(0.0, 1.0, 7.0, 9.0)),
+    ],
+)
+def test_single_tensor_calls_equal_the_list_entry_point(fn, spec, dtype):
+    """normal_ and co. take a direct path for one plain tensor; it must give
+    init_tensors_'s values and draw the seed from the generator the same way."""
+    w = nn.Parameter(torch.empty(37, 5, dtype=dtype))
+    for kw in ({"seed": 11}, {"seed": -3, "key": 2**63 + 5}, {"seed": torch.tensor(11)}):
+        expect = init.init_tensors_([torch.empty_like(w)], spec, seed=kw["seed"], keys=[kw.get("key", 0)])[0]
+        assert torch.equal(fn(w, **kw).view(torch.int8), expect.view(torch.int8)), kw
+    for gen in (None, torch.Generator().manual_seed(5)):
+        torch.manual_seed(3)
+        got = fn(w, generator=gen).clone()
+        after = torch.rand(2, generator=gen)
+        torch.manual_seed(3)
+        if gen is not None:
+            gen.manual_seed(5)
+        expect = init.init_tensors_([torch.empty_like(w)], spec, generator=gen)[0]
+        assert torch.equal(got.view(torch.int8), expect.view(torch.int8))
+        assert torch.equal(after, torch.rand(2, generator=gen))
+    assert w.grad_fn is None and w.requires_grad
+
+
 def test_fills_and_passthroughs():
     assert (init.ones_(torch.empty(3, 3)) == 1).all()
     assert (init.constant_(torch.empty(5), 2.5) == 2.5).all()

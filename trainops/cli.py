@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 
@@ -25,7 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     info.add_arguments(sub.add_parser("info", help="versions and compiled backends"))
     diagnose.add_arguments(sub.add_parser("diagnose", help="diagnose a train/validation loss curve"))
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be caught
+        return code
+    except BrokenPipeError:
+        # The reader went away (`trainops bench | head`): stop quietly, as shell
+        # tools do, with the status of a process killed by SIGPIPE. stdout goes to
+        # /dev/null so that the interpreter's own flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
