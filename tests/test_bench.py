@@ -79,3 +79,25 @@ def test_bench_json_records_the_build(tmp_path, capsys):
     assert data["init_rows"] == []  # --cases alone runs the clip suite only
     assert data["build"]["extension_loaded"] and data["build"]["build_info"]["abi"]
     assert data["args"]["cases"] == "10k_x_100" and data["timestamp"]
+
+
+def test_bench_init_suite_measures_thread_scaling_alternated(tmp_path, capsys, monkeypatch):
+    from trainops import bench
+
+    monkeypatch.setattr(bench, "gpt2_shapes", lambda: [(64, 32), (32,), (128,)])  # the suite's logic, not its size
+    before = torch.get_num_threads()
+    out = tmp_path / "init.json"
+    argv = ["bench", "--suite", "init", "--dtypes", "fp32", "--device", "cpu", "--threads", "2", "--json", str(out)]
+    assert cli.main(argv) == 0
+    table = capsys.readouterr().out
+    assert "1 -> 2 threads" in table and "alternated call by call" in table
+    data = json.loads(out.read_text())
+    assert [(r["case"], r["threads"]) for r in data["init_rows"]] == [
+        ("gpt2 normal", 2), ("gpt2 normal", 1), ("gpt2 trunc_normal", 2), ("gpt2 trunc_normal", 1)
+    ]
+    scaling = data["thread_scaling"]
+    assert [r["case"] for r in scaling] == ["gpt2 normal", "gpt2 trunc_normal"]
+    for r in scaling:
+        assert r["threads"] == 2 and r["one_thread_ms"] > 0 and r["threads_ms"] > 0
+        assert r["speedup"] == pytest.approx(r["one_thread_ms"] / r["threads_ms"]) and r["fill_speedup"] > 0
+    torch.set_num_threads(before)

@@ -29,7 +29,10 @@ Init cases (``--suite init``): GPT-2 small's 148 parameter tensors initialised
 with normal(0, 0.02) and trunc_normal_(0, 0.02, -0.04, 0.04) by one fused
 trainops call against a loop of the torch.nn.init function, on the configured
 threads and on one thread; the floor is one ``fill_`` pass over the same
-tensors (every element written once).
+tensors (every element written once). On a CPU with more than one thread, the
+1 -> N thread speedup is measured again with the two thread counts alternated
+call by call (fill_'s own speedup beside it), so that a shared host's noise
+falls on both alike.
 """
 
 from __future__ import annotations
@@ -270,37 +273,42 @@ class InitRow:
     pct_floor: float
 
 
-def run_init_case(dist_name: str, dtype_name: str, device: str, threads: int) -> InitRow:
-    """One fused trainops init call over GPT-2's parameters vs a torch.nn.init loop."""
+def _init_case(dist_name: str, dtype_name: str, device: str):
+    """(bytes, torch loop, trainops call, fill_ loop) of one init case over GPT-2's parameters."""
     from . import init as tinit
 
+    params = [torch.empty(s, dtype=DTYPES[dtype_name], device=device) for s in gpt2_shapes()]
+    nbytes = sum(p.numel() for p in params) * params[0].element_size()
+    if dist_name == "normal":
+        spec = tinit.InitSpec.normal(0.0, 0.02)
+
+        def torch_loop():
+            for p in params:
+                torch.nn.init.normal_(p, 0.0, 0.02)
+    else:
+        spec = tinit.InitSpec.trunc_normal(0.0, 0.02, -0.04, 0.04)
+
+        def torch_loop():
+            for p in params:
+                torch.nn.init.trunc_normal_(p, 0.0, 0.02, -0.04, 0.04)
+
+    def ours():
+        tinit.init_tensors_(params, [spec] * len(params), seed=0, keys=list(range(len(params))))
+
+    def fill():
+        for p in params:
+            p.fill_(1.0)
+
+    return nbytes, torch_loop, ours, fill
+
+
+def run_init_case(dist_name: str, dtype_name: str, device: str, threads: int) -> InitRow:
+    """One fused trainops init call over GPT-2's parameters vs a torch.nn.init loop."""
     before = torch.get_num_threads()
     if device == "cpu":
         torch.set_num_threads(threads)
     try:
-        dtype = DTYPES[dtype_name]
-        params = [torch.empty(s, dtype=dtype, device=device) for s in gpt2_shapes()]
-        nbytes = sum(p.numel() for p in params) * params[0].element_size()
-        if dist_name == "normal":
-            spec = tinit.InitSpec.normal(0.0, 0.02)
-
-            def torch_loop():
-                for p in params:
-                    torch.nn.init.normal_(p, 0.0, 0.02)
-        else:
-            spec = tinit.InitSpec.trunc_normal(0.0, 0.02, -0.04, 0.04)
-
-            def torch_loop():
-                for p in params:
-                    torch.nn.init.trunc_normal_(p, 0.0, 0.02, -0.04, 0.04)
-
-        def ours():
-            tinit.init_tensors_(params, [spec] * len(params), seed=0, keys=list(range(len(params))))
-
-        def fill():
-            for p in params:
-                p.fill_(1.0)
-
+        nbytes, torch_loop, ours, fill = _init_case(dist_name, dtype_name, device)
         t_ms = median_ms(torch_loop, device, min_reps=3)
         o_ms = median_ms(ours, device)
         f_ms = median_ms(fill, device)
@@ -318,6 +326,67 @@ def run_init_case(dist_name: str, dtype_name: str, device: str, threads: int) ->
         gbs=nbytes / (o_ms * 1e6),
         pct_floor=100 * f_ms / o_ms,
     )
+
+
+@dataclass
+class ScalingRow:
+    case: str
+    dtype: str
+    threads: int
+    rounds: int
+    one_thread_ms: float
+    threads_ms: float
+    speedup: float
+    fill_speedup: float
+
+
+def run_thread_scaling(dist_name: str, dtype_name: str, threads: int, rounds: int = 9) -> ScalingRow:
+    """The trainops call (and fill_) on 1 thread and on ``threads``, alternated
+    call by call, medians of ``rounds`` each: on a shared host the other
+    tenants' load then falls on both thread counts alike, where separate
+    cases measured seconds apart can see different machines. fill_'s own
+    scaling in the same rounds shows what the host gave at that time."""
+    _, _, ours, fill = _init_case(dist_name, dtype_name, "cpu")
+    before = torch.get_num_threads()
+    times: dict[tuple[str, int], list[float]] = {(f, n): [] for f in ("ours", "fill") for n in (1, threads)}
+    try:
+        for n in (1, threads):  # warm-up
+            torch.set_num_threads(n)
+            ours()
+            fill()
+        for i in range(rounds):
+            for n in ((1, threads) if i % 2 == 0 else (threads, 1)):
+                torch.set_num_threads(n)
+                for name, fn in (("ours", ours), ("fill", fill)):
+                    t0 = time.perf_counter()
+                    fn()
+                    times[(name, n)].append((time.perf_counter() - t0) * 1e3)
+    finally:
+        torch.set_num_threads(before)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return ScalingRow(
+        case=f"gpt2 {dist_name}",
+        dtype=dtype_name,
+        threads=threads,
+        rounds=rounds,
+        one_thread_ms=med[("ours", 1)],
+        threads_ms=med[("ours", threads)],
+        speedup=med[("ours", 1)] / med[("ours", threads)],
+        fill_speedup=med[("fill", 1)] / med[("fill", threads)],
+    )
+
+
+def format_scaling(rows: list[ScalingRow]) -> str:
+    lines = []
+    for r in rows:
+        lines.append(
+            f"{r.case} {r.dtype}: 1 -> {r.threads} threads {r.one_thread_ms:.1f} -> {r.threads_ms:.1f} ms = "
+            f"{r.speedup:.2f}x (fill_ in the same rounds: {r.fill_speedup:.2f}x)"
+        )
+    if rows:
+        lines.append(f"thread scaling: 1 and {rows[0].threads} threads alternated call by call, medians of "
+                     f"{rows[0].rounds} calls each")
+    return "\n".join(lines)
 
 
 def format_init_table(rows: list[InitRow]) -> str:
@@ -469,6 +538,7 @@ def run(args: argparse.Namespace) -> int:
     modes = {"both": [False, True], "yes": [True], "no": [False]}[args.clip]
     rows: list[Row] = []
     init_rows: list[InitRow] = []
+    scaling_rows: list[ScalingRow] = []
     floor = None
     if fallback:
         print("NOTE: no trainops kernel for this device: the trainops column times the pure-PyTorch fallback")
@@ -495,14 +565,22 @@ def run(args: argparse.Namespace) -> int:
         for i, (dist_name, dtype_name, threads) in enumerate(todo_init, 1):
             print(f"[init {i}/{len(todo_init)}] {dist_name} {dtype_name} threads={threads or '-'}", file=sys.stderr, flush=True)
             init_rows.append(run_init_case(dist_name, dtype_name, device, threads or n))
+        if device == "cpu" and n > 1:
+            for dist_name in ("normal", "trunc_normal"):
+                for dtype_name in dtypes:
+                    print(f"[init scaling] {dist_name} {dtype_name} 1 <-> {n} threads", file=sys.stderr, flush=True)
+                    scaling_rows.append(run_thread_scaling(dist_name, dtype_name, n))
         if rows:
             print()
         print(format_init_table(init_rows))
+        if scaling_rows:
+            print(format_scaling(scaling_rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "args": vars(args) | {"func": None},
                        "build": _build_record(device, fallback),
                        "floor": asdict(floor) if floor else None, "rows": [asdict(r) for r in rows],
-                       "init_rows": [asdict(r) for r in init_rows]}, f, indent=1, default=str)
+                       "init_rows": [asdict(r) for r in init_rows],
+                       "thread_scaling": [asdict(r) for r in scaling_rows]}, f, indent=1, default=str)
     return 0
