@@ -35,6 +35,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import runpy
 import shutil
 import sys
 
@@ -204,6 +205,8 @@ def _extension():
         "cuda_archs": archs,
         "debug": debug,
         "local_version": _local_version(with_cuda),
+        # What the binary was built from (trainops/_source_digest.py).
+        "sources": runpy.run_path(os.path.join(ROOT, "trainops", "_source_digest.py"))["source_digest"](ROOT),
     }
     if with_cuda:
         return CUDAExtension(sources=sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **kwargs), meta

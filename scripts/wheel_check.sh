@@ -42,15 +42,23 @@ esac
 cp -r "$root/tests" "$work/smoke/tests"
 unset PYTHONPATH
 
-same_sources() {  # same_sources VENV: the installed Python files are this tree's, byte for byte
-  (cd "$work/smoke" && "$1/bin/python" - "$work/src/trainops" <<'PY'
-import filecmp, os, sys, trainops, torch
-where, tree = os.path.dirname(trainops.__file__), sys.argv[1]
+same_sources() {  # same_sources VENV: the installed package was built from this tree
+  (cd "$work/smoke" && "$1/bin/python" - "$work/src" <<'PY'
+import filecmp, json, os, runpy, sys, trainops, torch
+where, root = os.path.dirname(trainops.__file__), sys.argv[1]
 assert "site-packages" in where, f"trainops imported from {where}, not from the installed wheel"
+tree = os.path.join(root, "trainops")
 names = sorted(n for n in os.listdir(tree) if n.endswith(".py"))
+installed = sorted(n for n in os.listdir(where) if n.endswith(".py"))
 _, differ, missing = filecmp.cmpfiles(tree, where, names, shallow=False)
-assert not differ and not missing, f"installed trainops is not this tree's: differs {differ}, missing {missing}"
-print(f"   trainops from {where} ({len(names)} files as in the tree); torch {torch.__version__}")
+extra = sorted(set(installed) - set(names))
+assert not (differ or missing or extra), f"installed Python files differ {differ}, missing {missing}, extra {extra}"
+# The binary: the build records the digest of the sources it compiled.
+with open(os.path.join(where, "_build_meta.json")) as f:
+    built = json.load(f).get("sources")
+digest = runpy.run_path(os.path.join(tree, "_source_digest.py"))["source_digest"](root)
+assert built == digest, f"installed build is of sources {built}, this tree is {digest}: a stale (cached?) build"
+print(f"   trainops from {where}, built from this tree (sources {digest}); torch {torch.__version__}")
 PY
   )
 }

@@ -88,9 +88,12 @@ def test_bench_init_suite_measures_thread_scaling_alternated(tmp_path, capsys, m
     before = torch.get_num_threads()
     out = tmp_path / "init.json"
     argv = ["bench", "--suite", "init", "--dtypes", "fp32", "--device", "cpu", "--threads", "2", "--json", str(out)]
-    assert cli.main(argv) == 0
+    try:
+        assert cli.main(argv) == 0
+    finally:
+        torch.set_num_threads(before)
     table = capsys.readouterr().out
-    assert "1 -> 2 threads" in table and "alternated call by call" in table
+    assert "1 -> 2 threads" in table and "alternated round by round" in table
     data = json.loads(out.read_text())
     assert [(r["case"], r["threads"]) for r in data["init_rows"]] == [
         ("gpt2 normal", 2), ("gpt2 normal", 1), ("gpt2 trunc_normal", 2), ("gpt2 trunc_normal", 1)
@@ -100,4 +103,3 @@ def test_bench_init_suite_measures_thread_scaling_alternated(tmp_path, capsys, m
     for r in scaling:
         assert r["threads"] == 2 and r["one_thread_ms"] > 0 and r["threads_ms"] > 0
         assert r["speedup"] == pytest.approx(r["one_thread_ms"] / r["threads_ms"]) and r["fill_speedup"] > 0
-    torch.set_num_threads(before)

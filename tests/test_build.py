@@ -49,6 +49,11 @@ def test_cli_output_into_a_closed_pipe_stops_quietly():
     err = proc.stderr.read().decode()
     assert proc.wait() == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    # Started with stdout closed (`trainops info >&-`): Python has no sys.stdout.
+    out = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m trainops info >&-', sys.executable], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
 
 
 STABLE = (_extension.BUILD_META or {}).get("abi") == "stable"

@@ -770,6 +770,15 @@ def test_fake_tensor_mode():
         init.init_tensors_([w, torch.empty(3, dtype=torch.bfloat16)], ("normal", 0.0, 0.02))
         assert init.orthogonal_(w).shape == (8, 4)
 
+        # A fake inside functorch's grad wrapper (a plain torch.Tensor to
+        # Python) holds no data either: no seed is drawn for it.
+        def f(x):
+            y = x * 1
+            init.normal_(y)
+            return y.sum()
+
+        torch.func.grad(f)(w)
+
 
 def test_invalid_call_leaves_the_generator_alone():
     torch.manual_seed(0)
@@ -781,6 +790,14 @@ def test_invalid_call_leaves_the_generator_alone():
         init.trunc_normal_(torch.empty(3), 0.0, 1.0, 1.0, -1.0)
     with pytest.raises(TypeError):
         init.normal_(torch.empty(3, dtype=torch.int64))
+    t = torch.empty(3)
+    with pytest.raises((TypeError, ValueError)):
+        init.normal_(t, key="weight")  # a bad key, caught before the draw and the version bump
+    assert t._version == 0
+    with pytest.raises(ValueError, match="finite mean"):
+        init.trunc_normal_(torch.empty(3), mean=float("nan"))
+    with pytest.raises(ValueError, match="a <= b"):
+        init.trunc_normal_(torch.empty(3), a=float("nan"))
     assert torch.equal(torch.rand(3), expected)
 
 

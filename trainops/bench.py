@@ -31,7 +31,7 @@ trainops call against a loop of the torch.nn.init function, on the configured
 threads and on one thread; the floor is one ``fill_`` pass over the same
 tensors (every element written once). On a CPU with more than one thread, the
 1 -> N thread speedup is measured again with the two thread counts alternated
-call by call (fill_'s own speedup beside it), so that a shared host's noise
+round by round (fill_'s own speedup beside it), so that a shared host's noise
 falls on both alike.
 """
 
@@ -342,7 +342,7 @@ class ScalingRow:
 
 def run_thread_scaling(dist_name: str, dtype_name: str, threads: int, rounds: int = 9) -> ScalingRow:
     """The trainops call (and fill_) on 1 thread and on ``threads``, alternated
-    call by call, medians of ``rounds`` each: on a shared host the other
+    round by round (1, N, N, 1, ...), medians of ``rounds`` each: on a shared host the other
     tenants' load then falls on both thread counts alike, where separate
     cases measured seconds apart can see different machines. fill_'s own
     scaling in the same rounds shows what the host gave at that time."""
@@ -384,7 +384,7 @@ def format_scaling(rows: list[ScalingRow]) -> str:
             f"{r.speedup:.2f}x (fill_ in the same rounds: {r.fill_speedup:.2f}x)"
         )
     if rows:
-        lines.append(f"thread scaling: 1 and {rows[0].threads} threads alternated call by call, medians of "
+        lines.append(f"thread scaling: 1 and {rows[0].threads} threads alternated round by round (1, N, N, 1, ...), medians of "
                      f"{rows[0].rounds} calls each")
     return "\n".join(lines)
 

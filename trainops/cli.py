@@ -28,13 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = int(args.func(args) or 0)
-        sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be caught
+        if sys.stdout is not None:  # None when the process started with stdout closed
+            sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be caught
         return code
     except BrokenPipeError:
-        # The reader went away (`trainops bench | head`): stop quietly, as shell
+        # A reader went away (`trainops info | head -1`): stop quietly, as shell
         # tools do, with the status of a process killed by SIGPIPE. stdout goes to
         # /dev/null so that the interpreter's own flush at exit cannot fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if sys.stdout is not None:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
         return 141
 
 

@@ -31,7 +31,7 @@ def info_lines() -> list[str]:
     else:
         abi = f"version-specific ABI: loads only under torch {b.get('torch')}"
     lines += [
-        f"built against   torch {b.get('torch')} ({abi})",
+        f"built against   torch {b.get('torch')} ({abi}), from sources {meta.get('sources', 'unrecorded')}",
         f"CPU kernels     compiled for {b.get('cpu_isas')}; in use: {b.get('cpu_isa')}",
     ]
     if b.get("cuda"):

@@ -66,7 +66,6 @@ import functools
 import hashlib
 import math
 import re
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +73,7 @@ from typing import Any, NamedTuple, Union
 
 import torch
 from torch import Tensor, nn
+from torch._C._functorch import is_functorch_wrapped_tensor
 from torch._subclasses.fake_tensor import is_fake
 
 from . import _extension, distributed
@@ -214,8 +214,10 @@ def key_of(name: str) -> int:
 def _holds_data(t: Tensor) -> bool:
     if t.device.type == "meta":
         return False
-    if type(t) in _PLAIN_TYPES and not torch._is_functional_tensor(t):
-        return True  # only subclasses (FakeTensor, wrappers of one) and functional wrappers can be fake
+    if type(t) in _PLAIN_TYPES and not torch._is_functional_tensor(t) and not is_functorch_wrapped_tensor(t):
+        # is_fake's cases: Python subclasses (FakeTensor, wrappers holding one)
+        # and the C++ functional and functorch (grad/vmap) wrappers it unwraps
+        return True
     return not is_fake(t)
 
 
@@ -250,22 +252,11 @@ def _resolve_seed(
     return _draw_seed(generator if generator is not None else torch.default_generator)
 
 
-_SEED_WORDS = threading.local()
-
-
 def _draw_seed(gen: torch.Generator) -> Seed:
     # Two 32-bit draws: torch.randint's bound is exclusive and below 2^63.
-    if gen.device.type == "cpu":
-        # randint's draw into this thread's buffer: the same values without
-        # its allocation (~2 us of a small normal_ call's ~30).
-        words = getattr(_SEED_WORDS, "buffer", None)
-        if words is None:
-            words = _SEED_WORDS.buffer = torch.empty(2, dtype=torch.int64)
-        words.random_(0, 1 << 32, generator=gen)
-    else:
-        words = torch.randint(0, 1 << 32, (2,), generator=gen, device=gen.device, dtype=torch.int64)
-        if words.device.type == "cuda":
-            return _combine_words(words)  # stays on the device: no sync
+    words = torch.randint(0, 1 << 32, (2,), generator=gen, device=gen.device, dtype=torch.int64)
+    if words.device.type == "cuda":
+        return _combine_words(words)  # stays on the device: no sync
     hi, lo = words.tolist()
     return _to_i64((hi << 32) | lo)
 
@@ -613,23 +604,37 @@ def _draw_(
         and global_offset is None
         and type(tensor) in _PLAIN_TYPES
         and (device := tensor.device).type in _INIT_DEVICES
-        and not _trunc_needs_tail(spec, tensor.dtype)
     ):
         # The common call -- one whole plain tensor on a device with a kernel --
         # without init_tensors_'s list, shard and device handling, which cost
-        # ~4x the op on a small tensor (model.apply(init_fn) calls this once per
-        # parameter). The same checks, in the same order, and the same op call.
+        # as much as the op on a small tensor (model.apply(init_fn) calls this
+        # once per parameter). The same checks in the same order as there, all
+        # before the seed is drawn, and the same op call.
+        key = 0 if key is None else _to_i64(key)
         _check_tensor(tensor, 0)
         _check_spec(spec, 0)
         _check_uniform_fits(spec, tensor.dtype, 0)
+        if _trunc_needs_tail(spec, tensor.dtype):  # the exact fp64 path: init_tensors_ takes it
+            return _draw_list_(tensor, spec, generator, seed, key, None, None)
         seed = _resolve_seed(seed, generator, (tensor,))
         if isinstance(seed, Tensor):
             seed = _seed_on(seed, device)
         _extension.mark_written([tensor])
         with torch.no_grad():
-            _init_op([tensor], [_KINDS[spec.kind]], [spec.a, spec.b, spec.c, spec.d], seed,
-                     [0 if key is None else _to_i64(key)], [], [])
+            _init_op([tensor], [_KINDS[spec.kind]], [spec.a, spec.b, spec.c, spec.d], seed, [key], [], [])
         return tensor
+    return _draw_list_(tensor, spec, generator, seed, key, global_shape, global_offset)
+
+
+def _draw_list_(
+    tensor: Tensor,
+    spec: InitSpec,
+    generator: torch.Generator | None,
+    seed: int | Tensor | None,
+    key: int | None,
+    global_shape: ShapeLike | None,
+    global_offset: Sequence[int] | None,
+) -> Tensor:
     init_tensors_(  # validates before it draws the seed, so a bad call leaves the generator alone
         [tensor],
         [spec],
