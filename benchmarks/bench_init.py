@@ -58,6 +58,16 @@ def _run(benchmark, fn, rounds):
     benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1)
 
 
+def _each(tensors, fn, *args):
+    """A loop calling ``fn(t, *args)`` on every tensor: one call per tensor, as torch.nn.init is used."""
+
+    def loop():
+        for t in tensors:
+            fn(t, *args)
+
+    return loop
+
+
 @pytest.mark.benchmark(group="gpt2-normal")
 def test_trainops_normal_2threads(benchmark, params, threads):
     threads(2)
@@ -73,23 +83,13 @@ def test_trainops_normal_1thread(benchmark, params, threads):
 @pytest.mark.benchmark(group="gpt2-normal")
 def test_torch_normal_loop(benchmark, params, threads):
     threads(2)
-
-    def loop():
-        for t in params:
-            torch.nn.init.normal_(t, 0.0, 0.02)
-
-    _run(benchmark, loop, 3)
+    _run(benchmark, _each(params, torch.nn.init.normal_, 0.0, 0.02), 3)
 
 
 @pytest.mark.benchmark(group="gpt2-normal")
 def test_fill_floor(benchmark, params, threads):
     threads(2)
-
-    def loop():
-        for t in params:
-            t.fill_(1.0)
-
-    _run(benchmark, loop, 10)
+    _run(benchmark, _each(params, torch.Tensor.fill_, 1.0), 10)
 
 
 @pytest.mark.benchmark(group="gpt2-trunc-normal")
@@ -102,12 +102,7 @@ def test_trainops_trunc_normal_2threads(benchmark, params, threads):
 @pytest.mark.benchmark(group="gpt2-trunc-normal")
 def test_torch_trunc_normal_loop(benchmark, params, threads):
     threads(2)
-
-    def loop():
-        for t in params:
-            torch.nn.init.trunc_normal_(t, 0.0, 0.02, -0.04, 0.04)
-
-    _run(benchmark, loop, 3)
+    _run(benchmark, _each(params, torch.nn.init.trunc_normal_, 0.0, 0.02, -0.04, 0.04), 3)
 
 
 # One call per tensor, as `model.apply(init_fn)` and custom `reset_parameters`
@@ -121,20 +116,10 @@ def small() -> list[torch.Tensor]:
 @pytest.mark.benchmark(group="per-call-normal")
 def test_trainops_normal_per_call(benchmark, small, threads):
     threads(2)
-
-    def loop():
-        for t in small:
-            init.normal_(t, 0.0, 0.02)
-
-    _run(benchmark, loop, 20)
+    _run(benchmark, _each(small, init.normal_, 0.0, 0.02), 20)
 
 
 @pytest.mark.benchmark(group="per-call-normal")
 def test_torch_normal_per_call(benchmark, small, threads):
     threads(2)
-
-    def loop():
-        for t in small:
-            torch.nn.init.normal_(t, 0.0, 0.02)
-
-    _run(benchmark, loop, 20)
+    _run(benchmark, _each(small, torch.nn.init.normal_, 0.0, 0.02), 20)

@@ -614,27 +614,14 @@ def _draw_(
         _check_tensor(tensor, 0)
         _check_spec(spec, 0)
         _check_uniform_fits(spec, tensor.dtype, 0)
-        if _trunc_needs_tail(spec, tensor.dtype):  # the exact fp64 path: init_tensors_ takes it
-            return _draw_list_(tensor, spec, generator, seed, key, None, None)
-        seed = _resolve_seed(seed, generator, (tensor,))
-        if isinstance(seed, Tensor):
-            seed = _seed_on(seed, device)
-        _extension.mark_written([tensor])
-        with torch.no_grad():
-            _init_op([tensor], [_KINDS[spec.kind]], [spec.a, spec.b, spec.c, spec.d], seed, [key], [], [])
-        return tensor
-    return _draw_list_(tensor, spec, generator, seed, key, global_shape, global_offset)
-
-
-def _draw_list_(
-    tensor: Tensor,
-    spec: InitSpec,
-    generator: torch.Generator | None,
-    seed: int | Tensor | None,
-    key: int | None,
-    global_shape: ShapeLike | None,
-    global_offset: Sequence[int] | None,
-) -> Tensor:
+        if not _trunc_needs_tail(spec, tensor.dtype):  # (the far tail takes init_tensors_'s exact fp64 path)
+            seed = _resolve_seed(seed, generator, (tensor,))
+            if isinstance(seed, Tensor):
+                seed = _seed_on(seed, device)
+            _extension.mark_written([tensor])
+            with torch.no_grad():
+                _init_op([tensor], [_KINDS[spec.kind]], [spec.a, spec.b, spec.c, spec.d], seed, [key], [], [])
+            return tensor
     init_tensors_(  # validates before it draws the seed, so a bad call leaves the generator alone
         [tensor],
         [spec],
