@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import trainops
+from trainops import distributed
 from trainops import monitor as monitor_module
 from trainops.monitor import GradMonitor
 
@@ -220,7 +221,8 @@ def test_changing_sets_of_gradients_keep_a_bounded_index_cache():
         for p, has in zip(params, present.tolist()):
             p.grad = torch.full((3,), 2.0) if has else None
         mon.step()
-        assert len(mon._scatter_cache) <= monitor_module._SCATTER_CACHE
+        # the scatter indices come from distributed.index_tensor's bounded cache
+        assert len(distributed.INDEX_CACHE) <= distributed.INDEX_CACHE_SIZE
         expected = torch.where(present, torch.tensor(2.0 * 3**0.5), torch.tensor(0.0))
         torch.testing.assert_close(mon.parameter_norms[-1], expected)
 

@@ -65,9 +65,6 @@ PERCENTILES = (5, 25, 50, 75, 95, 99)
 TOP_K = 5
 # Initial capacity (steps) of the record buffers: 1024 float32 steps = 4 KiB.
 INITIAL_CAPACITY = 1024
-# Device index tensors kept for patterns of which parameters have a grad (the
-# cache is trainops.distributed's, shared with the bucket indices).
-_SCATTER_CACHE = distributed.INDEX_CACHE_SIZE
 # Default bound on the steps kept on the device: with per_parameter and 1,000
 # parameters, 10,000 steps are 40 MB.
 MAX_STEPS = 10_000
@@ -212,10 +209,6 @@ class GradMonitor:
         self.device = self.parameters[0].device if self.parameters else torch.device("cpu")
         self._steps = 0
         self._logged = 0
-        # Index tensors for scattering per-parameter norms when some gradients
-        # are None: distributed.index_tensor's bounded cache, keyed by the
-        # present positions (one per step would be a host-to-device copy each).
-        self._scatter_cache = distributed.INDEX_CACHE
         self._allocate(INITIAL_CAPACITY if self.max_steps is None else min(INITIAL_CAPACITY, self.max_steps))
 
     def _allocate(self, capacity: int) -> None:
@@ -330,7 +323,7 @@ class GradMonitor:
                 per = per.to(device=self.device, dtype=torch.float32)
                 if len(present) == len(self.parameters):
                     self._param_norms[i].copy_(per)
-                else:
+                else:  # the index from a bounded cache: no host-to-device copy per step
                     self._param_norms[i].index_copy_(0, distributed.index_tensor(present, self.device), per)
         else:
             # Buffers start zeroed (see _allocate and reset), so a step with
