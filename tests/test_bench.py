@@ -66,6 +66,7 @@ def test_bench_checks_its_options_before_measuring(capsys, tmp_path):
         (["--threads", "-1"], "--threads"),
         (["--cases", ""], "no gradient set"),
         (["--cases", "1k_x_1k", "--json", str(tmp_path / "missing" / "x.json")], "--json"),
+        (["--cases", "1k_x_1k", "--json", str(tmp_path)], "is a directory"),  # refused before, not after, the run
     ):
         assert cli.main(["bench"] + argv) == 2, argv
         err = capsys.readouterr().err

@@ -217,3 +217,20 @@ def test_a_list_of_loss_tensors_that_require_grad():
     w = torch.nn.Parameter(torch.tensor(1.0))
     hist = [(w * (2.0 - 0.03 * i)) ** 2 for i in range(40)]  # appended without .detach()
     assert diagnose(hist).kind == diagnose([float(h.detach()) for h in hist]).kind
+
+
+def test_oscillation_after_real_progress_is_not_called_no_progress():
+    # Falls ~80%, then bounces by ~12% epoch to epoch on a flat tail: lr_too_high
+    # (a plateau with such swings is not convergence), but the text must not say
+    # "without net progress" when the evidence shows most of the loss gone.
+    epochs = np.arange(60.0)
+    found = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        train = (5 * np.exp(-epochs / 5) + 1) * np.exp(rng.normal(0, 0.12, 60))
+        d = diagnose(train)
+        if d.evidence.get("oscillating") and not d.evidence.get("climbing"):
+            found += 1
+            assert d.kind == "lr_too_high" and d.evidence["train_improvement"] > 0.5
+            assert "without net progress" not in d.advice and "stopped falling" in d.advice, d.advice
+    assert found > 0

@@ -51,6 +51,9 @@ def _run_cli(args, capsys):
         ["Epoch", "Train Loss", "Validation Loss"],
         ["step", "training_loss", "valid_loss"],
         ["epoch", "train/loss", "test/loss"],
+        ["epoch", "trainLoss", "valLoss"],  # camelCase: valLoss is the validation loss, not a training loss
+        ["epoch", "TrainLoss", "ValidationLoss"],
+        ["epoch", "trainloss", "valloss"],  # a role glued to "loss"
     ],
 )
 def test_csv_with_common_column_names(tmp_path, capsys, header):
@@ -201,6 +204,47 @@ def test_tensorboard_keras_layout(tmp_path, capsys):
     assert code == 0 and "train/epoch_loss / validation/epoch_loss" in out and "diagnosis: early_stop" in out
 
 
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_directory_of_several_runs_is_refused(tmp_path, capsys):
+    # One run logged only a (flat) training loss, the other train and val: pairing
+    # exp1's train with exp2's val would diagnose a curve that never existed.
+    from torch.utils.tensorboard import SummaryWriter
+
+    train, val, _ = _early_stop_curves()
+    writer = SummaryWriter(str(tmp_path / "exp1"))
+    for e in range(len(train)):
+        writer.add_scalar("Loss/train", 5.0, e)
+    writer.close()
+    _tensorboard_run(tmp_path / "exp2", train, val)
+    code, out, err = _run_cli([str(tmp_path)], capsys)
+    _one_line_error(code, err)
+    assert "2 runs with a training loss (exp1, exp2)" in err and out == ""
+    code, out, _ = _run_cli([str(tmp_path / "exp2")], capsys)  # one run's directory is fine
+    assert code == 0 and "diagnosis: early_stop" in out
+    # SummaryWriter.add_scalars' layout (Loss_train/, Loss_val/ under one run) is one run
+    writer = SummaryWriter(str(tmp_path / "scalars"))
+    for e, (t, v) in enumerate(zip(train, val)):
+        writer.add_scalars("Loss", {"train": t, "val": v}, e)
+    writer.close()
+    code, out, _ = _run_cli([str(tmp_path / "scalars")], capsys)
+    assert code == 0 and "Loss_train/Loss / Loss_val/Loss" in out and "diagnosis: early_stop" in out
+
+
+def test_broken_pipe_is_quiet_even_unbuffered(tmp_path):
+    # With PYTHONUNBUFFERED=1 the print itself meets the closed pipe, inside
+    # diagnose's own error handler: it must not become "error: Broken pipe".
+    train, val, _ = _early_stop_curves()
+    path = _write_csv(tmp_path / "h.csv", ["epoch", "train_loss", "val_loss"], list(zip(range(len(train)), train, val)))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainops", "diagnose", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    proc.stdout.close()  # the reader goes away before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
+
+
 def _one_line_error(code, err):
     assert code != 0
     assert err.count("\n") == 1 and err.startswith("trainops diagnose: error: "), err
@@ -215,6 +259,8 @@ def _one_line_error(code, err):
         (b"epoch,train_loss,val_loss\n", "no data rows"),
         (b"epoch,train_loss,val_loss\n1,2.0,2.1\n2,abc,2.0\n", "line 3: 'abc' is not a number"),
         (b"epoch,train_loss,val_loss\n1,2.0,2.1\n2,1.9\n", "line 3: 2 fields, expected 3"),
+        # blank lines are skipped but counted: the message names the file's own line
+        (b"epoch,train_loss,val_loss\n\n1,2.0,2.1\n\n2,abc,2.0\n", "line 5: 'abc' is not a number"),
         (b"epoch,accuracy\n1,0.5\n2,0.6\n", "no training-loss column"),
         (b"epoch,train_loss\n1,\n2,\n", "has no values"),
         (b"1,2,3,4,5\n", "no header row and 5 columns"),

@@ -176,3 +176,14 @@ def test_invalid_arguments(kwargs):
 def test_exported_from_package():
     assert trainops.EarlyStopping is EarlyStopping
     assert "EarlyStopping" in trainops.__all__
+
+
+def test_a_loss_tensor_that_requires_grad_is_read_without_warning():
+    import warnings
+
+    stopper = EarlyStopping(patience=1)
+    loss = (torch.ones(3, requires_grad=True) * 2).sum()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when float() reads a tensor that requires grad
+        assert not stopper.step(loss)
+    assert stopper.best == 6.0

@@ -524,6 +524,10 @@ def run(args: argparse.Namespace) -> int:
         folder = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             return _error(f"--json {args.json}: cannot write in {folder}")
+        if os.path.isdir(args.json):
+            return _error(f"--json {args.json}: is a directory; give a file name")
+        if os.path.exists(args.json) and not os.access(args.json, os.W_OK):
+            return _error(f"--json {args.json}: the file is not writable")
     kind = torch.device(device).type
     fallback = (suite != "init" and kind not in _extension.CLIP_DEVICES) or (
         suite != "clip" and kind not in _extension._devices_with_kernel("init_tensors_")

@@ -456,7 +456,11 @@ def diagnose(
         how = (
             f"climbed {_relative(climb, scale):.0%} above its level of epoch {best} by epoch {labels[climb_at]}"
             if climbing
-            else f"oscillates (epoch-to-epoch noise {ft.sigma:.0%}) without net progress"
+            else (
+                f"oscillates (epoch-to-epoch noise {ft.sigma:.0%}) without net progress"
+                if net < OSCILLATION_PROGRESS * ft.sigma
+                else f"stopped falling and oscillates (epoch-to-epoch noise {ft.sigma:.0%})"
+            )
         )
         evidence["climbing"], evidence["oscillating"] = climbing, oscillating
         return verdict("lr_too_high", how=how)
@@ -564,7 +568,19 @@ _VAL_TOKENS = {"val", "valid", "validation", "test", "eval", "evaluation", "dev"
 
 
 def _tokens(name: str) -> list[str]:
-    return [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]
+    """Lower-case words of a column/tag name: split at non-alphanumerics and
+    at camelCase humps ('valLoss' -> val, loss; 'Loss/train' -> loss, train)."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name)
+    return [t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t]
+
+
+def _role_of_joined(token: str) -> str | None:
+    """'valloss' -> 'val', 'trainloss' -> 'train': a role word glued to 'loss'."""
+    if token.endswith("loss") and token[:-4] in _VAL_TOKENS:
+        return "val"
+    if token.endswith("loss") and token[:-4] in _TRAIN_TOKENS:
+        return "train"
+    return None
 
 
 def _loss_role(name: str) -> str | None:
@@ -572,7 +588,7 @@ def _loss_role(name: str) -> str | None:
     tokens = _tokens(name)
     if not tokens:
         return None
-    if any(t in _VAL_TOKENS for t in tokens):
+    if any(t in _VAL_TOKENS or _role_of_joined(t) == "val" for t in tokens):
         if "loss" in tokens or "losses" in tokens or len(tokens) == 1 or any(t.endswith("loss") for t in tokens):
             return "val"
         return None
@@ -596,7 +612,8 @@ def _pick(names: list[str], role: str, override: str | None, what: str) -> str |
     # 'train_loss' over 'train_loss_step', 'epoch_loss' over 'batch_loss'.
     def rank(nm: str) -> tuple[int, int, int]:
         tokens = _tokens(nm)
-        says_role = any(t in (_TRAIN_TOKENS if role == "train" else _VAL_TOKENS) for t in tokens)
+        words = _TRAIN_TOKENS if role == "train" else _VAL_TOKENS
+        says_role = any(t in words or _role_of_joined(t) == role for t in tokens)
         per_step = any(t in ("step", "batch", "iter", "iteration") for t in tokens)
         return (int(per_step), int(not says_role), len(nm))
 
@@ -631,13 +648,17 @@ def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
         delimiter = _delimiter(text)
         if delimiter == ";":  # the spreadsheets that write ';' write decimal commas too
             text = text.replace(",", ".")
-        rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+        # (line number where the row ends, row): blank lines are skipped but
+        # still counted, so error messages name the file's own line.
+        numbered = [(reader.line_num, r) for r in reader if any(c.strip() for c in r)]
     except UnicodeDecodeError:
         raise CurveError(f"{path}: not a text CSV file (and not a TensorBoard event file)") from None
     except csv.Error as exc:
         raise CurveError(f"{path}: malformed CSV ({exc})") from None
-    if not rows:
+    if not numbered:
         raise CurveError(f"{path}: the file is empty")
+    rows = [r for _, r in numbered]
 
     def numeric(cell: str) -> bool:
         try:
@@ -649,7 +670,7 @@ def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
     has_header = not all(numeric(c) for c in rows[0])
     if has_header:
         header = [c.strip() for c in rows[0]]
-        body = rows[1:]
+        body = numbered[1:]
     else:
         width = len(rows[0])
         if width == 1:
@@ -660,7 +681,7 @@ def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
             header = ["epoch", "train_loss", "val_loss"]
         else:
             raise CurveError(f"{path}: no header row and {width} columns; add a header (epoch,train_loss,val_loss)")
-        body = rows
+        body = numbered
     if not body:
         raise CurveError(f"{path}: a header but no data rows")
     lower = [h.lower() for h in header]
@@ -679,7 +700,7 @@ def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
     # Lightning's CSVLogger write train and validation values on separate rows.
     order: list[float] = []
     sums: dict[float, list[list[float]]] = {}
-    for r_index, row in enumerate(body, start=2 if has_header else 1):
+    for r_index, row in body:
         if len(row) != len(header):
             raise CurveError(f"{path}, line {r_index}: {len(row)} fields, expected {len(header)}")
         where = f"{path}, line {r_index}"
@@ -732,6 +753,16 @@ def _event_files(path: str) -> list[str]:
     return sorted(found)
 
 
+def _run_root(prefix: str) -> str:
+    """The run a subdirectory prefix belongs to: its parent when the last
+    component names a role (Keras' train/ and validation/, SummaryWriter.
+    add_scalars' Loss_train/ and Loss_val/), else the prefix itself."""
+    parts = [p for p in prefix.split("/") if p]
+    if parts and any(t in _TRAIN_TOKENS or t in _VAL_TOKENS for t in _tokens(parts[-1])):
+        parts = parts[:-1]
+    return "/".join(parts)
+
+
 def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> Curves:
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -743,11 +774,13 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
         raise CurveError(f"{path}: a directory without TensorBoard event files (events.out.tfevents.*)")
     base = path if os.path.isdir(path) else os.path.dirname(path)
     series: dict[str, dict[int, float]] = {}
+    run_of: dict[str, str] = {}  # series name -> the run (directory) it belongs to
     for file in files:
         # Runs in subdirectories (Keras writes train/ and validation/, both
         # with tag epoch_loss) are told apart by prefixing the subdirectory.
         rel = os.path.relpath(os.path.dirname(file), base)
         prefix = "" if rel in (".", "") else rel.replace(os.sep, "/") + "/"
+        run = _run_root(prefix)
         acc = EventAccumulator(file, size_guidance={"scalars": 0, "tensors": 0})
         try:
             acc.Reload()
@@ -755,6 +788,7 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
             raise CurveError(f"{file}: not a readable TensorBoard event file ({type(exc).__name__})") from None
         tags = acc.Tags()
         for tag in tags.get("scalars", []):
+            run_of[prefix + tag] = run
             points = series.setdefault(prefix + tag, {})
             for event in acc.Scalars(tag):
                 points[int(event.step)] = float(event.value)  # a rerun's later value wins
@@ -768,14 +802,26 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
                 except Exception:
                     continue
                 if value.size == 1 and np.issubdtype(value.dtype, np.number):
+                    run_of[prefix + tag] = run
                     series.setdefault(prefix + tag, {})[int(event.step)] = float(value.reshape(()))
     if not series:
         raise CurveError(f"{path}: no scalar data in the TensorBoard event files")
     names = sorted(series)
+    if train_key is None:
+        # A directory of several runs: never pair one run's training loss with
+        # another's validation loss, and never pick a run silently.
+        runs = sorted({run_of[nm] for nm in names if _loss_role(nm) == "train"})
+        if len(runs) > 1:
+            shown = ", ".join(r or "." for r in runs)
+            raise CurveError(
+                f"{path}: {len(runs)} runs with a training loss ({shown}); "
+                "pass one run's directory (or --train TAG and --val TAG)"
+            )
     train_name = _pick(names, "train", train_key, "tag")
     if train_name is None:
         raise CurveError(f"{path}: no training-loss tag among: {', '.join(names)} (or pass --train TAG)")
-    val_name = _pick([nm for nm in names if nm != train_name], "val", val_key, "tag")
+    same_run = [nm for nm in names if nm != train_name and run_of[nm] == run_of[train_name]]
+    val_name = _pick(same_run if val_key is None else names, "val", val_key, "tag")
     train_pts = series[train_name]
     if val_name is None:
         steps = sorted(train_pts)
@@ -931,6 +977,8 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise CurveError(f"cannot write {args.plot}: {exc.strerror or exc}") from None
             print(f"plot written to {args.plot}")
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): cli.main exits quietly
     except Exception as exc:  # a command-line tool reports, it does not trace back
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"trainops diagnose: error: {message}", file=sys.stderr)

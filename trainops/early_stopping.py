@@ -86,7 +86,8 @@ class EarlyStopping:
         Returns:
             True when training should stop (and on every later call).
         """
-        value = float(value)
+        detach = getattr(value, "detach", None)  # a tensor that requires grad: no warning
+        value = float(detach() if callable(detach) else value)
         self.epoch += 1
         self.improved = self._is_improvement(value)
         if self.improved:
