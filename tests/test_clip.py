@@ -615,6 +615,71 @@ def test_torch_compile_fullgraph():
     assert norms.shape == (len(params),)
 
 
+def _small_model_grads(seed):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    model(torch.randn(8, 16)).pow(2).sum().backward()
+    return list(model.parameters())
+
+
+def test_tensor_thresholds_in_eager():
+    # A CPU tensor is read and checked like a number: the same values as the float.
+    ours, floats, ref = _small_model_grads(0), _small_model_grads(0), _small_model_grads(0)
+    total = trainops.clip_grad_norm_(ours, torch.tensor(0.1))
+    assert torch.equal(total, trainops.clip_grad_norm_(floats, 0.1))
+    torch.nn.utils.clip_grad_norm_(ref, torch.tensor(0.1))
+    trainops.clip_grad_value_(ours, torch.tensor([0.01], dtype=torch.float64))
+    trainops.clip_grad_value_(floats, 0.01)
+    torch.nn.utils.clip_grad_value_(ref, 0.01)
+    for a, b, r in zip(ours, floats, ref):
+        assert torch.equal(a.grad, b.grad)
+        torch.testing.assert_close(a.grad, r.grad, rtol=1e-6, atol=0)
+    for bad, error in ((torch.tensor(-1.0), "non-negative"), (torch.tensor(float("nan")), "non-negative"),
+                       (torch.ones(2), "one-element"), (torch.tensor(1 + 1j), "one-element")):
+        before = [q.grad.clone() for q in ours]
+        with pytest.raises(ValueError, match=error):
+            trainops.clip_grad_norm_(ours, bad)
+        with pytest.raises(ValueError, match=error):
+            trainops.clip_grad_value_(ours, bad)
+        assert all(torch.equal(q.grad, b) for q, b in zip(ours, before))
+
+
+def test_tensor_thresholds_under_torch_compile():
+    # A clip schedule as a tensor traces with fullgraph=True (reading it as a
+    # float would guard on data) and compiles once for every value.
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+
+    @torch.compile(backend=counter, fullgraph=True)
+    def step(ps, max_norm, clip_value):
+        total = trainops.clip_grad_norm_(ps, max_norm)
+        trainops.clip_grad_value_(ps, clip_value)
+        return total
+
+    for i, max_norm in enumerate((0.1, 0.2, 1e9)):
+        ours, ref = _small_model_grads(i), _small_model_grads(i)
+        total = step(ours, torch.tensor(max_norm), torch.tensor(0.05))
+        want = torch.nn.utils.clip_grad_norm_(ref, torch.tensor(max_norm))
+        torch.nn.utils.clip_grad_value_(ref, torch.tensor(0.05))
+        assert rel_err(total, want) <= 1e-5
+        for a, r in zip(ours, ref):
+            torch.testing.assert_close(a.grad, r.grad, rtol=1e-5, atol=1e-7)
+    assert counter.frame_count == 1
+
+    @torch.compile(backend="aot_eager", fullgraph=True)
+    def scale(ps, max_norm, total):
+        trainops.clip_grads_with_norm_(ps, max_norm, total)
+
+    ours, ref = _small_model_grads(5), _small_model_grads(5)
+    total = trainops.get_total_norm([q.grad for q in ours])
+    scale(ours, torch.tensor(0.3), total)
+    torch.nn.utils.clip_grads_with_norm_(ref, torch.tensor(0.3), total)
+    for a, r in zip(ours, ref):
+        torch.testing.assert_close(a.grad, r.grad, rtol=1e-6, atol=0)
+
+
 def test_fallback_for_devices_without_kernel(monkeypatch):
     import trainops.clip as clip_mod
 

@@ -324,6 +324,10 @@ def test_no_host_sync():
         trainops.clip_grads_with_norm_(params, 1.0, 2.5)  # a Python number: filled on the device, not copied
         trainops.clip_grad_value_(params, 0.1)
         trainops.grad_norms(params)
+        # device-tensor thresholds (a clip schedule kept on the GPU) are never read on the host
+        trainops.clip_grad_norm_(params, torch.tensor(1.0, device="cuda"))
+        trainops.clip_grads_with_norm_(params, torch.tensor(1.0, device="cuda"), total)
+        trainops.clip_grad_value_(params, torch.tensor(0.1, device="cuda"))
     finally:
         torch.cuda.set_sync_debug_mode(previous)
 

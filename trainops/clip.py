@@ -18,9 +18,12 @@
 * Invalid arguments raise ``TypeError`` / ``ValueError`` before any gradient is
   touched: a negative or NaN ``max_norm`` / ``clip_value``, ``norm_type <= 0``
   or NaN (only p > 0 and inf are supported), integer or complex tensors, sparse
-  gradients, meta tensors, and (in the in-place functions) gradients whose
-  elements share memory, such as expanded ones (torch raises ``RuntimeError``
-  there, after scaling the gradients before it in the list).
+  gradients, meta tensors, and (in the in-place functions) expanded
+  gradients, whose elements share memory through a stride of 0 (torch raises
+  ``RuntimeError`` there, after scaling the gradients before it in the list).
+  Other self-overlapping views (``unfold`` with a step below the size) are
+  not detected: each memory location is then written once (torch scales it
+  once per view element that maps to it).
 * ``clip_grads_with_norm_`` computes the coefficient in float32 (float64 for a
   float64 ``total_norm``): an fp16/bf16 ``total_norm`` is converted first, where
   torch computes the coefficient in fp16/bf16. ``total_norm`` may also be a
@@ -35,6 +38,15 @@
   yields them: a tensor listed twice in one call (or views that overlap) is
   written by parallel tasks at once, so its result is unspecified (torch
   scales it twice).
+
+* ``max_norm`` / ``clip_value`` may be a one-element tensor, as in torch (e.g.
+  a clip schedule kept on the device). A CPU tensor outside ``torch.compile``
+  is read and checked like a number. On an accelerator or under
+  ``torch.compile`` it stays a tensor: it is not checked (that would sync or
+  guard on data), and it is applied with torch ops as torch.nn.utils applies it,
+  so the scale then writes every gradient even when the coefficient is 1. Under
+  ``torch.compile`` a Python float threshold is a constant of the graph: a value
+  that changes every step recompiles, so pass a schedule as a tensor.
 
 None of these functions synchronises with the device, except
 ``error_if_nonfinite=True``, which must read the norm on the host to raise.
@@ -129,6 +141,25 @@ def _check_nonnegative(value: float, name: str) -> float:
     if not v >= 0.0:  # also rejects NaN
         raise ValueError(f"{name} must be a non-negative number, got {value}")
     return v
+
+
+def _threshold(value: float | Tensor, name: str) -> float | Tensor:
+    """max_norm / clip_value as the clip functions take it: a checked float,
+    or a one-element real tensor kept as a tensor where reading it would sync
+    with an accelerator or guard on data under torch.compile. A tensor kept so
+    is not checked for sign or NaN (that needs its value on the host) and is
+    applied with torch ops, as torch.nn.utils does (the scale then always
+    writes)."""
+    if not isinstance(value, Tensor):
+        return _check_nonnegative(value, name)
+    if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+        raise ValueError(
+            f"{name} must be a number or a one-element real tensor, "
+            f"got a {value.dtype} tensor of shape {tuple(value.shape)}"
+        )
+    if torch.compiler.is_compiling() or value.device.type != "cpu":
+        return value.reshape(())
+    return _check_nonnegative(value, name)
 
 
 def _has_internal_overlap(t: Tensor) -> bool:
@@ -350,7 +381,7 @@ def _apply_in_place(
         (op if _has_kernel(device) else fallback)(group)
 
 
-def _scale_by_norm(grads: list[Tensor], max_norm: float, total_norm: Tensor | float) -> None:
+def _scale_by_norm(grads: list[Tensor], max_norm: float | Tensor, total_norm: Tensor | float) -> None:
     if isinstance(total_norm, Tensor):
         if total_norm.is_complex():
             raise TypeError(f"total_norm must be real, got a {total_norm.dtype} tensor")
@@ -375,11 +406,13 @@ def _scale_by_norm(grads: list[Tensor], max_norm: float, total_norm: Tensor | fl
         torch.ops.trainops.multi_tensor_clip_scale_(group, on(group[0].device), max_norm)
 
     def fallback(group: list[Tensor]) -> None:
-        coef = torch.clamp(max_norm / (on(group[0].device) + 1e-6), max=1.0)
+        device = group[0].device
+        limit = max_norm.to(device) if isinstance(max_norm, Tensor) else max_norm
+        coef = torch.clamp(limit / (on(device) + 1e-6), max=1.0)
         for g in group:
             g.mul_(coef)
 
-    _apply_in_place(grads, op, fallback)
+    _apply_in_place(grads, fallback if isinstance(max_norm, Tensor) else op, fallback)
 
 
 def _total_norm(
@@ -443,7 +476,7 @@ def get_total_norm(
 @torch.no_grad()
 def clip_grads_with_norm_(
     parameters: TensorOrTensors,
-    max_norm: float,
+    max_norm: float | Tensor,
     total_norm: Tensor,
     foreach: bool | None = None,
 ) -> None:
@@ -454,20 +487,21 @@ def clip_grads_with_norm_(
 
     Args:
         parameters: a tensor or an iterable of tensors whose ``.grad`` is scaled.
-        max_norm: the maximum norm, >= 0.
+        max_norm: the maximum norm, >= 0: a number or a one-element tensor
+            (see the module docstring).
         total_norm: the norm to scale by, e.g. from :func:`get_total_norm`.
         foreach: accepted for compatibility with torch.nn.utils; ignored.
     """
     del foreach
     parameters = _as_list(parameters)
-    max_norm = _check_nonnegative(max_norm, "max_norm")
+    max_norm = _threshold(max_norm, "max_norm")
     _scale_by_norm(_grads_of(parameters), max_norm, total_norm)
 
 
 @torch.no_grad()
 def clip_grad_norm_(
     parameters: TensorOrTensors,
-    max_norm: float,
+    max_norm: float | Tensor,
     norm_type: float = 2.0,
     error_if_nonfinite: bool = False,
     foreach: bool | None = None,
@@ -483,7 +517,8 @@ def clip_grad_norm_(
 
     Args:
         parameters: a tensor or an iterable of tensors (a generator is fine).
-        max_norm: the maximum norm, >= 0.
+        max_norm: the maximum norm, >= 0: a number or a one-element tensor
+            (see the module docstring).
         norm_type: the order p of the norm, any p > 0 or ``inf``.
         error_if_nonfinite: raise ``RuntimeError`` (leaving every gradient
             untouched) if the norm is nan or inf; this syncs with the device.
@@ -504,10 +539,11 @@ def clip_grad_norm_(
         parameters = list(parameters)
         if is_generator and len(parameters) == 0:
             warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=3)
-    max_norm = _check_nonnegative(max_norm, "max_norm")
+    max_norm = _threshold(max_norm, "max_norm")
     p = _check_norm_type(norm_type)
     grads = _grads_of(parameters)
-    if grads and not error_if_nonfinite and process_group is None and _fast_path(grads):
+    fused = not isinstance(max_norm, Tensor) and not error_if_nonfinite and process_group is None
+    if grads and fused and _fast_path(grads):
         try:  # one fused call: norm, then scale by the device-side coefficient
             _extension.mark_written(grads)
             return torch.ops.trainops.multi_tensor_clip_grad_norm_(grads, max_norm, p)
@@ -521,7 +557,7 @@ def clip_grad_norm_(
 @torch.no_grad()
 def clip_grad_value_(
     parameters: TensorOrTensors,
-    clip_value: float,
+    clip_value: float | Tensor,
     foreach: bool | None = None,
 ) -> None:
     """Clamp every gradient in place to ``[-clip_value, clip_value]``.
@@ -532,21 +568,24 @@ def clip_grad_value_(
 
     Args:
         parameters: a tensor or an iterable of tensors whose ``.grad`` is clamped.
-        clip_value: the bound, >= 0.
+        clip_value: the bound, >= 0: a number or a one-element tensor (see
+            the module docstring).
         foreach: accepted for compatibility with torch.nn.utils; ignored.
     """
     del foreach
     parameters = _as_list(parameters)
-    clip_value = _check_nonnegative(clip_value, "clip_value")
+    clip_value = _threshold(clip_value, "clip_value")
     grads = _grads_of(parameters)
 
     def fallback(group: list[Tensor]) -> None:
+        bound = clip_value.to(group[0].device) if isinstance(clip_value, Tensor) else clip_value
         for g in group:
-            g.clamp_(min=-clip_value, max=clip_value)
+            g.clamp_(min=-bound, max=bound)
 
-    _apply_in_place(
-        grads, lambda group: torch.ops.trainops.multi_tensor_clamp_(group, clip_value), fallback, linear=False
-    )
+    def op(group: list[Tensor]) -> None:
+        torch.ops.trainops.multi_tensor_clamp_(group, clip_value)
+
+    _apply_in_place(grads, fallback if isinstance(clip_value, Tensor) else op, fallback, linear=False)
 
 
 @torch.no_grad()
