@@ -131,6 +131,41 @@ def test_thread_count_does_not_change_values(spec, dtype, threads):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_orthogonal_does_not_depend_on_the_thread_count(dtype, threads):
+    # LAPACK's blocked QR rounds differently on 1 and 2 threads (seen: 29,532 of
+    # 32,768 elements of a 256 x 128 matrix); trainops runs it on one thread.
+    def draw():
+        lstm = nn.LSTM(64, 128)
+        init.init_module_(lstm, "auto", seed=0)
+        return init.orthogonal_(torch.empty(256, 128, dtype=dtype), seed=5), lstm.weight_hh_l0.detach().clone()
+
+    threads(1)
+    one = draw()
+    threads(2)
+    two = draw()
+    assert torch.get_num_threads() == 2  # restored after the QR
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def test_orthogonal_and_sparse_refuse_before_drawing_a_seed():
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    bad_shards = [((4, 4), (3, 0)), ((1, 4), (0, 0)), ((4,), None)]  # past the end, too small, wrong rank
+    for shape, offset in bad_shards:
+        with pytest.raises(ValueError):
+            init.orthogonal_(torch.empty(2, 4), generator=gen, global_shape=shape, global_offset=offset)
+    for call in (lambda: init.sparse_(torch.empty(8, 4), 0.5, std=-1.0, generator=gen),
+                 lambda: init.sparse_(torch.empty(8, 4, dtype=torch.int64), 0.5, generator=gen)):
+        with pytest.raises((ValueError, TypeError)):
+            call()
+    assert torch.equal(gen.get_state(), state)
+    # a shard in range is the slice of the whole matrix
+    whole = init.orthogonal_(torch.empty(4, 4), seed=1)
+    part = init.orthogonal_(torch.empty(2, 4), seed=1, global_shape=(4, 4), global_offset=(2, 0))
+    assert torch.equal(part, whole[2:])
+
+
 @pytest.fixture
 def threads():
     before = torch.get_num_threads()
@@ -303,6 +338,11 @@ def test_normal_distribution(dtype):
         (0.0, 1.0, -7.0, -6.0),
         (0.0, 1.0, 3.0, 5.0),
         (10.0, 1.0, -2.0, 2.0),
+        # beyond ~38.5 std the probabilities underflow fp64: the log-space path
+        (0.0, 1.0, 39.0, 45.0),
+        (0.0, 1.0, -45.0, -39.0),
+        (1.0, 0.02, -0.5, 0.25),
+        (100.0, 1.0, -2.0, 2.0),  # (scipy 1.17's truncnorm is itself wrong further out, e.g. at 1e3)
     ],
 )
 def test_trunc_normal_distribution(dtype, mean, std, a, b):
@@ -1050,6 +1090,36 @@ def test_tied_weights_do_not_depend_on_registration_order():
     init.init_module_(b, seed=1)
     assert torch.equal(a.emb.weight, b.emb.weight) and a.head.weight is a.emb.weight
     assert [e.name for e in init.plan(b)] == ["emb.weight"]
+
+
+def test_skip_by_any_name_of_a_tied_weight():
+    # The tied tensor is planned under the embedding's name; skipping it by the
+    # head's name (or a predicate on the head) must keep it too.
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 8)
+            self.head = nn.Linear(8, 50, bias=False)
+            self.head.weight = self.emb.weight
+
+    for skip in (["head.weight"], ["head"], lambda name, p: name.startswith("head")):
+        m = Tied()
+        with torch.no_grad():
+            m.emb.weight.fill_(5.0)
+        init.init_module_(m, seed=0, skip=skip)
+        assert bool((m.emb.weight == 5.0).all()), skip
+        assert [e.name for e in init.plan(m, skip=skip)] == []
+
+
+def test_lazy_modules_need_a_forward_pass_first():
+    model = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match="run one forward pass first"):
+        init.plan(model)
+    with pytest.raises(ValueError, match="0.weight"):
+        init.init_module_(model, seed=0)
+    model(torch.randn(3, 5))
+    init.init_module_(model, seed=0)
+    assert model[0].weight.shape == (8, 5)
 
 
 def test_skip_names_that_match_nothing_raise():

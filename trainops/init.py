@@ -62,12 +62,13 @@ call of the functions below that write, with the trainops function as ``func``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
 
@@ -373,6 +374,27 @@ def _trunc_needs_tail(spec: InitSpec, dtype: torch.dtype) -> bool:
     return (zb - za) < _TRUNC_MIN_DISTINCT * spacing
 
 
+# Below this many std (Phi = 4.9e-198), _trunc_normal_tail_ works with log-probabilities.
+_LOG_SPACE_BELOW = -30.0
+
+
+def _ndtri_of_log(log_p: Tensor) -> Tensor:
+    """x with log Phi(x) = log_p, for log_p < log Phi(-30) (in place, fp64).
+
+    Newton on the concave log Phi from the asymptotic start x^2 ~ -2 log p -
+    log(-2 log p) - log(2 pi): after the first step the iterates rise
+    monotonically to the root, each step gaining digits quadratically."""
+    s0 = log_p.mul(-2.0)
+    x = s0.sub(s0.log()).sub_(math.log(2.0 * math.pi)).sqrt_().neg_()
+    half_log_2pi = 0.5 * math.log(2.0 * math.pi)
+    for _ in range(8):
+        log_cdf = torch.special.log_ndtr(x)
+        # (log Phi(x) - log p) / (phi(x) / Phi(x))
+        step = (log_cdf - log_p).mul_(torch.exp(log_cdf + 0.5 * x * x + half_log_2pi))
+        x.sub_(step)
+    return x
+
+
 def _trunc_normal_tail_(
     t: Tensor, spec: InitSpec, seed: Seed, key: int, global_shape: list[int] | None, global_offset: list[int] | None
 ) -> None:
@@ -380,7 +402,10 @@ def _trunc_normal_tail_(
     (the kernel's own uniform stream of (seed, key), so shards still equal
     slices), then the normal inverse CDF in fp64 (torch.special.ndtri) on the
     lower-tail side, where small probabilities keep their relative precision:
-    an interval above the mean is sampled mirrored. One rounding to t's dtype.
+    an interval above the mean is sampled mirrored. An interval beyond 30 std
+    (where Phi underflows fp64 from ~38.5 std on) is sampled from
+    log-probabilities instead: log Phi(x) = log p solved by Newton
+    (_ndtri_of_log). One rounding to t's dtype.
     The values are those of a correct truncated normal, but not bitwise the
     same on CPU and CUDA (ndtri is torch's, per device)."""
     if t.numel() == 0:
@@ -389,11 +414,18 @@ def _trunc_normal_tail_(
     alpha, beta, sign = (a - mean) / std, (b - mean) / std, 1.0
     if alpha + beta > 0:  # mirror onto the lower tail
         alpha, beta, sign = -beta, -alpha, -1.0
-    lo = 0.5 * math.erfc(-alpha / math.sqrt(2.0))
-    hi = 0.5 * math.erfc(-beta / math.sqrt(2.0))
     u = torch.empty(t.shape, dtype=torch.float64, device=t.device)
     _init_op([u], [_KINDS["uniform"]], [0.0, 1.0, 0.0, 0.0], seed, [key], global_shape or [], global_offset or [])
-    x = torch.special.ndtri(u.mul_(hi - lo).add_(lo)).mul_(sign * std).add_(mean).clamp_(a, b)
+    if beta > _LOG_SPACE_BELOW:
+        lo = 0.5 * math.erfc(-alpha / math.sqrt(2.0))
+        hi = 0.5 * math.erfc(-beta / math.sqrt(2.0))
+        z = torch.special.ndtri(u.mul_(hi - lo).add_(lo))
+    else:  # Phi(beta) < 1e-197: probabilities would underflow (below ~1e-308 they are 0), so logs
+        log_lo, log_hi = (float(torch.special.log_ndtr(torch.tensor(v, dtype=torch.float64))) for v in (alpha, beta))
+        r = math.exp(log_lo - log_hi)  # Phi(alpha) / Phi(beta), in [0, 1)
+        tiny = torch.finfo(torch.float64).tiny
+        z = _ndtri_of_log(u.mul_(1.0 - r).add_(r).clamp_(min=tiny).log_().add_(log_hi))
+    x = z.mul_(sign * std).add_(mean).clamp_(a, b)
     # Through fp32 for fp32 and narrower outputs: fp16 / bf16 values stay the
     # fp32 values rounded once, as everywhere else.
     t.copy_(x if t.dtype == torch.float64 else x.float())
@@ -866,6 +898,24 @@ def kaiming_normal_(
 
 
 @torch.no_grad()
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """LAPACK's QR rounds differently with 1 and with N threads (the blocked
+    Householder updates split the work): on the CPU it runs on one thread, so
+    an orthogonal init is the same for any thread count, like the rest of
+    trainops.init. The QR is a small part of an init; the Gaussian draw keeps
+    every thread."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or torch.compiler.is_compiling():
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _orthogonal_batch(
     tensors: list[Tensor],
     gains: list[float],
@@ -886,7 +936,8 @@ def _orthogonal_batch(
     init_tensors_(list(gauss.unbind(0)), InitSpec.normal(0.0, 1.0), seed=seed, keys=keys)
     if rows < cols:
         gauss = gauss.transpose(1, 2)
-    q, r = torch.linalg.qr(gauss)
+    with _one_cpu_thread(device):
+        q, r = torch.linalg.qr(gauss)
     q = q * torch.diagonal(r, dim1=-2, dim2=-1).sign().unsqueeze(-2)
     if rows < cols:
         q = q.transpose(1, 2)
@@ -928,6 +979,14 @@ def orthogonal_(
         tensor_local, global_shape, global_offset = _shard_layout(tensor)
     else:
         tensor_local = tensor
+        if global_shape is not None or global_offset is not None:  # checked before a seed is drawn
+            g = list(global_shape) if global_shape is not None else list(tensor.shape)
+            o = list(global_offset) if global_offset is not None else [0] * tensor.dim()
+            if len(g) != tensor.dim() or len(o) != tensor.dim():
+                raise ValueError(
+                    f"orthogonal_: tensor has {tensor.dim()} dims but global_shape {g} / global_offset {o} do not"
+                )
+            _check_shard_layout(0, list(tensor.shape), g, o)
     _orthogonal_batch(
         [tensor_local],
         [gain],
@@ -959,9 +1018,12 @@ def sparse_(
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = tensor.shape
     num_zeros = int(math.ceil(sparsity * rows))
+    key = 0 if key is None else _to_i64(key)
+    spec = InitSpec.normal(0.0, std)
+    _check_tensor(tensor, 0)  # before the seed is drawn: a refused call leaves the generator alone
+    _check_spec(spec, 0)
     seed = _resolve_seed(seed, generator, [tensor])
-    key = 0 if key is None else key
-    init_tensors_([tensor], InitSpec.normal(0.0, std), seed=seed, keys=[key])
+    init_tensors_([tensor], spec, seed=seed, keys=[key])
     if num_zeros > 0:
         u = torch.empty((rows, cols), dtype=torch.float64, device=tensor.device)
         init_tensors_([u], InitSpec.uniform(0.0, 1.0), seed=seed, keys=[_to_i64(key + 1)])
@@ -1482,14 +1544,24 @@ def _skip_fn(skip: Iterable[str] | Callable[[str, Tensor], bool] | None, module:
     if skip is None:
         return lambda name, p: False
     if callable(skip):
-        return lambda name, p: bool(skip(name, p))
-    names = {skip} if isinstance(skip, str) else set(skip)
-    if module is not None:
-        known = {n for n, _ in module.named_parameters(remove_duplicate=False)} | {n for n, _ in module.named_modules() if n}
-        unknown = sorted(names - known)
-        if unknown:
-            raise ValueError(f"skip names {unknown} match no parameter or module of the model")
-    return lambda name, p: name in names or any(name.startswith(n + ".") for n in names)
+        base = lambda name, p: bool(skip(name, p))  # noqa: E731
+    else:
+        names = {skip} if isinstance(skip, str) else set(skip)
+        if module is not None:
+            known = {n for n, _ in module.named_parameters(remove_duplicate=False)}
+            known |= {n for n, _ in module.named_modules() if n}
+            unknown = sorted(names - known)
+            if unknown:
+                raise ValueError(f"skip names {unknown} match no parameter or module of the model")
+        base = lambda name, p: name in names or any(name.startswith(n + ".") for n in names)  # noqa: E731
+    if module is None:
+        return base
+    # A tied parameter is planned under one of its names: skipping any of them
+    # (e.g. lm_head.weight tied to the embedding) keeps the shared tensor.
+    aliases: dict[int, list[str]] = {}
+    for n, q in module.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(q), []).append(n)
+    return lambda name, p: base(name, p) or any(base(n, p) for n in aliases.get(id(p), ()) if n != name)
 
 
 def _canonical_names(module: nn.Module) -> dict[int, tuple[str, nn.Module, str]]:
@@ -1549,6 +1621,12 @@ def plan(
     if scheme not in schemes:
         raise ValueError(f"unknown scheme {scheme!r}; expected one of {schemes}")
     skip_fn = _skip_fn(skip, module)
+    lazy = [n for n, p in module.named_parameters() if isinstance(p, nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise ValueError(
+            f"parameters {lazy} are not materialised yet (lazy modules such as nn.LazyLinear): run one forward "
+            "pass first, which gives them their shapes"
+        )
     acts: dict[str, _Act | None] = {}
     guessed_acts: set[str] = set()
     traced = False
