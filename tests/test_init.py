@@ -1111,6 +1111,37 @@ def test_skip_by_any_name_of_a_tied_weight():
         assert [e.name for e in init.plan(m, skip=skip)] == []
 
 
+def test_parametrized_layers_follow_their_layer_rule():
+    from torch.nn.utils import parametrizations
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(
+            parametrizations.weight_norm(nn.Linear(256, 512)), nn.ReLU(),
+            parametrizations.spectral_norm(nn.Linear(512, 256)), nn.Tanh(), nn.Linear(256, 10),
+        )
+
+    m = model()
+    entries = {e.name: e for e in init.plan(m)}
+    v, g = entries["0.parametrizations.weight.original1"], entries["0.parametrizations.weight.original0"]
+    assert v.scheme == "kaiming_normal_(fan_in, relu)" and "weight_norm direction" in v.reason
+    assert g.norm_of == ("0.parametrizations.weight.original1", 0) and g.spec is None
+    sn = entries["2.parametrizations.weight.original"]
+    assert sn.scheme.startswith("xavier_uniform_(gain=1.667") and not sn.guessed
+    init.init_module_(m, seed=0)
+    with torch.no_grad():
+        weight = m[0].weight  # the parametrized weight g * v / ||v|| starts as v
+        torch.testing.assert_close(weight, m[0].parametrizations.weight.original1, rtol=1e-6, atol=1e-7)
+    assert abs(float(weight.std()) - math.sqrt(2.0 / 256)) < 0.005
+    # built on meta and materialised: the same values
+    with torch.device("meta"):
+        meta = model()
+    with pytest.warns(UserWarning, match="spectral|_u"):  # spectral_norm's power-iteration buffers
+        init.materialize_(meta, "cpu", "auto", seed=0)
+    for (name, a), (_, b) in zip(m.named_parameters(), meta.named_parameters()):
+        assert torch.equal(a, b), name
+
+
 def test_lazy_modules_need_a_forward_pass_first():
     model = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 2))
     with pytest.raises(ValueError, match="run one forward pass first"):

@@ -63,6 +63,7 @@ call of the functions below that write, with the trainops function as ``func``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import math
@@ -1100,6 +1101,9 @@ class PlanEntry:
         key: the stream key (from the name).
         blocks: for orthogonal_, the number of row blocks (an RNN's gates)
             each made orthogonal on its own.
+        norm_of: for a weight_norm magnitude ``g``: (name of its direction
+            ``v``, dim); ``g`` is set to ``torch.norm_except_dim(v, 2, dim)``
+            after ``v`` is drawn, so the layer's weight starts as ``v``.
     """
 
     name: str
@@ -1114,6 +1118,7 @@ class PlanEntry:
     guessed: bool = False
     key: int = 0
     blocks: int = 1  # orthogonal_: row blocks (RNN gates) made orthogonal one by one
+    norm_of: tuple[str, int] | None = None  # weight_norm's g: (v's name, dim)
 
 
 @dataclass
@@ -1655,8 +1660,52 @@ def plan(
         if skip_fn(full, p):
             continue
         mname = full[: -len(pname) - 1] if full != pname else ""
-        out.entries.append(_layer_rule(scheme, mname, m, pname, p, ctx))
+        entry = _parametrized_rule(scheme, mname, m, pname, p, ctx) if _is_parametrization(m) else None
+        out.entries.append(entry or _layer_rule(scheme, mname, m, pname, p, ctx))
     return out
+
+
+def _layer_name(m: nn.Module) -> str:
+    """'Linear' for a parametrized Linear (torch names its class ParametrizedLinear)."""
+    name = type(m).__name__
+    return name[len("Parametrized"):] if name.startswith("Parametrized") else name
+
+
+def _is_parametrization(m: nn.Module) -> bool:
+    return isinstance(m, torch.nn.utils.parametrize.ParametrizationList)
+
+
+def _parametrized_rule(
+    scheme: str, mname: str, plist: nn.Module, pname: str, p: Tensor, ctx: _Context
+) -> PlanEntry | None:
+    """A parametrized tensor (torch.nn.utils.parametrize: spectral_norm,
+    weight_norm, orthogonal, ...), planned by its layer's rule for the tensor it
+    stands for: ``<layer>.parametrizations.weight.original`` of a Linear
+    followed by ReLU gets that Linear's Kaiming init. weight_norm's direction
+    ``original1`` gets the rule and its magnitude ``original0`` the norm of it,
+    as torch's weight_norm sets them from a weight. None: not a layout known
+    here (the caller's unknown-module rule applies)."""
+    parts = mname.split(".")
+    if len(parts) < 2 or parts[-2] != "parametrizations":
+        return None
+    owner_name, tensor_name = ".".join(parts[:-2]), parts[-1]
+    owner = ctx.modules.get(owner_name)
+    if owner is None:
+        return None
+    full = f"{mname}.{pname}"
+    weight_norm = len(plist) == 1 and type(plist[0]).__name__ == "_WeightNorm"
+    if weight_norm and pname == "original0":
+        dim = getattr(plist[0], "dim", 0)
+        return _entry(
+            full, p, "norm of original1 (weight_norm magnitude)", None,
+            f"weight_norm of {_layer_name(owner)}.{tensor_name}: g = ||v||, so the weight starts as v",
+            norm_of=(f"{mname}.original1", -1 if dim is None else dim),
+        )
+    if pname != "original" and not (weight_norm and pname == "original1"):
+        return None
+    rule = _layer_rule(scheme, owner_name, owner, tensor_name, p, ctx)
+    what = "weight_norm direction v" if weight_norm else f"parametrized ({type(plist[0]).__name__})"
+    return dataclasses.replace(rule, name=full, key=key_of(full), reason=f"{rule.reason}; {what}")
 
 
 def _param_order(module: nn.Module) -> dict[str, int]:
@@ -1691,9 +1740,13 @@ def init_module_(
     _check_plan_shapes(the_plan, params)
     draws: list[tuple[Tensor, InitSpec, int]] = []
     ortho_entries: list[tuple[Tensor, PlanEntry]] = []
+    norms: list[tuple[Tensor, Tensor, int]] = []  # weight_norm: (g, v, dim), set once v is drawn
     for e in the_plan:
         p = params.get(e.name)
         if p is None or skip_fn(e.name, p):
+            continue
+        if e.norm_of is not None and params.get(e.norm_of[0]) is not None:
+            norms.append((p, params[e.norm_of[0]], e.norm_of[1]))
             continue
         if e.spec is not None and e.spec.kind == "constant" and e.spec.a == 0.0 and p.dim() >= 2:
             warnings.warn(
@@ -1726,6 +1779,9 @@ def init_module_(
         if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.padding_idx is not None and id(m.weight) in drawn:
             _zero_row(m.weight, m.padding_idx % m.weight.shape[0])
     _init_orthogonal_entries(ortho_entries, _to_i64(seed))
+    for g, v, dim in norms:
+        if g.device.type != "meta" and v.device.type != "meta":
+            g.copy_(torch.norm_except_dim(v, 2, dim))
     return the_plan
 
 
