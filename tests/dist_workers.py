@@ -460,6 +460,33 @@ def check_init_fsdp2(rank: int, ws: int) -> None:
     _assert_same_values(meta_model, ref)
     assert float(ref.emb.weight[3].abs().sum()) == 0.0  # padding row
 
+    # fully_shard on a user block (not a torch.nn layer): its FSDP2 hooks must
+    # not stop the torch.fx trace, or the plan falls back to module order and
+    # the values differ from the unsharded model's (seen: Xavier for a
+    # Linear followed by relu).
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 16)
+            self.proj = torch.nn.Linear(16, 8)
+
+        def forward(self, x):
+            return x + self.proj(torch.relu(self.fc(x)))
+
+    def blocks():
+        return torch.nn.Sequential(Block(), Block())
+
+    ref_b = blocks()
+    ref_plan = trainops.init.init_module_(ref_b, "auto", seed=3)
+    model_b = blocks()
+    for b in model_b:
+        fully_shard(b, mesh=mesh)
+    fully_shard(model_b, mesh=mesh)
+    plan_b = trainops.init.init_module_(model_b, "auto", seed=3)
+    assert [(e.name, e.scheme, e.reason) for e in plan_b] == [(e.name, e.scheme, e.reason) for e in ref_plan]
+    assert plan_b["0.fc.weight"].scheme == "kaiming_normal_(fan_in, relu)" and plan_b.traced
+    _assert_same_values(model_b, ref_b)
+
 
 def check_init_tensor_parallel(rank: int, ws: int) -> None:
     from torch.distributed.device_mesh import init_device_mesh

@@ -356,7 +356,8 @@ def norms(
     Returns:
         (total, per_tensor or None) as plain tensors on the first local shard's
         device, identical on every rank: float64 if any tensor is float64, else
-        float32.
+        float32. A rank that holds no tensor at all returns float32 (it cannot
+        know the others' dtype without a host sync); the value is the same.
 
     Orders 1 and 2 all-reduce the sums of ``norm ** p`` (float64 holds them
     for any fp32/fp16/bf16 norm); inf all-reduces the max; any other p takes

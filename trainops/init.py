@@ -1230,6 +1230,16 @@ class _LayerTracer(torch.fx.Tracer):
     so a sharded model traces to the same graph, and gets the same plan, as
     the unsharded one."""
 
+    def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        # A container's own forward, without its hooks: wrappers hook modules to
+        # act on real tensors (FSDP2's all-gather before a fully_shard'ed block's
+        # forward, tensor parallel's input redistribution), which fails on the
+        # tracer's proxies and would cost a sharded model its traced plan.
+        # Hooks add no layers or activations, so the graph is the model's.
+        if not self.is_leaf_module(m, self.path_of_module(m)):
+            forward = m.forward
+        return super().call_module(m, forward, args, kwargs)
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if super().is_leaf_module(m, module_qualified_name):
             return True
