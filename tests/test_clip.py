@@ -644,6 +644,28 @@ def test_tensor_thresholds_in_eager():
         assert all(torch.equal(q.grad, b) for q, b in zip(ours, before))
 
 
+def test_tensor_threshold_path_checks_every_grad_before_writing():
+    # The path a threshold kept as a tensor takes (an accelerator, or under
+    # compile): torch ops per device, after the same checks as the fused path.
+    from trainops import clip as clip_mod
+
+    a = torch.full((4,), 3.0)
+    bad = torch.ones(1).expand(4)  # shares memory: refused
+    for call in (lambda: clip_mod._scale_by_norm([a, bad], torch.tensor(0.3), torch.tensor(3.0)),
+                 lambda: trainops.clip_grad_value_([_param_with(a), _param_with(bad)], torch.tensor(0.5).to("meta"))):
+        with pytest.raises((ValueError, TypeError, RuntimeError)):
+            call()
+        assert torch.equal(a, torch.full((4,), 3.0))
+    clip_mod._scale_by_norm([a], torch.tensor(0.3), torch.tensor(3.0))
+    torch.testing.assert_close(a, torch.full((4,), 3.0 * 0.3 / (3.0 + 1e-6)))
+
+
+def _param_with(grad):
+    p = torch.nn.Parameter(torch.zeros(grad.shape))
+    p.grad = grad
+    return p
+
+
 def test_tensor_thresholds_under_torch_compile():
     # A clip schedule as a tensor traces with fullgraph=True (reading it as a
     # float would guard on data) and compiles once for every value.

@@ -228,6 +228,30 @@ def test_tensorboard_directory_of_several_runs_is_refused(tmp_path, capsys):
     writer.close()
     code, out, _ = _run_cli([str(tmp_path / "scalars")], capsys)
     assert code == 0 and "Loss_train/Loss / Loss_val/Loss" in out and "diagnosis: early_stop" in out
+    # runs whose own names hold a role word are still two runs
+    for run in ("train_a", "train_bb"):
+        _tensorboard_run(tmp_path / "named" / run, train, val, train_tag="loss", val_tag="val_loss")
+    code, _, err = _run_cli([str(tmp_path / "named")], capsys)
+    _one_line_error(code, err)
+    assert "2 runs with a training loss (train_a, train_bb)" in err
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_add_hparams_subdirectory_is_not_a_run(tmp_path, capsys):
+    # torch's documented add_hparams writes its metric ("hparam/loss") into a
+    # timestamped subdirectory of the run: one run, not two.
+    from torch.utils.tensorboard import SummaryWriter
+
+    train, val, _ = _early_stop_curves()
+    writer = SummaryWriter(str(tmp_path))
+    for e, (t, v) in enumerate(zip(train, val)):
+        writer.add_scalar("Loss/train", t, e)
+        writer.add_scalar("Loss/val", v, e)
+    writer.add_hparams({"lr": 0.1}, {"hparam/loss": float(val[-1])})
+    writer.close()
+    code, out, err = _run_cli([str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "Loss/train / Loss/val" in out and "diagnosis: early_stop" in out
 
 
 def test_broken_pipe_is_quiet_even_unbuffered(tmp_path):

@@ -1136,10 +1136,69 @@ def test_parametrized_layers_follow_their_layer_rule():
     # built on meta and materialised: the same values
     with torch.device("meta"):
         meta = model()
-    with pytest.warns(UserWarning, match="spectral|_u"):  # spectral_norm's power-iteration buffers
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # spectral_norm's _u/_v are drawn and warmed, not left zero
         init.materialize_(meta, "cpu", "auto", seed=0)
     for (name, a), (_, b) in zip(m.named_parameters(), meta.named_parameters()):
         assert torch.equal(a, b), name
+    # spectral_norm's power iteration follows the redrawn weight (stale, sigma was 16.8 in eval mode)
+    for net in (m, meta):
+        net.eval()
+        with torch.no_grad():
+            sigma = torch.linalg.matrix_norm(net[2].weight, ord=2)
+        assert abs(float(sigma) - 1.0) < 0.1, float(sigma)
+
+
+def test_old_style_weight_norm_and_parametrized_names():
+    m = nn.Sequential(nn.utils.weight_norm(nn.Linear(16, 32)), nn.ReLU(), nn.Linear(32, 4))
+    entries = {e.name: e for e in init.plan(m)}
+    assert entries["0.weight_g"].norm_of == ("0.weight_v", 0)
+    assert entries["0.weight_v"].scheme == "kaiming_normal_(fan_in, relu)"
+    init.init_module_(m, seed=0)
+    v, g = m[0].weight_v, m[0].weight_g
+    torch.testing.assert_close(g * v / v.norm(dim=1, keepdim=True), v, rtol=1e-6, atol=1e-7)
+    # a parametrized tensor is skipped by its layer's name for it ("0.weight")
+    from torch.nn.utils import parametrizations
+
+    p = nn.Sequential(parametrizations.weight_norm(nn.Linear(16, 32)), nn.ReLU())
+    before = [t.clone() for t in p.parameters()]
+    plan = init.init_module_(p, seed=0, skip=["0.weight"])
+    assert [e.name for e in plan] == ["0.bias"]
+    assert torch.equal(p[0].parametrizations.weight.original1, before[1] if before[1].shape == (32, 16) else before[2])
+    # a parametrized Embedding's padding row is not claimed zeroed when it is not
+    emb = nn.Sequential(parametrizations.weight_norm(nn.Embedding(10, 4, padding_idx=0)))
+    assert all("padding row 0 zeroed" not in e.reason for e in init.plan(emb))
+
+
+def test_a_users_forward_hook_still_counts_as_the_activation():
+    # The tracer skips only torch.distributed's hooks (FSDP2, TP); a user's
+    # hook that applies an activation is part of the model.
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 16)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = Block()
+            self.head = nn.Linear(16, 2)
+            self.b.register_forward_hook(lambda m, i, o: torch.tanh(o))
+
+        def forward(self, x):
+            return self.head(self.b(x))
+
+    entry = init.plan(Net())["b.fc.weight"]
+    assert entry.scheme.startswith("xavier_uniform_(gain=1.667") and "tanh" in entry.reason
+
+
+def test_orthogonal_on_a_parameter():
+    w = nn.Linear(6, 4).weight
+    assert init.orthogonal_(w, seed=1) is w and w.requires_grad and w.is_leaf
+    torch.testing.assert_close(w @ w.T, torch.eye(4), atol=1e-6, rtol=0)
 
 
 def test_lazy_modules_need_a_forward_pass_first():

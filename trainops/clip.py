@@ -152,7 +152,7 @@ def _threshold(value: float | Tensor, name: str) -> float | Tensor:
     writes)."""
     if not isinstance(value, Tensor):
         return _check_nonnegative(value, name)
-    if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+    if value.numel() != 1 or value.is_complex():
         raise ValueError(
             f"{name} must be a number or a one-element real tensor, "
             f"got a {value.dtype} tensor of shape {tuple(value.shape)}"
@@ -350,18 +350,26 @@ def _local_shards(tensors: list[Tensor], linear: bool) -> list[Tensor]:
 
 def _apply_in_place(
     tensors: list[Tensor],
-    op: Callable[[list[Tensor]], None],
+    op: Callable[[list[Tensor]], None] | None,
     fallback: Callable[[list[Tensor]], None],
     linear: bool = True,
 ) -> None:
     """Run an in-place op over the list: one fused call per device (DTensors:
     on their local shards, which share storage with them). ``linear``: the op
-    commutes with summing partials (scaling does, clamping does not)."""
+    commutes with summing partials (scaling does, clamping does not). ``op``
+    None: torch ops (``fallback``) on every device, after the same checks."""
     if not tensors:
         return
     _extension.mark_written(tensors)  # the tensors the caller sees (DTensors, not their shards)
     if distributed.is_dtensor(tensors[0]):
         tensors = _local_shards(tensors, linear)
+    if op is None:
+        if distributed.has_dtensor(tensors):  # DTensors behind a plain first tensor
+            tensors = _local_shards(tensors, linear)
+        _check_tensors(tensors, writable=True)  # every tensor validated before any is written
+        for group in _group_by_device(tensors).values():
+            fallback(group)
+        return
     if _fast_path(tensors):
         try:
             op(tensors)
@@ -412,7 +420,7 @@ def _scale_by_norm(grads: list[Tensor], max_norm: float | Tensor, total_norm: Te
         for g in group:
             g.mul_(coef)
 
-    _apply_in_place(grads, fallback if isinstance(max_norm, Tensor) else op, fallback)
+    _apply_in_place(grads, None if isinstance(max_norm, Tensor) else op, fallback)
 
 
 def _total_norm(
@@ -585,7 +593,7 @@ def clip_grad_value_(
     def op(group: list[Tensor]) -> None:
         torch.ops.trainops.multi_tensor_clamp_(group, clip_value)
 
-    _apply_in_place(grads, fallback if isinstance(clip_value, Tensor) else op, fallback, linear=False)
+    _apply_in_place(grads, None if isinstance(clip_value, Tensor) else op, fallback, linear=False)
 
 
 @torch.no_grad()

@@ -753,12 +753,20 @@ def _event_files(path: str) -> list[str]:
     return sorted(found)
 
 
+def _holds_hparams(acc: Any) -> bool:
+    try:
+        return bool(acc.PluginTagToContent("hparams"))
+    except KeyError:
+        return False
+
+
 def _run_root(prefix: str) -> str:
     """The run a subdirectory prefix belongs to: its parent when the last
     component names a role (Keras' train/ and validation/, SummaryWriter.
     add_scalars' Loss_train/ and Loss_val/), else the prefix itself."""
     parts = [p for p in prefix.split("/") if p]
-    if parts and any(t in _TRAIN_TOKENS or t in _VAL_TOKENS for t in _tokens(parts[-1])):
+    last = _tokens(parts[-1]) if parts else []
+    if last and (last[-1] in _TRAIN_TOKENS or last[-1] in _VAL_TOKENS):  # not 'train_a/', a run's own name
         parts = parts[:-1]
     return "/".join(parts)
 
@@ -787,6 +795,10 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
         except Exception as exc:  # tensorboard raises assorted errors on corrupt records
             raise CurveError(f"{file}: not a readable TensorBoard event file ({type(exc).__name__})") from None
         tags = acc.Tags()
+        if _holds_hparams(acc):
+            # SummaryWriter.add_hparams writes its metrics (e.g. "hparam/loss",
+            # one point) into a subdirectory of its own: a summary, not a run.
+            continue
         for tag in tags.get("scalars", []):
             run_of[prefix + tag] = run
             points = series.setdefault(prefix + tag, {})

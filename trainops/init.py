@@ -602,23 +602,25 @@ def _init_dtensors_(
 _MAX_SPLIT_DIMS = 8
 
 
-def _check_shard_layout(i: int, local: list[int], global_shape: list[int], offset: list[int]) -> None:
+def _check_shard_layout(
+    i: int, local: list[int], global_shape: list[int], offset: list[int], op: str = "trainops.init_tensors_"
+) -> None:
     """The op's layout checks, made here so that the Python API raises ValueError
     (the stable-ABI op can only raise RuntimeError)."""
     last_partial = -1
     for d, (n, g, o) in enumerate(zip(local, global_shape, offset)):
         if o < 0 or o + n > g:
             raise ValueError(
-                f"trainops.init_tensors_: tensor {i} of shape {local} does not fit in global_shape at dim {d} "
+                f"{op}: tensor {i} of shape {local} does not fit in global_shape at dim {d} "
                 f"(global size {g}, offset {o})"
             )
         if n != g:
             last_partial = d
     if math.prod(global_shape) > 1 << 62:  # the op's index arithmetic (init_plan.h: kMaxGlobalElements)
-        raise ValueError(f"trainops.init_tensors_: tensor {i}: global_shape {global_shape} has more than 2^62 elements")
+        raise ValueError(f"{op}: tensor {i}: global_shape {global_shape} has more than 2^62 elements")
     if sum(1 for d in range(max(last_partial, 0)) if local[d] != 1) > _MAX_SPLIT_DIMS:
         raise ValueError(
-            f"trainops.init_tensors_: tensor {i} is a shard with more than {_MAX_SPLIT_DIMS} split dimensions; "
+            f"{op}: tensor {i} is a shard with more than {_MAX_SPLIT_DIMS} split dimensions; "
             "flatten it first"
         )
 
@@ -898,14 +900,15 @@ def kaiming_normal_(
     return _draw_(tensor, InitSpec.normal(0.0, std), generator, seed, key, global_shape, global_offset)
 
 
-@torch.no_grad()
 @contextlib.contextmanager
 def _one_cpu_thread(device: torch.device) -> Iterator[None]:
     """LAPACK's QR rounds differently with 1 and with N threads (the blocked
     Householder updates split the work): on the CPU it runs on one thread, so
     an orthogonal init is the same for any thread count, like the rest of
     trainops.init. The QR is a small part of an init; the Gaussian draw keeps
-    every thread."""
+    every thread. torch's thread count is process-wide: another thread's ops
+    run on one thread meanwhile (an init is not usually concurrent with
+    training)."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads == 1 or torch.compiler.is_compiling():
         yield
@@ -917,6 +920,7 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@torch.no_grad()
 def _orthogonal_batch(
     tensors: list[Tensor],
     gains: list[float],
@@ -987,7 +991,7 @@ def orthogonal_(
                 raise ValueError(
                     f"orthogonal_: tensor has {tensor.dim()} dims but global_shape {g} / global_offset {o} do not"
                 )
-            _check_shard_layout(0, list(tensor.shape), g, o)
+            _check_shard_layout(0, list(tensor.shape), g, o, op="trainops.init.orthogonal_")
     _orthogonal_batch(
         [tensor_local],
         [gain],
@@ -1224,6 +1228,17 @@ def _activation_of_callable(f: Any) -> _Act | None:
     return _activation_of_function(name, (), {}) if name else None
 
 
+def _has_distributed_hooks(m: nn.Module) -> bool:
+    """m has forward (pre-)hooks, and all of them come from torch.distributed."""
+    hooks = [*m._forward_pre_hooks.values(), *m._forward_hooks.values()]
+
+    def origin(h: Any) -> str:
+        h = getattr(h, "func", h)  # functools.partial
+        return getattr(h, "__module__", None) or ""
+
+    return bool(hooks) and all(origin(h).startswith("torch.distributed") for h in hooks)
+
+
 class _LayerTracer(torch.fx.Tracer):
     """symbolic_trace's tracer, but a torch.nn layer stays a leaf also when a
     wrapper subclassed it (FSDP2's fully_shard turns Linear into FSDPLinear),
@@ -1231,12 +1246,13 @@ class _LayerTracer(torch.fx.Tracer):
     the unsharded one."""
 
     def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        # A container's own forward, without its hooks: wrappers hook modules to
-        # act on real tensors (FSDP2's all-gather before a fully_shard'ed block's
-        # forward, tensor parallel's input redistribution), which fails on the
-        # tracer's proxies and would cost a sharded model its traced plan.
-        # Hooks add no layers or activations, so the graph is the model's.
-        if not self.is_leaf_module(m, self.path_of_module(m)):
+        # A container that torch.distributed hooked (FSDP2's all-gather before a
+        # fully_shard'ed block's forward, tensor parallel's input
+        # redistribution) is traced through its own forward: those hooks act on
+        # real tensors, fail on the tracer's proxies, and would cost a sharded
+        # model the plan of the unsharded one. They add no layers or
+        # activations; a user's own hooks (which may) still run.
+        if _has_distributed_hooks(m) and not self.is_leaf_module(m, self.path_of_module(m)):
             forward = m.forward
         return super().call_module(m, forward, args, kwargs)
 
@@ -1565,6 +1581,11 @@ def _skip_fn(skip: Iterable[str] | Callable[[str, Tensor], bool] | None, module:
         if module is not None:
             known = {n for n, _ in module.named_parameters(remove_duplicate=False)}
             known |= {n for n, _ in module.named_modules() if n}
+            known |= {  # a parametrized tensor by its layer's name for it, e.g. "0.weight"
+                f"{layer}.{rest.split('.')[0]}".lstrip(".")
+                for layer, _, rest in (f".{n}".rpartition(".parametrizations.") for n in list(known))
+                if rest
+            }
             unknown = sorted(names - known)
             if unknown:
                 raise ValueError(f"skip names {unknown} match no parameter or module of the model")
@@ -1576,6 +1597,9 @@ def _skip_fn(skip: Iterable[str] | Callable[[str, Tensor], bool] | None, module:
     aliases: dict[int, list[str]] = {}
     for n, q in module.named_parameters(remove_duplicate=False):
         aliases.setdefault(id(q), []).append(n)
+        if ".parametrizations." in f".{n}":  # "<layer>.parametrizations.weight.original": also "<layer>.weight"
+            layer, _, rest = f".{n}".rpartition(".parametrizations.")
+            aliases[id(q)].append(f"{layer}.{rest.split('.')[0]}".lstrip("."))
     return lambda name, p: base(name, p) or any(base(n, p) for n in aliases.get(id(p), ()) if n != name)
 
 
@@ -1671,8 +1695,24 @@ def plan(
             continue
         mname = full[: -len(pname) - 1] if full != pname else ""
         entry = _parametrized_rule(scheme, mname, m, pname, p, ctx) if _is_parametrization(m) else None
+        entry = entry or _old_weight_norm_rule(full, m, pname, p)
         out.entries.append(entry or _layer_rule(scheme, mname, m, pname, p, ctx))
     return out
+
+
+def _old_weight_norm_rule(full: str, m: nn.Module, pname: str, p: Tensor) -> PlanEntry | None:
+    """torch.nn.utils.weight_norm (the deprecated hook form): ``weight_g`` is
+    the norm of ``weight_v`` (which the layer's rule draws), as it sets them."""
+    for hook in m._forward_pre_hooks.values():
+        name = getattr(hook, "name", None)
+        if type(hook).__name__ == "WeightNorm" and name is not None and pname == f"{name}_g":
+            dim = getattr(hook, "dim", 0)
+            return _entry(
+                full, p, f"norm of {name}_v (weight_norm magnitude)", None,
+                f"weight_norm of {type(m).__name__}.{name}: g = ||v||, so the weight starts as v",
+                norm_of=(full[: -len("_g")] + "_v", -1 if dim is None else dim),
+            )
+    return None
 
 
 def _layer_name(m: nn.Module) -> str:
@@ -1715,7 +1755,11 @@ def _parametrized_rule(
         return None
     rule = _layer_rule(scheme, owner_name, owner, tensor_name, p, ctx)
     what = "weight_norm direction v" if weight_norm else f"parametrized ({type(plist[0]).__name__})"
-    return dataclasses.replace(rule, name=full, key=key_of(full), reason=f"{rule.reason}; {what}")
+    reason = rule.reason
+    pad = getattr(owner, "padding_idx", None)
+    if isinstance(owner, (nn.Embedding, nn.EmbeddingBag)) and pad is not None and _stored_weight(owner) is None:
+        reason = reason.replace(f"padding row {pad} zeroed", f"padding row {pad} not zeroed (parametrized)")
+    return dataclasses.replace(rule, name=full, key=key_of(full), reason=f"{reason}; {what}")
 
 
 def _param_order(module: nn.Module) -> dict[str, int]:
@@ -1786,13 +1830,59 @@ def init_module_(
     # As nn.Embedding.reset_parameters: the padding row starts at zero.
     drawn = {id(d[0]) for d in draws}
     for m in module.modules():
-        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.padding_idx is not None and id(m.weight) in drawn:
-            _zero_row(m.weight, m.padding_idx % m.weight.shape[0])
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.padding_idx is not None:
+            weight = _stored_weight(m)  # never m.weight of a parametrized layer: computing it runs them
+            if weight is not None and id(weight) in drawn:
+                _zero_row(weight, m.padding_idx % weight.shape[0])
     _init_orthogonal_entries(ortho_entries, _to_i64(seed))
     for g, v, dim in norms:
         if g.device.type != "meta" and v.device.type != "meta":
             g.copy_(torch.norm_except_dim(v, 2, dim))
+    _rewarm_spectral_norms(module, drawn, _to_i64(seed))
     return the_plan
+
+
+def _stored_weight(m: nn.Module) -> Tensor | None:
+    """The tensor that holds a layer's weight: the parameter itself, or the one
+    original of a parametrization that keeps its shape (spectral_norm); None
+    for others (weight_norm's v and g)."""
+    if not torch.nn.utils.parametrize.is_parametrized(m, "weight"):
+        return m.weight
+    plist = m.parametrizations.weight
+    if hasattr(plist, "original") and len(plist) == 1 and type(plist[0]).__name__ == "_SpectralNorm":
+        return plist.original
+    return None
+
+
+def _rewarm_spectral_norms(module: nn.Module, drawn: set[int], seed: int) -> None:
+    """spectral_norm keeps power-iteration vectors (_u, _v) for its weight's
+    top singular value; for a redrawn weight they are stale (seen: sigma 16.8
+    instead of ~1 in eval mode). Run the 15 iterations torch runs when it
+    registers the parametrization, from the kept vectors, or from counter-RNG
+    ones where materialize_ left them zero."""
+    for name, m in module.named_modules():
+        if not torch.nn.utils.parametrize.is_parametrized(m):
+            continue
+        for tensor_name, plist in m.parametrizations.items():
+            sn = plist[0]
+            if type(sn).__name__ != "_SpectralNorm" or not hasattr(plist, "original"):
+                continue
+            original = plist.original
+            if id(original) not in drawn or distributed.is_dtensor(original) or original.device.type == "meta":
+                continue
+            if not all(hasattr(sn, a) for a in ("_u", "_v", "_power_method", "_reshape_weight_to_matrix")):
+                continue
+            if original.ndim <= 1:  # a vector: torch's spectral_norm has no power iteration for it
+                continue
+            if not (sn._u.any() and sn._v.any()):
+                prefix = f"{name}.parametrizations.{tensor_name}" if name else f"parametrizations.{tensor_name}"
+                init_tensors_(
+                    [sn._u, sn._v], InitSpec.normal(0.0, 1.0), seed=seed,
+                    keys=[key_of(prefix + "._u"), key_of(prefix + "._v")],
+                )
+                sn._u.copy_(torch.nn.functional.normalize(sn._u, dim=0, eps=sn.eps))
+                sn._v.copy_(torch.nn.functional.normalize(sn._v, dim=0, eps=sn.eps))
+            sn._power_method(sn._reshape_weight_to_matrix(original), 15)
 
 
 def _init_orthogonal_entries(entries: list[tuple[Tensor, PlanEntry]], seed: int) -> None:
@@ -1942,11 +2032,22 @@ def materialize_(
         ):
             m.reset_running_stats()
             norm_buffers.update(f"{mname}.{b}" if mname else b for b in ("running_mean", "running_var", "num_batches_tracked"))
+    # spectral_norm's power-iteration vectors are drawn and warmed up by
+    # init_module_ (_rewarm_spectral_norms) once its weight is drawn.
+    spectral = {
+        f"{mname}.parametrizations.{t}.0.{b}".lstrip(".")
+        for mname, m in module.named_modules()
+        if torch.nn.utils.parametrize.is_parametrized(m)
+        for t, plist in m.parametrizations.items()
+        if type(plist[0]).__name__ == "_SpectralNorm"
+        for b in ("_u", "_v")
+    }
     buffers = dict(module.named_buffers())
     for name in meta_buffers:
         if name not in norm_buffers and name in buffers:
             buffers[name].zero_()
-            unknown.append(name)
+            if name not in spectral:
+                unknown.append(name)
     if unknown:
         warnings.warn(
             f"trainops.init.materialize_: buffers {unknown} were on the meta device and are zero-filled; "
@@ -1956,4 +2057,8 @@ def materialize_(
         )
     # Only what was on the meta device is drawn: a parameter that already had
     # values keeps them.
-    return init_module_(module, the_plan, seed, skip=lambda name, p: name not in on_meta or skip_fn(name, p))
+    # By identity (the tensors to_empty made), not by name: skip= predicates are
+    # also asked about a tensor's other names (tied weights, "<layer>.weight"
+    # of a parametrized one), which need not be on_meta's.
+    drawn = {id(p) for name, p in module.named_parameters(remove_duplicate=False) if name in on_meta}
+    return init_module_(module, the_plan, seed, skip=lambda name, p: id(p) not in drawn or skip_fn(name, p))
