@@ -486,6 +486,35 @@ def check_init_fsdp2(rank: int, ws: int) -> None:
     assert [(e.name, e.scheme, e.reason) for e in plan_b] == [(e.name, e.scheme, e.reason) for e in ref_plan]
     assert plan_b["0.fc.weight"].scheme == "kaiming_normal_(fan_in, relu)" and plan_b.traced
     _assert_same_values(model_b, ref_b)
+    # ... also when the block carries a user's hook beside FSDP2's (the user's hook runs)
+    hooked_ref, hooked = blocks(), blocks()
+    for net in (hooked_ref, hooked):
+        net[1].register_forward_hook(lambda m, i, o: torch.tanh(o))
+    for b in hooked:
+        fully_shard(b, mesh=mesh)
+    fully_shard(hooked, mesh=mesh)
+    want = trainops.init.init_module_(hooked_ref, "auto", seed=3)
+    got = trainops.init.init_module_(hooked, "auto", seed=3)
+    assert [(e.name, e.scheme) for e in got] == [(e.name, e.scheme) for e in want]
+    assert got.traced  # the trace went through (it failed on FSDP2's hooks and fell back to module order)
+    _assert_same_values(hooked, hooked_ref)
+
+    # spectral_norm under FSDP2, built on meta: its vectors are drawn and warmed (not left zero)
+    from torch.nn.utils import parametrizations
+
+    def sn_model():
+        return torch.nn.Sequential(parametrizations.spectral_norm(torch.nn.Linear(16, 32)), torch.nn.ReLU())
+
+    sn_ref = sn_model()
+    trainops.init.init_module_(sn_ref, "auto", seed=5)
+    with torch.device("meta"):
+        sn_meta = sn_model()
+    fully_shard(sn_meta, mesh=mesh)
+    trainops.init.materialize_(sn_meta, "cpu", "auto", seed=5)
+    _assert_same_values(sn_meta, sn_ref)
+    ref_buffers = dict(sn_ref.named_buffers())
+    for name, b in sn_meta.named_buffers():
+        assert torch.equal(b, ref_buffers[name]), name
 
 
 def check_init_tensor_parallel(rank: int, ws: int) -> None:

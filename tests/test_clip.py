@@ -691,6 +691,15 @@ def test_tensor_thresholds_under_torch_compile():
     assert counter.frame_count == 1
 
     @torch.compile(backend="aot_eager", fullgraph=True)
+    def value_step(ps, clip_value):
+        trainops.clip_grad_value_(ps, clip_value)
+
+    ours, ref = _small_model_grads(4), _small_model_grads(4)
+    value_step(ours, torch.tensor(True))  # a bool threshold reads as 1.0, as in torch
+    torch.nn.utils.clip_grad_value_(ref, torch.tensor(True))
+    assert all(torch.equal(a.grad, r.grad) for a, r in zip(ours, ref))
+
+    @torch.compile(backend="aot_eager", fullgraph=True)
     def scale(ps, max_norm, total):
         trainops.clip_grads_with_norm_(ps, max_norm, total)
 

@@ -234,6 +234,13 @@ def test_tensorboard_directory_of_several_runs_is_refused(tmp_path, capsys):
     code, _, err = _run_cli([str(tmp_path / "named")], capsys)
     _one_line_error(code, err)
     assert "2 runs with a training loss (train_a, train_bb)" in err
+    # add_scalars with keys that end in "loss": Loss_train_loss/, Loss_val_loss/ are roles of one run
+    writer = SummaryWriter(str(tmp_path / "scalars2"))
+    for e, (t, v) in enumerate(zip(train, val)):
+        writer.add_scalars("Loss", {"train_loss": t, "val_loss": v}, e)
+    writer.close()
+    code, out, _ = _run_cli([str(tmp_path / "scalars2")], capsys)
+    assert code == 0 and "Loss_train_loss/Loss / Loss_val_loss/Loss" in out and "diagnosis: early_stop" in out
 
 
 @pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
@@ -252,6 +259,19 @@ def test_tensorboard_add_hparams_subdirectory_is_not_a_run(tmp_path, capsys):
     code, out, err = _run_cli([str(tmp_path)], capsys)
     assert code == 0, err
     assert "Loss/train / Loss/val" in out and "diagnosis: early_stop" in out
+    # Lightning writes the hparams summary into the run's own event file: still the run
+    from torch.utils.tensorboard.summary import hparams
+
+    writer = SummaryWriter(str(tmp_path / "lightning"))
+    for summary in hparams({"lr": 0.1}, {}):
+        writer._get_file_writer().add_summary(summary)
+    for e, (t, v) in enumerate(zip(train, val)):
+        writer.add_scalar("train_loss", t, e)
+        writer.add_scalar("val_loss", v, e)
+    writer.close()
+    code, out, err = _run_cli([str(tmp_path / "lightning")], capsys)
+    assert code == 0, err
+    assert "train_loss / val_loss" in out and "diagnosis: early_stop" in out
 
 
 def test_broken_pipe_is_quiet_even_unbuffered(tmp_path):

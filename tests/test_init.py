@@ -1149,6 +1149,50 @@ def test_parametrized_layers_follow_their_layer_rule():
         assert abs(float(sigma) - 1.0) < 0.1, float(sigma)
 
 
+def test_spectral_norm_vectors_are_counter_based_and_warm():
+    from torch.nn.utils import parametrize, parametrizations
+
+    class Scale(nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+    def build():
+        stacked = nn.Linear(128, 32)
+        parametrize.register_parametrization(stacked, "weight", Scale())  # spectral_norm second in the list
+        parametrizations.spectral_norm(stacked)
+        return nn.Sequential(
+            parametrizations.spectral_norm(nn.Linear(64, 128)), nn.ReLU(), stacked, nn.ReLU(),
+            nn.utils.spectral_norm(nn.Linear(32, 16)),  # the deprecated hook form
+        )
+
+    def buffers(m):
+        return {n: b.clone() for n, b in m.named_buffers()}
+
+    torch.manual_seed(1)
+    a = build()
+    init.init_module_(a, seed=0)
+    first = buffers(a)
+    init.init_module_(a, seed=0)  # again: the same vectors, not one more warm-up from the last ones
+    assert all(torch.equal(first[n], b) for n, b in buffers(a).items())
+    torch.manual_seed(2)  # another global RNG state at construction: the same vectors
+    b = build()
+    init.init_module_(b, seed=0)
+    assert all(torch.equal(first[n], t) for n, t in buffers(b).items())
+    with torch.device("meta"):
+        c = build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        init.materialize_(c, "cpu", "auto", seed=0)
+    assert all(torch.equal(first[n], t) for n, t in buffers(c).items())
+    for net in (a, c):
+        net.eval()
+        with torch.no_grad():
+            net(torch.zeros(1, 64))  # the hook form computes its weight in forward
+            for layer in (net[0], net[2], net[4]):
+                sigma = float(torch.linalg.matrix_norm(layer.weight, ord=2))
+                assert abs(sigma - 1.0) < 0.1, sigma
+
+
 def test_old_style_weight_norm_and_parametrized_names():
     m = nn.Sequential(nn.utils.weight_norm(nn.Linear(16, 32)), nn.ReLU(), nn.Linear(32, 4))
     entries = {e.name: e for e in init.plan(m)}

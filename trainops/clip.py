@@ -158,7 +158,9 @@ def _threshold(value: float | Tensor, name: str) -> float | Tensor:
             f"got a {value.dtype} tensor of shape {tuple(value.shape)}"
         )
     if torch.compiler.is_compiling() or value.device.type != "cpu":
-        return value.reshape(())
+        value = value.reshape(())
+        # bool / integer: as a float, as float(value) would read it (-True is an error)
+        return value if value.is_floating_point() else value.to(torch.get_default_dtype())
     return _check_nonnegative(value, name)
 
 

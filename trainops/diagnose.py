@@ -564,6 +564,7 @@ def _bin_long_train_only(curves: Curves) -> Curves:
 
 _EPOCH_NAMES = ("epoch", "epochs", "ep", "step", "steps", "global_step", "iteration", "iter", "it")
 _TRAIN_TOKENS = {"train", "training", "tr", "trn"}
+_METRIC_WORDS = {"loss", "losses", "epoch", "step", "metric", "metrics", "scalar", "scalars"}
 _VAL_TOKENS = {"val", "valid", "validation", "test", "eval", "evaluation", "dev", "holdout"}
 
 
@@ -765,8 +766,10 @@ def _run_root(prefix: str) -> str:
     component names a role (Keras' train/ and validation/, SummaryWriter.
     add_scalars' Loss_train/ and Loss_val/), else the prefix itself."""
     parts = [p for p in prefix.split("/") if p]
-    last = _tokens(parts[-1]) if parts else []
-    if last and (last[-1] in _TRAIN_TOKENS or last[-1] in _VAL_TOKENS):  # not 'train_a/', a run's own name
+    # Its last word that is not a metric word: 'Loss_train_loss' -> train (a
+    # role), 'train_a' -> a (a run's own name).
+    words = [t for t in (_tokens(parts[-1]) if parts else []) if t not in _METRIC_WORDS]
+    if words and (words[-1] in _TRAIN_TOKENS or words[-1] in _VAL_TOKENS):
         parts = parts[:-1]
     return "/".join(parts)
 
@@ -795,9 +798,10 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
         except Exception as exc:  # tensorboard raises assorted errors on corrupt records
             raise CurveError(f"{file}: not a readable TensorBoard event file ({type(exc).__name__})") from None
         tags = acc.Tags()
-        if _holds_hparams(acc):
+        if _holds_hparams(acc) and all(len(acc.Scalars(tag)) <= 1 for tag in tags.get("scalars", [])):
             # SummaryWriter.add_hparams writes its metrics (e.g. "hparam/loss",
-            # one point) into a subdirectory of its own: a summary, not a run.
+            # one point each) into a subdirectory of its own: a summary, not a
+            # run. (Lightning writes hparams into the run's own file: kept.)
             continue
         for tag in tags.get("scalars", []):
             run_of[prefix + tag] = run

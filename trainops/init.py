@@ -69,6 +69,7 @@ import hashlib
 import math
 import re
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
@@ -1228,15 +1229,19 @@ def _activation_of_callable(f: Any) -> _Act | None:
     return _activation_of_function(name, (), {}) if name else None
 
 
-def _has_distributed_hooks(m: nn.Module) -> bool:
-    """m has forward (pre-)hooks, and all of them come from torch.distributed."""
-    hooks = [*m._forward_pre_hooks.values(), *m._forward_hooks.values()]
+def _distributed_hooks(m: nn.Module) -> set[int]:
+    """Handles of m's forward (pre-)hooks that come from torch.distributed."""
 
     def origin(h: Any) -> str:
         h = getattr(h, "func", h)  # functools.partial
         return getattr(h, "__module__", None) or ""
 
-    return bool(hooks) and all(origin(h).startswith("torch.distributed") for h in hooks)
+    return {
+        k
+        for hooks in (m._forward_pre_hooks, m._forward_hooks)
+        for k, h in hooks.items()
+        if origin(h).startswith("torch.distributed")
+    }
 
 
 class _LayerTracer(torch.fx.Tracer):
@@ -1252,9 +1257,16 @@ class _LayerTracer(torch.fx.Tracer):
         # real tensors, fail on the tracer's proxies, and would cost a sharded
         # model the plan of the unsharded one. They add no layers or
         # activations; a user's own hooks (which may) still run.
-        if _has_distributed_hooks(m) and not self.is_leaf_module(m, self.path_of_module(m)):
-            forward = m.forward
-        return super().call_module(m, forward, args, kwargs)
+        skipped = _distributed_hooks(m)
+        if not skipped or self.is_leaf_module(m, self.path_of_module(m)):
+            return super().call_module(m, forward, args, kwargs)
+        saved = m._forward_pre_hooks, m._forward_hooks
+        m._forward_pre_hooks = OrderedDict((k, h) for k, h in saved[0].items() if k not in skipped)
+        m._forward_hooks = OrderedDict((k, h) for k, h in saved[1].items() if k not in skipped)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        finally:
+            m._forward_pre_hooks, m._forward_hooks = saved
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if super().is_leaf_module(m, module_qualified_name):
@@ -1430,6 +1442,8 @@ def _layer_rule(scheme: str, mname: str, m: nn.Module, pname: str, p: Tensor, ct
         return _zeros_entry(full, p, f"{type(m).__name__} bias") if is_bias else _ones_entry(full, p, f"{type(m).__name__} scale")
     if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
         pad = "" if m.padding_idx is None else f"; padding row {m.padding_idx} zeroed"
+        if pad and pname != "weight":  # weight_v of the hook-style weight_norm: the row is not zeroed
+            pad = f"; padding row {m.padding_idx} not zeroed ({pname})"
         return _entry(full, p, "normal_(0, 0.01)", InitSpec.normal(0.0, 0.01), type(m).__name__ + pad)
     if isinstance(m, _RNNS):
         kind = type(m).__name__
@@ -1855,34 +1869,65 @@ def _stored_weight(m: nn.Module) -> Tensor | None:
 
 
 def _rewarm_spectral_norms(module: nn.Module, drawn: set[int], seed: int) -> None:
-    """spectral_norm keeps power-iteration vectors (_u, _v) for its weight's
-    top singular value; for a redrawn weight they are stale (seen: sigma 16.8
-    instead of ~1 in eval mode). Run the 15 iterations torch runs when it
-    registers the parametrization, from the kept vectors, or from counter-RNG
-    ones where materialize_ left them zero."""
+    """spectral_norm keeps power-iteration vectors (u, v) for its weight's top
+    singular value; for a redrawn weight they are stale (seen: sigma 16.8
+    instead of ~1 in eval mode). As torch does when it registers spectral_norm:
+    unit Gaussian u and v -- from the counter RNG, keyed by the buffers' names,
+    so they are the same for any call, thread count or sharding -- then 15 power
+    iterations on one CPU thread. Both forms: torch.nn.utils.parametrizations.
+    spectral_norm (at any place in a parametrization list) and the deprecated
+    hook of torch.nn.utils.spectral_norm."""
     for name, m in module.named_modules():
-        if not torch.nn.utils.parametrize.is_parametrized(m):
-            continue
-        for tensor_name, plist in m.parametrizations.items():
-            sn = plist[0]
-            if type(sn).__name__ != "_SpectralNorm" or not hasattr(plist, "original"):
+        prefix = f"{name}." if name else ""
+        if torch.nn.utils.parametrize.is_parametrized(m):
+            for tensor_name, plist in m.parametrizations.items():
+                if not hasattr(plist, "original") or id(plist.original) not in drawn:
+                    continue
+                value = _whole(plist.original)
+                for i, par in enumerate(plist):
+                    if value is None:
+                        break
+                    if type(par).__name__ == "_SpectralNorm" and all(
+                        hasattr(par, a) for a in ("_u", "_v", "_power_method", "_reshape_weight_to_matrix")
+                    ):
+                        mat = par._reshape_weight_to_matrix(value)
+                        where = f"{prefix}parametrizations.{tensor_name}.{i}."
+                        with _one_cpu_thread(mat.device):
+                            _draw_unit_vectors(par._u, par._v, seed, where + "_u", where + "_v", par.eps)
+                            par._power_method(mat, 15)
+                    if i + 1 < len(plist):  # the next parametrization's input, without a power-iteration step
+                        training = par.training
+                        par.train(False)
+                        value = par(value)
+                        par.train(training)
+        for hook in m._forward_pre_hooks.values():
+            if type(hook).__name__ != "SpectralNorm" or not hasattr(hook, "reshape_weight_to_matrix"):
                 continue
-            original = plist.original
-            if id(original) not in drawn or distributed.is_dtensor(original) or original.device.type == "meta":
+            orig, u, v = (getattr(m, hook.name + suffix, None) for suffix in ("_orig", "_u", "_v"))
+            if orig is None or u is None or v is None or id(orig) not in drawn:
                 continue
-            if not all(hasattr(sn, a) for a in ("_u", "_v", "_power_method", "_reshape_weight_to_matrix")):
+            whole = _whole(orig)
+            if whole is None:
                 continue
-            if original.ndim <= 1:  # a vector: torch's spectral_norm has no power iteration for it
-                continue
-            if not (sn._u.any() and sn._v.any()):
-                prefix = f"{name}.parametrizations.{tensor_name}" if name else f"parametrizations.{tensor_name}"
-                init_tensors_(
-                    [sn._u, sn._v], InitSpec.normal(0.0, 1.0), seed=seed,
-                    keys=[key_of(prefix + "._u"), key_of(prefix + "._v")],
-                )
-                sn._u.copy_(torch.nn.functional.normalize(sn._u, dim=0, eps=sn.eps))
-                sn._v.copy_(torch.nn.functional.normalize(sn._v, dim=0, eps=sn.eps))
-            sn._power_method(sn._reshape_weight_to_matrix(original), 15)
+            mat = hook.reshape_weight_to_matrix(whole)
+            with _one_cpu_thread(mat.device):
+                _draw_unit_vectors(u, v, seed, f"{prefix}{hook.name}_u", f"{prefix}{hook.name}_v", hook.eps)
+                for _ in range(15):  # torch.nn.utils.spectral_norm's order: v first
+                    v.copy_(torch.nn.functional.normalize(torch.mv(mat.t(), u), dim=0, eps=hook.eps))
+                    u.copy_(torch.nn.functional.normalize(torch.mv(mat, v), dim=0, eps=hook.eps))
+
+
+def _whole(t: Tensor) -> Tensor | None:
+    """The whole tensor (a DTensor gathered: every rank runs this alike), or None on meta."""
+    if distributed.is_dtensor(t):
+        t = t.full_tensor()
+    return None if t.device.type == "meta" else t
+
+
+def _draw_unit_vectors(u: Tensor, v: Tensor, seed: int, u_name: str, v_name: str, eps: float) -> None:
+    init_tensors_([u, v], InitSpec.normal(0.0, 1.0), seed=seed, keys=[key_of(u_name), key_of(v_name)])
+    u.copy_(torch.nn.functional.normalize(u, dim=0, eps=eps))
+    v.copy_(torch.nn.functional.normalize(v, dim=0, eps=eps))
 
 
 def _init_orthogonal_entries(entries: list[tuple[Tensor, PlanEntry]], seed: int) -> None:
@@ -2035,11 +2080,18 @@ def materialize_(
     # spectral_norm's power-iteration vectors are drawn and warmed up by
     # init_module_ (_rewarm_spectral_norms) once its weight is drawn.
     spectral = {
-        f"{mname}.parametrizations.{t}.0.{b}".lstrip(".")
+        f"{mname}.parametrizations.{t}.{i}.{b}".lstrip(".")
         for mname, m in module.named_modules()
         if torch.nn.utils.parametrize.is_parametrized(m)
         for t, plist in m.parametrizations.items()
-        if type(plist[0]).__name__ == "_SpectralNorm"
+        for i, par in enumerate(plist)
+        if type(par).__name__ == "_SpectralNorm"
+        for b in ("_u", "_v")
+    } | {
+        f"{mname}.{hook.name}{b}".lstrip(".")
+        for mname, m in module.named_modules()
+        for hook in m._forward_pre_hooks.values()
+        if type(hook).__name__ == "SpectralNorm"
         for b in ("_u", "_v")
     }
     buffers = dict(module.named_buffers())
