@@ -221,26 +221,22 @@ def test_tensorboard_directory_of_several_runs_is_refused(tmp_path, capsys):
     assert "2 runs with a training loss (exp1, exp2)" in err and out == ""
     code, out, _ = _run_cli([str(tmp_path / "exp2")], capsys)  # one run's directory is fine
     assert code == 0 and "diagnosis: early_stop" in out
-    # SummaryWriter.add_scalars' layout (Loss_train/, Loss_val/ under one run) is one run
-    writer = SummaryWriter(str(tmp_path / "scalars"))
-    for e, (t, v) in enumerate(zip(train, val)):
-        writer.add_scalars("Loss", {"train": t, "val": v}, e)
-    writer.close()
-    code, out, _ = _run_cli([str(tmp_path / "scalars")], capsys)
-    assert code == 0 and "Loss_train/Loss / Loss_val/Loss" in out and "diagnosis: early_stop" in out
+    # SummaryWriter.add_scalars' layout (Loss_train/, Loss_val/ under one run) is one run, also
+    # with keys that end in "loss" (Loss_train_loss/, Loss_val_loss/)
+    for train_key, val_key in (("train", "val"), ("train_loss", "val_loss")):
+        writer = SummaryWriter(str(tmp_path / f"scalars_{train_key}"))
+        for e, (t, v) in enumerate(zip(train, val)):
+            writer.add_scalars("Loss", {train_key: t, val_key: v}, e)
+        writer.close()
+        code, out, _ = _run_cli([str(tmp_path / f"scalars_{train_key}")], capsys)
+        assert code == 0 and "diagnosis: early_stop" in out
+        assert f"Loss_{train_key}/Loss / Loss_{val_key}/Loss" in out
     # runs whose own names hold a role word are still two runs
     for run in ("train_a", "train_bb"):
         _tensorboard_run(tmp_path / "named" / run, train, val, train_tag="loss", val_tag="val_loss")
     code, _, err = _run_cli([str(tmp_path / "named")], capsys)
     _one_line_error(code, err)
     assert "2 runs with a training loss (train_a, train_bb)" in err
-    # add_scalars with keys that end in "loss": Loss_train_loss/, Loss_val_loss/ are roles of one run
-    writer = SummaryWriter(str(tmp_path / "scalars2"))
-    for e, (t, v) in enumerate(zip(train, val)):
-        writer.add_scalars("Loss", {"train_loss": t, "val_loss": v}, e)
-    writer.close()
-    code, out, _ = _run_cli([str(tmp_path / "scalars2")], capsys)
-    assert code == 0 and "Loss_train_loss/Loss / Loss_val_loss/Loss" in out and "diagnosis: early_stop" in out
 
 
 @pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
