@@ -589,19 +589,26 @@ def test_init_module_is_reproducible_and_order_independent():
     assert not torch.equal(gates[0], gates[1])
 
 
-def test_materialize_keeps_tied_weights():
-    class Tied(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(10, 4)
-            self.head = nn.Linear(4, 10, bias=False)
-            self.head.weight = self.emb.weight
+class _Tied(nn.Module):
+    """An embedding and an output head sharing one weight (as GPT-2's)."""
 
+    def __init__(self, vocab: int = 50, dim: int = 8, head_first: bool = False):
+        super().__init__()
+        if head_first:
+            self.head = nn.Linear(dim, vocab, bias=False)
+            self.emb = nn.Embedding(vocab, dim)
+        else:
+            self.emb = nn.Embedding(vocab, dim)
+            self.head = nn.Linear(dim, vocab, bias=False)
+        self.head.weight = self.emb.weight
+
+
+def test_materialize_keeps_tied_weights():
     with torch.device("meta"):
-        m = Tied()
+        m = _Tied(10, 4)
     init.materialize_(m, "cpu", "gpt2", seed=1)
     assert m.head.weight is m.emb.weight and m.emb.weight.device.type == "cpu"
-    ref = Tied()
+    ref = _Tied(10, 4)
     init.init_module_(ref, "gpt2", seed=1)
     assert torch.equal(ref.emb.weight, m.emb.weight)
 
@@ -1074,18 +1081,7 @@ def test_gpt2_counts_the_blocks_and_says_so():
 
 
 def test_tied_weights_do_not_depend_on_registration_order():
-    class Tied(nn.Module):
-        def __init__(self, head_first: bool):
-            super().__init__()
-            if head_first:
-                self.head = nn.Linear(8, 50, bias=False)
-                self.emb = nn.Embedding(50, 8)
-            else:
-                self.emb = nn.Embedding(50, 8)
-                self.head = nn.Linear(8, 50, bias=False)
-            self.head.weight = self.emb.weight
-
-    a, b = Tied(False), Tied(True)
+    a, b = _Tied(head_first=False), _Tied(head_first=True)
     init.init_module_(a, seed=1)
     init.init_module_(b, seed=1)
     assert torch.equal(a.emb.weight, b.emb.weight) and a.head.weight is a.emb.weight
@@ -1095,15 +1091,8 @@ def test_tied_weights_do_not_depend_on_registration_order():
 def test_skip_by_any_name_of_a_tied_weight():
     # The tied tensor is planned under the embedding's name; skipping it by the
     # head's name (or a predicate on the head) must keep it too.
-    class Tied(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(50, 8)
-            self.head = nn.Linear(8, 50, bias=False)
-            self.head.weight = self.emb.weight
-
     for skip in (["head.weight"], ["head"], lambda name, p: name.startswith("head")):
-        m = Tied()
+        m = _Tied()
         with torch.no_grad():
             m.emb.weight.fill_(5.0)
         init.init_module_(m, seed=0, skip=skip)
