@@ -1595,11 +1595,7 @@ def _skip_fn(skip: Iterable[str] | Callable[[str, Tensor], bool] | None, module:
         if module is not None:
             known = {n for n, _ in module.named_parameters(remove_duplicate=False)}
             known |= {n for n, _ in module.named_modules() if n}
-            known |= {  # a parametrized tensor by its layer's name for it, e.g. "0.weight"
-                f"{layer}.{rest.split('.')[0]}".lstrip(".")
-                for layer, _, rest in (f".{n}".rpartition(".parametrizations.") for n in list(known))
-                if rest
-            }
+            known |= {a for a in map(_layer_alias, list(known)) if a}  # e.g. "0.weight" of a parametrized one
             unknown = sorted(names - known)
             if unknown:
                 raise ValueError(f"skip names {unknown} match no parameter or module of the model")
@@ -1610,11 +1606,15 @@ def _skip_fn(skip: Iterable[str] | Callable[[str, Tensor], bool] | None, module:
     # (e.g. lm_head.weight tied to the embedding) keeps the shared tensor.
     aliases: dict[int, list[str]] = {}
     for n, q in module.named_parameters(remove_duplicate=False):
-        aliases.setdefault(id(q), []).append(n)
-        if ".parametrizations." in f".{n}":  # "<layer>.parametrizations.weight.original": also "<layer>.weight"
-            layer, _, rest = f".{n}".rpartition(".parametrizations.")
-            aliases[id(q)].append(f"{layer}.{rest.split('.')[0]}".lstrip("."))
+        aliases.setdefault(id(q), []).extend(a for a in (n, _layer_alias(n)) if a)
     return lambda name, p: base(name, p) or any(base(n, p) for n in aliases.get(id(p), ()) if n != name)
+
+
+def _layer_alias(name: str) -> str | None:
+    """'0.weight' for '0.parametrizations.weight.original' (the name the layer
+    gives a parametrized tensor); None for a name outside a parametrization."""
+    layer, sep, rest = f".{name}".rpartition(".parametrizations.")
+    return f"{layer}.{rest.split('.')[0]}".lstrip(".") if sep and rest else None
 
 
 def _canonical_names(module: nn.Module) -> dict[int, tuple[str, nn.Module, str]]:
@@ -1720,13 +1720,18 @@ def _old_weight_norm_rule(full: str, m: nn.Module, pname: str, p: Tensor) -> Pla
     for hook in m._forward_pre_hooks.values():
         name = getattr(hook, "name", None)
         if type(hook).__name__ == "WeightNorm" and name is not None and pname == f"{name}_g":
-            dim = getattr(hook, "dim", 0)
-            return _entry(
-                full, p, f"norm of {name}_v (weight_norm magnitude)", None,
-                f"weight_norm of {type(m).__name__}.{name}: g = ||v||, so the weight starts as v",
-                norm_of=(full[: -len("_g")] + "_v", -1 if dim is None else dim),
-            )
+            v_name = full[: -len("_g")] + "_v"
+            return _weight_norm_g_entry(full, p, v_name, getattr(hook, "dim", 0), f"{type(m).__name__}.{name}")
     return None
+
+
+def _weight_norm_g_entry(full: str, p: Tensor, v_name: str, dim: int | None, tensor: str) -> PlanEntry:
+    """weight_norm's magnitude g (either form): set to ||v|| once v is drawn."""
+    return _entry(
+        full, p, f"norm of {v_name.rpartition('.')[2]} (weight_norm magnitude)", None,
+        f"weight_norm of {tensor}: g = ||v||, so the weight starts as v",
+        norm_of=(v_name, -1 if dim is None else dim),
+    )
 
 
 def _layer_name(m: nn.Module) -> str:
@@ -1759,11 +1764,8 @@ def _parametrized_rule(
     full = f"{mname}.{pname}"
     weight_norm = len(plist) == 1 and type(plist[0]).__name__ == "_WeightNorm"
     if weight_norm and pname == "original0":
-        dim = getattr(plist[0], "dim", 0)
-        return _entry(
-            full, p, "norm of original1 (weight_norm magnitude)", None,
-            f"weight_norm of {_layer_name(owner)}.{tensor_name}: g = ||v||, so the weight starts as v",
-            norm_of=(f"{mname}.original1", -1 if dim is None else dim),
+        return _weight_norm_g_entry(
+            full, p, f"{mname}.original1", getattr(plist[0], "dim", 0), f"{_layer_name(owner)}.{tensor_name}"
         )
     if pname != "original" and not (weight_norm and pname == "original1"):
         return None
@@ -1868,53 +1870,73 @@ def _stored_weight(m: nn.Module) -> Tensor | None:
     return None
 
 
+class _SpectralSite(NamedTuple):
+    """One spectral_norm of a model: its u and v buffers' names, and either the
+    parametrization (``plist[index]``) or the deprecated hook on ``layer``."""
+
+    u_name: str
+    v_name: str
+    layer: nn.Module
+    plist: Any  # ParametrizationList, or None for the hook form
+    index: int
+    norm: Any  # _SpectralNorm, or the SpectralNorm hook
+
+
+def _spectral_norm_sites(module: nn.Module) -> Iterator[_SpectralSite]:
+    """Every spectral_norm in ``module``: torch.nn.utils.parametrizations.
+    spectral_norm at any place in a parametrization list, and the deprecated
+    hook of torch.nn.utils.spectral_norm."""
+    for name, m in module.named_modules():
+        prefix = f"{name}." if name else ""
+        if torch.nn.utils.parametrize.is_parametrized(m):
+            for tensor_name, plist in m.parametrizations.items():
+                for i, par in enumerate(plist):
+                    if type(par).__name__ == "_SpectralNorm":
+                        where = f"{prefix}parametrizations.{tensor_name}.{i}."
+                        yield _SpectralSite(where + "_u", where + "_v", m, plist, i, par)
+        for hook in m._forward_pre_hooks.values():
+            if type(hook).__name__ == "SpectralNorm":
+                yield _SpectralSite(f"{prefix}{hook.name}_u", f"{prefix}{hook.name}_v", m, None, 0, hook)
+
+
 def _rewarm_spectral_norms(module: nn.Module, drawn: set[int], seed: int) -> None:
     """spectral_norm keeps power-iteration vectors (u, v) for its weight's top
     singular value; for a redrawn weight they are stale (seen: sigma 16.8
     instead of ~1 in eval mode). As torch does when it registers spectral_norm:
     unit Gaussian u and v -- from the counter RNG, keyed by the buffers' names,
     so they are the same for any call, thread count or sharding -- then 15 power
-    iterations on one CPU thread. Both forms: torch.nn.utils.parametrizations.
-    spectral_norm (at any place in a parametrization list) and the deprecated
-    hook of torch.nn.utils.spectral_norm."""
-    for name, m in module.named_modules():
-        prefix = f"{name}." if name else ""
-        if torch.nn.utils.parametrize.is_parametrized(m):
-            for tensor_name, plist in m.parametrizations.items():
-                if not hasattr(plist, "original") or id(plist.original) not in drawn:
-                    continue
-                value = _whole(plist.original)
-                for i, par in enumerate(plist):
-                    if value is None:
-                        break
-                    if type(par).__name__ == "_SpectralNorm" and all(
-                        hasattr(par, a) for a in ("_u", "_v", "_power_method", "_reshape_weight_to_matrix")
-                    ):
-                        mat = par._reshape_weight_to_matrix(value)
-                        where = f"{prefix}parametrizations.{tensor_name}.{i}."
-                        with _one_cpu_thread(mat.device):
-                            _draw_unit_vectors(par._u, par._v, seed, where + "_u", where + "_v", par.eps)
-                            par._power_method(mat, 15)
-                    if i + 1 < len(plist):  # the next parametrization's input, without a power-iteration step
-                        training = par.training
-                        par.train(False)
-                        value = par(value)
-                        par.train(training)
-        for hook in m._forward_pre_hooks.values():
-            if type(hook).__name__ != "SpectralNorm" or not hasattr(hook, "reshape_weight_to_matrix"):
+    iterations on one CPU thread."""
+    for site in _spectral_norm_sites(module):
+        sn = site.norm
+        if site.plist is not None:  # the parametrization
+            if not hasattr(site.plist, "original") or not all(
+                hasattr(sn, a) for a in ("_u", "_v", "_power_method", "_reshape_weight_to_matrix")
+            ):
                 continue
-            orig, u, v = (getattr(m, hook.name + suffix, None) for suffix in ("_orig", "_u", "_v"))
-            if orig is None or u is None or v is None or id(orig) not in drawn:
+            original, u, v = site.plist.original, sn._u, sn._v
+        else:  # the hook form
+            original, u, v = (getattr(site.layer, sn.name + suffix, None) for suffix in ("_orig", "_u", "_v"))
+            if u is None or v is None or not hasattr(sn, "reshape_weight_to_matrix"):
                 continue
-            whole = _whole(orig)
-            if whole is None:
-                continue
-            mat = hook.reshape_weight_to_matrix(whole)
-            with _one_cpu_thread(mat.device):
-                _draw_unit_vectors(u, v, seed, f"{prefix}{hook.name}_u", f"{prefix}{hook.name}_v", hook.eps)
+        if original is None or id(original) not in drawn:
+            continue
+        value = _whole(original)
+        if value is None:
+            continue
+        for earlier in list(site.plist)[: site.index] if site.plist is not None else ():
+            training = earlier.training  # its input, without a power-iteration step of an earlier spectral_norm
+            earlier.train(False)
+            value = earlier(value)
+            earlier.train(training)
+        with _one_cpu_thread(value.device):
+            _draw_unit_vectors(u, v, seed, site.u_name, site.v_name, sn.eps)
+            if site.plist is not None:
+                sn._power_method(sn._reshape_weight_to_matrix(value), 15)
+            else:
+                mat = sn.reshape_weight_to_matrix(value)
                 for _ in range(15):  # torch.nn.utils.spectral_norm's order: v first
-                    v.copy_(torch.nn.functional.normalize(torch.mv(mat.t(), u), dim=0, eps=hook.eps))
-                    u.copy_(torch.nn.functional.normalize(torch.mv(mat, v), dim=0, eps=hook.eps))
+                    v.copy_(torch.nn.functional.normalize(torch.mv(mat.t(), u), dim=0, eps=sn.eps))
+                    u.copy_(torch.nn.functional.normalize(torch.mv(mat, v), dim=0, eps=sn.eps))
 
 
 def _whole(t: Tensor) -> Tensor | None:
@@ -2079,21 +2101,7 @@ def materialize_(
             norm_buffers.update(f"{mname}.{b}" if mname else b for b in ("running_mean", "running_var", "num_batches_tracked"))
     # spectral_norm's power-iteration vectors are drawn and warmed up by
     # init_module_ (_rewarm_spectral_norms) once its weight is drawn.
-    spectral = {
-        f"{mname}.parametrizations.{t}.{i}.{b}".lstrip(".")
-        for mname, m in module.named_modules()
-        if torch.nn.utils.parametrize.is_parametrized(m)
-        for t, plist in m.parametrizations.items()
-        for i, par in enumerate(plist)
-        if type(par).__name__ == "_SpectralNorm"
-        for b in ("_u", "_v")
-    } | {
-        f"{mname}.{hook.name}{b}".lstrip(".")
-        for mname, m in module.named_modules()
-        for hook in m._forward_pre_hooks.values()
-        if type(hook).__name__ == "SpectralNorm"
-        for b in ("_u", "_v")
-    }
+    spectral = {name for site in _spectral_norm_sites(module) for name in (site.u_name, site.v_name)}
     buffers = dict(module.named_buffers())
     for name in meta_buffers:
         if name not in norm_buffers and name in buffers:
