@@ -81,7 +81,9 @@ for target_torch in "${targets[@]}"; do
   "$venv/bin/pip" install -q --upgrade pip
   # Only torch and the test runner's needs (numpy/scipy/expecttest: the
   # distribution tests and opcheck).
-  "$venv/bin/pip" install -q "$target_torch" pytest numpy scipy expecttest
+  # --no-cache-dir: the venv is thrown away, and a CUDA torch from PyPI would
+  # leave ~3 GB of wheels in pip's cache.
+  "$venv/bin/pip" install -q --no-cache-dir "$target_torch" pytest numpy scipy expecttest
   "$venv/bin/pip" install -q --no-deps "$wheel"
   "$venv/bin/pip" check
   echo "== smoke subset under $target_torch, from outside the source tree"
