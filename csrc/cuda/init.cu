@@ -7,9 +7,11 @@
 // writes its (up to 4) elements -- one vector store when the block is whole
 // and aligned -- so the values are bitwise those of the CPU kernel. The
 // per-tensor plans and the chunk table (O(tensors + chunks), never O(model
-// size)) go to the device in one pinned, asynchronous copy: no host sync.
+// size)) reach the device as kernel arguments (upload_kernel below): no host
+// sync, and nothing in host memory that a captured CUDA graph would re-read.
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -108,6 +110,40 @@ __device__ __forceinline__ void init_item_kind(const InitTensorPlan& p, uint64_t
   }
 }
 
+// The plans and the chunk table go to the device as the arguments of small
+// copy kernels, up to kUploadWords words each. Not a pinned host buffer and an
+// asynchronous copy: under CUDA-graph capture that copy becomes a graph node
+// that re-reads the host buffer at every replay, which is then safe only if
+// torch's pinned-memory cache never hands that buffer out again (recent torch
+// keeps blocks used during capture; older releases did not). Kernel arguments
+// are copied into the graph when it is captured, and eagerly they cost a
+// launch per 32 KB: a list of 1,000 tensors is ~14 launches of a few us.
+constexpr int kUploadWords = 8000;  // 32,000 B
+struct UploadBatch {
+  uint32_t words[kUploadWords];
+};
+static_assert(sizeof(UploadBatch) <= 32764, "kernel parameters are limited to 32,764 bytes");
+
+__global__ void upload_kernel(const __grid_constant__ UploadBatch batch, uint32_t* __restrict dst,
+                              int count) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x) {
+    dst[i] = batch.words[i];
+  }
+}
+
+// `bytes` (a multiple of 4) copied into the device buffer `dst` on `stream`.
+void upload(const void* bytes, size_t size, uint32_t* dst, cudaStream_t stream) {
+  const size_t words = size / sizeof(uint32_t);
+  auto batch = std::make_unique<UploadBatch>();
+  for (size_t w = 0; w < words; w += kUploadWords) {
+    const int count = static_cast<int>(words - w < kUploadWords ? words - w : kUploadWords);
+    std::memcpy(batch->words, static_cast<const char*>(bytes) + w * sizeof(uint32_t),
+                static_cast<size_t>(count) * sizeof(uint32_t));
+    upload_kernel<<<(count + 255) / 256, 256, 0, stream>>>(*batch, dst + w, count);
+    TRAINOPS_CUDA_LAUNCH_CHECK();
+  }
+}
+
 // grid: one CUDA block per chunk; block: kInitThreads threads.
 // seed_on_device: where to read the seed instead of `seed`, or null.
 __global__ void init_tensors_kernel(const InitTensorPlan* __restrict plans,
@@ -150,17 +186,19 @@ void init_tensors_cuda_impl(TensorListArg tensors, IntListArg kinds, FloatListAr
   const DeviceScope scope(first);
   const size_t plan_bytes = call.plans.size() * sizeof(InitTensorPlan);
   const size_t chunk_bytes = plan.chunks.size() * sizeof(Chunk);
-  Tensor host = empty_cpu({static_cast<int64_t>(plan_bytes + chunk_bytes)}, ScalarType::Byte,
-                         /*pinned=*/true);
-  std::memcpy(host.data_ptr(), call.plans.data(), plan_bytes);
-  std::memcpy(static_cast<char*>(host.data_ptr()) + plan_bytes, plan.chunks.data(), chunk_bytes);
-  // torch's copy records the pinned block's use on the stream, so the block
-  // is not reused before the copy has run.
-  Tensor dev = to_device_async(host, first);
+  static_assert(sizeof(InitTensorPlan) % 8 == 0 && sizeof(Chunk) % 4 == 0,
+                "the chunk table starts 8-byte aligned and both are whole words");
+  std::vector<char> tables(plan_bytes + chunk_bytes);
+  std::memcpy(tables.data(), call.plans.data(), plan_bytes);
+  std::memcpy(tables.data() + plan_bytes, plan.chunks.data(), chunk_bytes);
+  // From torch's caching allocator on this stream, so it lives until the
+  // kernel below has run (and, under capture, in the graph's pool).
+  Tensor dev = empty_like_device(first, {static_cast<int64_t>(tables.size())}, ScalarType::Byte);
+  const cudaStream_t stream = current_stream(first);
+  upload(tables.data(), tables.size(), static_cast<uint32_t*>(dev.data_ptr()), stream);
   const auto* dplans = reinterpret_cast<const InitTensorPlan*>(dev.data_ptr());
   const auto* dchunks =
       reinterpret_cast<const Chunk*>(static_cast<const char*>(dev.data_ptr()) + plan_bytes);
-  const cudaStream_t stream = current_stream(first);
   init_tensors_kernel<<<static_cast<unsigned>(plan.chunks.size()), kInitThreads, 0, stream>>>(
       dplans, dchunks, call.seed, seed.on_device);
   TRAINOPS_CUDA_LAUNCH_CHECK();
