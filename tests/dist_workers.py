@@ -546,6 +546,7 @@ def check_init_functions_on_dtensors(rank: int, ws: int) -> None:
         "xavier_uniform_": lambda t: init.xavier_uniform_(t, seed=5),
         "kaiming_normal_": lambda t: init.kaiming_normal_(t, mode="fan_out", seed=5),
         "orthogonal_": lambda t: init.orthogonal_(t, gain=2.0, seed=5),
+        "sparse_": lambda t: init.sparse_(t, 0.3, 0.05, seed=5),
     }
     for name, draw in draws.items():
         want = draw(torch.empty(8 * ws, 6))

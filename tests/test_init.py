@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -80,7 +81,13 @@ def philox_words(seed: int, tkey: int, blocks: np.ndarray):
 
 def test_kernel_runs_philox_kat_zero():
     # Seed 0, key 0, block 0 is Random123's first known answer: the fp32
-    # uniform(0, 1) values are the top 24 bits of its four words.
+    # uniform(0, 1) values are the top 24 bits of its four words. The other two
+    # answers have block counters of 2^63 and more, past the op's 2^62-element
+    # index space, so no tensor reaches them: the C++ unit test
+    # (tests/cpp/test_philox.cpp) checks all three on the kernels' own Philox
+    # function, and here the numpy Philox that passes all three is compared
+    # with the kernel's output bit for bit, over every bit an output uses
+    # (test_kernel_uniforms_are_philox_words).
     t = torch.empty(4, dtype=torch.float32)
     op([t], [0], [0.0, 1.0, 0.0, 0.0], 0, [0], [], [])
     expected = [(w >> 8) * 2.0**-24 for w in KATS[0][2]]
@@ -396,6 +403,28 @@ def test_sparse():
     assert torch.equal(w, init.sparse_(torch.empty(100, 40), sparsity=0.3, std=0.05, seed=1))
 
 
+@pytest.mark.parametrize(
+    "shape, offset",
+    [((30, 40), (10, 0)), ((100, 7), (0, 33)), ((25, 9), (50, 12)), ((1, 1), (99, 39)), ((0, 40), (100, 0))],
+)
+def test_sparse_shard_is_the_slice_of_the_whole(shape, offset):
+    # Row, column and block shards: the zeros of a column depend on every global
+    # row, so a row shard must rank over all of them to agree with the whole.
+    whole = init.sparse_(torch.empty(100, 40), sparsity=0.3, std=0.05, seed=1, key=5)
+    shard = init.sparse_(torch.empty(shape), 0.3, 0.05, seed=1, key=5, global_shape=(100, 40), global_offset=offset)
+    assert torch.equal(shard, whole[offset[0] : offset[0] + shape[0], offset[1] : offset[1] + shape[1]])
+
+
+def test_sparse_shard_checks_its_place_before_drawing():
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    with pytest.raises(ValueError, match="does not fit"):
+        init.sparse_(torch.empty(30, 40), 0.3, generator=gen, global_shape=(100, 40), global_offset=(80, 0))
+    with pytest.raises(ValueError, match="2-D global_shape"):
+        init.sparse_(torch.empty(30, 40), 0.3, generator=gen, global_shape=(100, 40, 1))
+    assert torch.equal(gen.get_state(), state)
+
+
 # ---------------------------------------------------------------------------
 # The torch.nn.init-compatible API
 # ---------------------------------------------------------------------------
@@ -553,6 +582,55 @@ def test_plan_says_when_it_guessed():
     assert not p.traced
     e = p["fc.weight"]
     assert e.guessed and e.gain == pytest.approx(5.0 / 3.0) and "GUESSED" in str(p)
+
+
+def test_xavier_scheme():
+    p = init.plan(Net(), "xavier")
+    for name in ("fc1.weight", "fc2.weight", "conv.weight"):
+        e = p[name]
+        assert e.scheme.startswith("xavier_uniform"), e
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(dict(Net().named_parameters())[name])
+        assert e.bound == pytest.approx(math.sqrt(6.0 / (fan_in + fan_out)))
+    assert p["fc1.bias"].scheme.startswith("zeros")
+    model = Net()
+    init.init_module_(model, "xavier", seed=0)
+    bound = math.sqrt(6.0 / (16 + 32))
+    assert model.fc1.weight.abs().max() <= bound and model.fc1.weight.abs().max() > 0.9 * bound
+
+
+def test_init_module_is_one_fused_call(monkeypatch):
+    # Parameters, the Gaussians of the orthogonal recurrent weights and
+    # spectral_norm's power-iteration vectors: all drawn by one op call.
+    calls = []
+    real = init._init_op
+    monkeypatch.setattr(init, "_init_op", lambda ts, *a: (calls.append(len(ts)), real(ts, *a))[1])
+    model = nn.LSTM(8, 8, num_layers=2)
+    net = Net()
+    net.sn = torch.nn.utils.parametrizations.spectral_norm(nn.Linear(8, 8))
+    for m in (model, net):
+        calls.clear()
+        init.init_module_(m, seed=0)
+        assert len(calls) == 1, calls
+    # every parameter but the GRU's weight_hh, its 3 gate blocks' Gaussians, and u, v
+    assert calls == [len(list(net.parameters())) - 1 + 3 + 2]
+
+
+def test_init_tensors_warns_on_zero_weights_once():
+    with pytest.warns(UserWarning, match="tensor 1, a 2-D weight"):
+        init.init_tensors_([torch.empty(4), torch.empty(4, 4)], InitSpec.constant(0.0), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        init.init_tensors_([torch.empty(4), torch.empty(4, 4)], [InitSpec.constant(0.0), InitSpec.constant(1.0)], seed=0)
+    # A plan that zero-initialises a weight warns once, by the parameter's name.
+    model = nn.Linear(4, 4)
+    p = init.plan(model)
+    p.entries[0] = dataclasses.replace(p.entries[0], spec=InitSpec.constant(0.0), scheme="zeros_")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        init.init_module_(model, p)
+    assert [str(w.message) for w in caught if "symmetry" in str(w.message)] == [
+        "trainops.init: the plan zero-initialises weight of shape (4, 4): symmetry is never broken"
+    ]
 
 
 def test_other_schemes():

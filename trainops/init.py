@@ -42,6 +42,26 @@ erf space by the kernel, except for intervals so far in a tail (or so far from
 the mean) that fewer than 65,536 erf-space values fall in [a, b]: those take an
 fp64 inverse CDF (``torch.special.ndtri``) from the same counter-based uniforms,
 exact in distribution but not guaranteed bitwise equal on CPU and CUDA.
+
+Values that are not bitwise equal on CPU and CUDA, and how far apart they can be:
+
+* far-tail ``trunc_normal_`` (above): the uniforms are bitwise equal; the fp64
+  transform (``ndtri``, or ``log_ndtr``/``exp``/``log`` in Newton's steps beyond
+  30 std) is torch's per device, each within a few fp64 ulp of the exact value,
+  and well conditioned there (a relative error e in the probability moves x by
+  about e / |x|). So fp32, fp16 and bf16 outputs, rounded once from fp64, are
+  equal except when the fp64 value falls within a few fp64 ulp of a rounding
+  boundary of the output dtype, and then differ by 1 ulp of that dtype; fp64
+  outputs differ by the libraries' few ulp. Not measured: no GPU yet.
+* ``orthogonal_`` (and "auto"'s recurrent ``weight_hh``): the Gaussian is
+  bitwise equal; the QR is LAPACK's on the CPU and cuSOLVER's on a GPU, with
+  other blockings and rounding, so Q differs at rounding level, about
+  n * eps * ||Q|| elementwise for an n x n block (no fixed ulp bound: it grows
+  with the matrix's condition number). Both satisfy W^T W = gain^2 I to the
+  dtype's precision.
+* spectral_norm's power-iteration vectors after ``init_module_``: unit
+  Gaussians bitwise equal, then 15 matrix-vector products per device (as the
+  QR). Buffers, not parameters: the weight itself is bitwise equal.
 Only float16, bfloat16, float32 and float64 tensors are drawn (``TypeError``
 otherwise, where torch also fills complex ones); invalid parameters (a > b,
 non-finite bounds or mean, std < 0, uniform bounds beyond the dtype's range)
@@ -485,16 +505,43 @@ def init_tensors_(
     from a CPU generator at capture, is replayed as it was.
     """
     tensors = list(tensors)
-    if any(distributed.is_dtensor(t) for t in tensors):
-        return _init_dtensors_(tensors, specs, seed, keys, global_shapes, global_offsets, generator)
+    specs = _spec_list(specs, len(tensors))
+    for i, (t, spec) in enumerate(zip(tensors, specs)):
+        if spec.kind == "constant" and spec.a == 0.0 and t.dim() >= 2:
+            warnings.warn(
+                f"trainops.init.init_tensors_: zero-initialising tensor {i}, a {t.dim()}-D weight of shape "
+                f"{tuple(t.shape)}: every unit gets the same gradient, so symmetry is never broken",
+                UserWarning,
+                stacklevel=2,
+            )
+    return _init_tensors(tensors, specs, seed, keys, global_shapes, global_offsets, generator)
+
+
+def _spec_list(specs: InitSpec | tuple | Sequence[InitSpec | tuple], n: int) -> list[InitSpec]:
+    """One spec for every tensor (a single spec, or a tuple such as ``("normal", 0.0, 0.02)``, is shared)."""
     if isinstance(specs, (InitSpec, tuple)) and not (
         isinstance(specs, tuple) and specs and not isinstance(specs[0], str)
     ):
-        specs = [_as_spec(specs)] * len(tensors)
+        specs = [_as_spec(specs)] * n
     else:
         specs = [_as_spec(s) for s in specs]
-    if len(specs) != len(tensors):
-        raise ValueError(f"got {len(tensors)} tensors but {len(specs)} specs")
+    if len(specs) != n:
+        raise ValueError(f"got {n} tensors but {len(specs)} specs")
+    return specs
+
+
+def _init_tensors(
+    tensors: list[Tensor],
+    specs: list[InitSpec],
+    seed: int | Tensor | None,
+    keys: Sequence[int] | None,
+    global_shapes: Sequence[ShapeLike | None] | None = None,
+    global_offsets: Sequence[Sequence[int] | None] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[Tensor]:
+    """init_tensors_ without its zero-init warning (init_module_ warns by parameter name)."""
+    if any(distributed.is_dtensor(t) for t in tensors):
+        return _init_dtensors_(tensors, specs, seed, keys, global_shapes, global_offsets, generator)
     keys = list(range(len(tensors))) if keys is None else [_to_i64(k) for k in keys]
     if len(keys) != len(tensors):
         raise ValueError(f"got {len(tensors)} tensors but {len(keys)} keys")
@@ -558,7 +605,7 @@ def init_tensors_(
 
 def _init_dtensors_(
     tensors: list[Tensor],
-    specs: Any,
+    specs: list[InitSpec],
     seed: int | Tensor | None,
     keys: Sequence[int] | None,
     global_shapes: Sequence[ShapeLike | None] | None,
@@ -584,15 +631,7 @@ def _init_dtensors_(
             locals_.append(local)
         else:
             locals_.append(t)
-    init_tensors_(
-        locals_,
-        specs,
-        seed=seed,
-        keys=keys,
-        global_shapes=shapes,
-        global_offsets=offsets,
-        generator=generator,
-    )
+    _init_tensors(locals_, specs, seed, keys, shapes, offsets, generator)
     # The DTensors themselves (init_tensors_ marked the shards), once the call
     # has passed its checks: a refused call bumps nothing.
     _extension.mark_written(tensors)
@@ -921,6 +960,42 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def _orthogonal_gauss(n: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The buffer for the Gaussians of ``n`` orthogonal matrices of ``shape``
+    (rows x the other dims flattened), to be drawn N(0, 1) with one key each."""
+    rows = shape[0]
+    return torch.empty(
+        (n, rows, math.prod(shape) // rows), dtype=torch.float64 if dtype == torch.float64 else torch.float32, device=device
+    )
+
+
+@torch.no_grad()
+def _orthogonal_finish(
+    tensors: list[Tensor],
+    gains: list[float],
+    gauss: Tensor,
+    shape: tuple[int, ...],
+    global_offsets: list[Sequence[int] | None] | None = None,
+    sharded: bool = False,
+) -> None:
+    """QR of drawn Gaussians (one batch) with the sign fix, times the gains, into
+    ``tensors`` (a shard's slice of the whole matrix when ``sharded``)."""
+    rows, cols = gauss.shape[1:]
+    if rows < cols:
+        gauss = gauss.transpose(1, 2)
+    with _one_cpu_thread(gauss.device):
+        q, r = torch.linalg.qr(gauss)
+    q = q * torch.diagonal(r, dim1=-2, dim2=-1).sign().unsqueeze(-2)
+    if rows < cols:
+        q = q.transpose(1, 2)
+    for i, t in enumerate(tensors):
+        full = (q[i] * gains[i]).reshape(shape)
+        if sharded:
+            off = (global_offsets or [None] * len(tensors))[i] or [0] * len(shape)
+            full = full[tuple(slice(o, o + n) for o, n in zip(off, t.shape))]
+        t.copy_(full)
+
+
 @torch.no_grad()
 def _orthogonal_batch(
     tensors: list[Tensor],
@@ -934,25 +1009,9 @@ def _orthogonal_batch(
     shape = tuple(global_shape) if global_shape is not None else tuple(tensors[0].shape)
     if len(shape) < 2:
         raise ValueError("Only tensors with 2 or more dimensions are supported")
-    rows = shape[0]
-    cols = math.prod(shape) // rows
-    device = tensors[0].device
-    wide = tensors[0].dtype == torch.float64
-    gauss = torch.empty((len(tensors), rows, cols), dtype=torch.float64 if wide else torch.float32, device=device)
+    gauss = _orthogonal_gauss(len(tensors), shape, tensors[0].dtype, tensors[0].device)
     init_tensors_(list(gauss.unbind(0)), InitSpec.normal(0.0, 1.0), seed=seed, keys=keys)
-    if rows < cols:
-        gauss = gauss.transpose(1, 2)
-    with _one_cpu_thread(device):
-        q, r = torch.linalg.qr(gauss)
-    q = q * torch.diagonal(r, dim1=-2, dim2=-1).sign().unsqueeze(-2)
-    if rows < cols:
-        q = q.transpose(1, 2)
-    for i, t in enumerate(tensors):
-        full = (q[i] * gains[i]).reshape(shape)
-        if global_shape is not None:
-            off = (global_offsets or [None] * len(tensors))[i] or [0] * len(shape)
-            full = full[tuple(slice(o, o + n) for o, n in zip(off, t.shape))]
-        t.copy_(full)
+    _orthogonal_finish(tensors, gains, gauss, shape, global_offsets, sharded=global_shape is not None)
 
 
 @_overridable
@@ -1014,27 +1073,52 @@ def sparse_(
     *,
     seed: int | Tensor | None = None,
     key: int | None = None,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
 ) -> Tensor:
     """2-D tensor: N(0, std^2) with ``ceil(sparsity * rows)`` zeros per column (as torch).
 
     The zero positions are a per-column random permutation from the same
-    counter RNG (stream ``key + 1``), so they are reproducible too.
+    counter RNG (stream ``key + 1``), so they are reproducible too. A shard
+    (``global_shape`` / ``global_offset``, or a DTensor's placements) is the
+    same slice of the whole tensor: ``rows`` is the global row count, and each
+    rank ranks its columns' keys over every global row (rows x local columns
+    uniforms), so a row shard knows which of its rows are zero.
     """
     if tensor.ndimension() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    rows, cols = tensor.shape
-    num_zeros = int(math.ceil(sparsity * rows))
+    if distributed.is_dtensor(tensor):
+        if global_shape is not None or global_offset is not None:
+            raise ValueError("a DTensor's placements give its shard's place: pass no global_shape / global_offset")
+        local, gshape, goffset = _shard_layout(tensor)
+    else:
+        local = tensor
+        gshape = tuple(global_shape) if global_shape is not None else tuple(tensor.shape)
+        goffset = tuple(global_offset) if global_offset is not None else (0, 0)
+        if len(gshape) != 2 or len(goffset) != 2:
+            raise ValueError(f"sparse_: a 2-D tensor needs a 2-D global_shape and global_offset, got {gshape} / {goffset}")
     key = 0 if key is None else _to_i64(key)
     spec = InitSpec.normal(0.0, std)
-    _check_tensor(tensor, 0)  # before the seed is drawn: a refused call leaves the generator alone
+    # Before the seed is drawn: a refused call leaves the generator alone.
+    _check_tensor(local, 0)
     _check_spec(spec, 0)
-    seed = _resolve_seed(seed, generator, [tensor])
-    init_tensors_([tensor], spec, seed=seed, keys=[key])
-    if num_zeros > 0:
-        u = torch.empty((rows, cols), dtype=torch.float64, device=tensor.device)
-        init_tensors_([u], InitSpec.uniform(0.0, 1.0), seed=seed, keys=[_to_i64(key + 1)])
-        zero_rows = torch.argsort(u, dim=0)[:num_zeros]
-        tensor.scatter_(0, zero_rows, 0.0)
+    _check_shard_layout(0, list(local.shape), list(gshape), list(goffset), op="trainops.init.sparse_")
+    rows = gshape[0]
+    num_zeros = int(math.ceil(sparsity * rows))
+    seed = _resolve_seed(seed, generator, [local])
+    if distributed.is_dtensor(tensor):
+        _extension.mark_written([tensor])
+    init_tensors_([local], spec, seed=seed, keys=[key], global_shapes=[gshape], global_offsets=[goffset])
+    if num_zeros > 0 and local.numel() > 0:
+        row0, col0 = goffset
+        u = torch.empty((rows, local.shape[1]), dtype=torch.float64, device=local.device)
+        init_tensors_(
+            [u], InitSpec.uniform(0.0, 1.0), seed=seed, keys=[_to_i64(key + 1)], global_shapes=[gshape],
+            global_offsets=[(0, col0)],
+        )
+        zero_rows = torch.argsort(u, dim=0, stable=True)[:num_zeros]  # global row indices, per local column
+        zero = torch.zeros_like(u, dtype=torch.bool).scatter_(0, zero_rows, True)
+        local.masked_fill_(zero[row0 : row0 + local.shape[0]], 0.0)
     return tensor
 
 
@@ -1829,32 +1913,61 @@ def init_module_(
             ortho_entries.append((p, e))
         elif e.spec is not None:
             draws.append((p, e.spec, e.key))
-    if draws:
-        # Sharded parameters (DTensor: FSDP2, tensor parallel) are drawn on their
+    drawn = {id(d[0]) for d in draws} | {id(p) for p, _ in ortho_entries}
+    # Everything this call draws goes into one fused call (one launch per
+    # device): the parameters; the Gaussians of the orthogonal ones, whose QR
+    # follows; spectral_norm's power-iteration vectors, warmed after.
+    ortho_jobs, ortho_slices = _orthogonal_jobs(ortho_entries)
+    spectral = _spectral_sites_to_warm(module, drawn)
+    tensors: list[Tensor] = []
+    specs: list[InitSpec] = []
+    keys: list[int] = []
+    layouts: list[tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = []
+
+    def add(t: Tensor, spec: InitSpec, key: int) -> None:
+        # Sharded tensors (DTensor: FSDP2, tensor parallel) are drawn on their
         # local shard only, at its offset in the global tensor: every rank
         # writes its own elements with the values the unsharded model gets.
-        layouts = [_shard_layout(d[0]) for d in draws]
-        sharded = any(g is not None for _, g, _ in layouts)
-        init_tensors_(
-            [local for local, _, _ in layouts],
-            [d[1] for d in draws],
-            seed=seed,
-            keys=[d[2] for d in draws],
-            global_shapes=[g for _, g, _ in layouts] if sharded else None,
-            global_offsets=[o for _, _, o in layouts] if sharded else None,
+        local, global_shape, offset = _shard_layout(t)
+        tensors.append(local)
+        specs.append(spec)
+        keys.append(key)
+        layouts.append((global_shape, offset))
+
+    for p, spec, key in draws:
+        add(p, spec, key)
+    unit = InitSpec.normal(0.0, 1.0)
+    for job in ortho_jobs:
+        for gauss, key in zip(job.gauss.unbind(0), job.keys):
+            add(gauss, unit, key)
+    for site, u, v in spectral:
+        add(u, unit, key_of(site.u_name))
+        add(v, unit, key_of(site.v_name))
+    if tensors:
+        sharded = any(g is not None for g, _ in layouts)
+        _init_tensors(  # (the zero-init warning was given above, by name)
+            tensors,
+            specs,
+            seed,
+            keys,
+            [g for g, _ in layouts] if sharded else None,
+            [o for _, o in layouts] if sharded else None,
         )
     # As nn.Embedding.reset_parameters: the padding row starts at zero.
-    drawn = {id(d[0]) for d in draws}
+    drawn_by_spec = {id(d[0]) for d in draws}
     for m in module.modules():
         if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.padding_idx is not None:
             weight = _stored_weight(m)  # never m.weight of a parametrized layer: computing it runs them
-            if weight is not None and id(weight) in drawn:
+            if weight is not None and id(weight) in drawn_by_spec:
                 _zero_row(weight, m.padding_idx % weight.shape[0])
-    _init_orthogonal_entries(ortho_entries, _to_i64(seed))
+    for job in ortho_jobs:
+        _orthogonal_finish(job.targets, job.gains, job.gauss, job.shape)
+    for local, full, offset in ortho_slices:
+        local.copy_(full[tuple(slice(o, o + n) for o, n in zip(offset, local.shape))])
     for g, v, dim in norms:
         if g.device.type != "meta" and v.device.type != "meta":
             g.copy_(torch.norm_except_dim(v, 2, dim))
-    _rewarm_spectral_norms(module, drawn, _to_i64(seed))
+    _warm_spectral_norms(spectral)
     return the_plan
 
 
@@ -1899,13 +2012,11 @@ def _spectral_norm_sites(module: nn.Module) -> Iterator[_SpectralSite]:
                 yield _SpectralSite(f"{prefix}{hook.name}_u", f"{prefix}{hook.name}_v", m, None, 0, hook)
 
 
-def _rewarm_spectral_norms(module: nn.Module, drawn: set[int], seed: int) -> None:
-    """spectral_norm keeps power-iteration vectors (u, v) for its weight's top
-    singular value; for a redrawn weight they are stale (seen: sigma 16.8
-    instead of ~1 in eval mode). As torch does when it registers spectral_norm:
-    unit Gaussian u and v -- from the counter RNG, keyed by the buffers' names,
-    so they are the same for any call, thread count or sharding -- then 15 power
-    iterations on one CPU thread."""
+def _spectral_sites_to_warm(module: nn.Module, drawn: set[int]) -> list[tuple[_SpectralSite, Tensor, Tensor]]:
+    """The spectral_norms whose weight this call draws, with their (u, v)
+    buffers: those are drawn with the weights and warmed by
+    :func:`_warm_spectral_norms` after."""
+    sites = []
     for site in _spectral_norm_sites(module):
         sn = site.norm
         if site.plist is not None:  # the parametrization
@@ -1918,8 +2029,22 @@ def _rewarm_spectral_norms(module: nn.Module, drawn: set[int], seed: int) -> Non
             original, u, v = (getattr(site.layer, sn.name + suffix, None) for suffix in ("_orig", "_u", "_v"))
             if u is None or v is None or not hasattr(sn, "reshape_weight_to_matrix"):
                 continue
-        if original is None or id(original) not in drawn:
+        if original is None or id(original) not in drawn or _on_meta(original):
             continue
+        sites.append((site, u, v))
+    return sites
+
+
+def _warm_spectral_norms(sites: list[tuple[_SpectralSite, Tensor, Tensor]]) -> None:
+    """spectral_norm keeps power-iteration vectors (u, v) for its weight's top
+    singular value; for a redrawn weight they are stale (seen: sigma 16.8
+    instead of ~1 in eval mode). As torch does when it registers spectral_norm:
+    unit Gaussian u and v -- drawn from the counter RNG with the weights, keyed
+    by the buffers' names, so they are the same for any call, thread count or
+    sharding -- normalised, then 15 power iterations on one CPU thread."""
+    for site, u, v in sites:
+        sn = site.norm
+        original = site.plist.original if site.plist is not None else getattr(site.layer, sn.name + "_orig")
         value = _whole(original)
         if value is None:
             continue
@@ -1929,7 +2054,8 @@ def _rewarm_spectral_norms(module: nn.Module, drawn: set[int], seed: int) -> Non
             value = earlier(value)
             earlier.train(training)
         with _one_cpu_thread(value.device):
-            _draw_unit_vectors(u, v, seed, site.u_name, site.v_name, sn.eps)
+            u.copy_(torch.nn.functional.normalize(u, dim=0, eps=sn.eps))
+            v.copy_(torch.nn.functional.normalize(v, dim=0, eps=sn.eps))
             if site.plist is not None:
                 sn._power_method(sn._reshape_weight_to_matrix(value), 15)
             else:
@@ -1946,14 +2072,22 @@ def _whole(t: Tensor) -> Tensor | None:
     return None if t.device.type == "meta" else t
 
 
-def _draw_unit_vectors(u: Tensor, v: Tensor, seed: int, u_name: str, v_name: str, eps: float) -> None:
-    init_tensors_([u, v], InitSpec.normal(0.0, 1.0), seed=seed, keys=[key_of(u_name), key_of(v_name)])
-    u.copy_(torch.nn.functional.normalize(u, dim=0, eps=eps))
-    v.copy_(torch.nn.functional.normalize(v, dim=0, eps=eps))
+class _OrthoJob(NamedTuple):
+    """Same-shaped orthogonal blocks: their Gaussians (drawn with one key each
+    in init_module_'s fused call), then one batched QR into ``targets``."""
+
+    shape: tuple[int, ...]
+    targets: list[Tensor]
+    gains: list[float]
+    keys: list[int]
+    gauss: Tensor
 
 
-def _init_orthogonal_entries(entries: list[tuple[Tensor, PlanEntry]], seed: int) -> None:
-    """The orthogonal entries of a plan: one batched QR per block shape.
+def _orthogonal_jobs(
+    entries: list[tuple[Tensor, PlanEntry]],
+) -> tuple[list[_OrthoJob], list[tuple[Tensor, Tensor, tuple[int, ...]]]]:
+    """The orthogonal entries of a plan as one job per block shape, dtype and
+    device, and the (local shard, whole matrix, offset) copies that follow.
 
     Orthogonality couples every element of a matrix, so a shard cannot be
     drawn alone: for a sharded parameter each rank builds the whole (small:
@@ -1961,7 +2095,7 @@ def _init_orthogonal_entries(entries: list[tuple[Tensor, PlanEntry]], seed: int)
     counter RNG and keeps its slice; values equal the unsharded ones. Gate
     block g of a parameter draws with the key of "<name>.gate<g>".
     """
-    jobs: dict[tuple, list[tuple[Tensor, float, int]]] = {}  # block shape, dtype, device -> (target, gain, key)
+    groups: dict[tuple, list[tuple[Tensor, float, int]]] = {}  # block shape, dtype, device -> (target, gain, key)
     slices: list[tuple[Tensor, Tensor, tuple[int, ...]]] = []  # (local shard, full matrix, offset)
     for p, e in entries:
         local, global_shape, offset = _shard_layout(p)
@@ -1975,11 +2109,18 @@ def _init_orthogonal_entries(entries: list[tuple[Tensor, PlanEntry]], seed: int)
         for g in range(e.blocks):
             block = target if e.blocks == 1 else target[g * rows : (g + 1) * rows]
             key = e.key if e.blocks == 1 else key_of(f"{e.name}.gate{g}")
-            jobs.setdefault((tuple(block.shape), block.dtype, block.device), []).append((block, e.gain or 1.0, key))
-    for group in jobs.values():
-        _orthogonal_batch([b for b, _, _ in group], [g for _, g, _ in group], seed, [k for _, _, k in group])
-    for local, full, offset in slices:
-        local.copy_(full[tuple(slice(o, o + n) for o, n in zip(offset, local.shape))])
+            groups.setdefault((tuple(block.shape), block.dtype, block.device), []).append((block, e.gain or 1.0, key))
+    jobs = [
+        _OrthoJob(
+            shape,
+            [b for b, _, _ in group],
+            [g for _, g, _ in group],
+            [_to_i64(k) for _, _, k in group],
+            _orthogonal_gauss(len(group), shape, dtype, device),
+        )
+        for (shape, dtype, device), group in groups.items()
+    ]
+    return jobs, slices
 
 
 def _check_plan_shapes(the_plan: InitPlan, params: dict[str, Tensor]) -> None:
@@ -2100,7 +2241,7 @@ def materialize_(
             m.reset_running_stats()
             norm_buffers.update(f"{mname}.{b}" if mname else b for b in ("running_mean", "running_var", "num_batches_tracked"))
     # spectral_norm's power-iteration vectors are drawn and warmed up by
-    # init_module_ (_rewarm_spectral_norms) once its weight is drawn.
+    # init_module_ (_warm_spectral_norms) once its weight is drawn.
     spectral = {name for site in _spectral_norm_sites(module) for name in (site.u_name, site.v_name)}
     buffers = dict(module.named_buffers())
     for name in meta_buffers:
