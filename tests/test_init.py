@@ -1055,6 +1055,71 @@ def test_cuda_graph_replays_redraw_a_cuda_generator_seed():
     assert abs(first.std().item() - 1.0) < 0.05
 
 
+
+@CUDA
+def test_cuda_graph_replays_a_fixed_seed_init_of_many_tensors():
+    # The plans and chunk table travel as kernel arguments, baked into the graph
+    # at capture: pinned host memory churned between replays cannot change what
+    # a replay writes (a pinned staging buffer, recycled, would).
+    shapes = [(s,) for s in SIZES] + [(300, 700)] * 80  # ~40 KB of plans and chunks: two copy launches
+    ts = [torch.empty(s, device="cuda") for s in shapes]
+    spec = InitSpec.normal(0.5, 2.0)
+    init.init_tensors_(ts, spec, seed=7)  # warm-up outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        init.init_tensors_(ts, spec, seed=7)
+    want = _fill(shapes, torch.float32, spec, seed=7)
+    for t in ts:
+        t.fill_(float("nan"))
+    for _ in range(3):
+        junk = [torch.full((1 << 16,), 255, dtype=torch.uint8).pin_memory() for _ in range(8)]
+        [j.to("cuda", non_blocking=True) for j in junk]
+        graph.replay()
+        torch.cuda.synchronize()
+        for t, w in zip(ts, want):
+            assert torch.equal(_bits(t), _bits(w))
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_init_into_a_view_at_an_odd_offset(dtype):
+    # Output not aligned to a Philox block's vector store: the kernel's
+    # element-by-element store, bitwise the CPU's.
+    for spec in (InitSpec.uniform(-1.0, 2.0), InitSpec.normal(0.5, 2.0)):
+        cpu = torch.empty(4099, dtype=dtype)[1:]
+        gpu = torch.empty(4099, dtype=dtype, device="cuda")[1:]
+        init.init_tensors_([cpu], spec, seed=3)
+        init.init_tensors_([gpu], spec, seed=3)
+        assert torch.equal(_bits(cpu), _bits(gpu))
+
+
+@CUDA
+def test_cuda_init_of_a_tensor_over_2_31_elements():
+    n = (1 << 31) + 5
+    if torch.cuda.mem_get_info()[0] < 3 * 2 * n:
+        pytest.skip("needs ~13 GB of free GPU memory")
+    t = torch.empty(n, dtype=torch.float16, device="cuda")
+    init.init_tensors_([t], InitSpec.uniform(-1.0, 1.0), seed=5, keys=[9])
+    # The tail, past 2^31, against the same elements drawn as a CPU shard.
+    tail = torch.empty(1029, dtype=torch.float16)
+    init.init_tensors_([tail], InitSpec.uniform(-1.0, 1.0), seed=5, keys=[9], global_shapes=[(n,)],
+                       global_offsets=[(n - 1029,)])
+    assert torch.equal(_bits(t[-1029:]), _bits(tail))
+    head = torch.empty(1029, dtype=torch.float16)
+    init.init_tensors_([head], InitSpec.uniform(-1.0, 1.0), seed=5, keys=[9], global_shapes=[(n,)],
+                       global_offsets=[(0,)])
+    assert torch.equal(_bits(t[:1029]), _bits(head))
+
+
+@CUDA
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_cuda_init_on_a_device_that_is_not_current():
+    with torch.cuda.device(0):
+        t = torch.empty(5000, device="cuda:1")
+        init.init_tensors_([t], InitSpec.normal(), seed=4)
+    assert torch.equal(_bits(t), _bits(_fill([(5000,)], torch.float32, InitSpec.normal(), seed=4, keys=[0])[0]))
+
 # ---------------------------------------------------------------------------
 # Plans: cases found by a cold review (seventh session)
 # ---------------------------------------------------------------------------
