@@ -2,7 +2,8 @@
 #   make bench   set up .venv, build trainops, run `trainops bench` (the main job)
 #   make test    set up .venv, build trainops, run pytest and the CMake/ctest build
 #   make wheel   build the wheel for this machine into dist/ (see README, "Wheels")
-# CI (.ci/run) runs `make test`, `make cuda-check` and `make wheel-check`.
+# CI (.ci/run) runs `make test`, `make cuda-check`, `make wheel-check` and
+# `make oldest-torch-check`.
 #
 # TORCH picks the torch to install (default: the CPU build on this machine's
 # disk); e.g. `make test TORCH=torch==2.14.1`.
@@ -11,6 +12,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 TORCH_CUDA ?= torch==2.14.1
 TORCH_MIN ?= torch==2.10.0
+TORCH_OLDEST ?= torch==2.6.0
 VENV ?= .venv
 VENV_CUDA ?= .venv-cuda
 MAX_JOBS ?= 2
@@ -24,7 +26,7 @@ SHELL := /bin/bash
 # A copy of the working tree (tracked and untracked-but-not-ignored files) into $(1).
 copy_tree = git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(1)
 
-.PHONY: venv build bench test test-python test-cpp cuda-check wheel wheel-check gpu-wheels clean
+.PHONY: venv build bench test test-python test-cpp cuda-check wheel wheel-check oldest-torch-check gpu-wheels clean
 
 $(VENV)/.ready:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +93,12 @@ wheel: venv
 wheel-check: venv $(VENV_CUDA)/.ready
 	SDIST_CHECK=1 scripts/wheel_check.sh $(VENV) build/wheel-check-new "$(TORCH_CUDA)" "$(TORCH_MIN)"
 	scripts/wheel_check.sh $(VENV_CUDA) build/wheel-check-old "$(TORCH)"
+
+# The oldest torch the package supports, $(TORCH_OLDEST): older than the stable
+# ABI, so setup.py builds the aten flavour, which serves only the torch it was
+# built against. Built, installed and smoke-tested in one fresh venv.
+oldest-torch-check:
+	scripts/wheel_check.sh --fresh "$(TORCH_OLDEST)" build/wheel-check-oldest
 
 # pytest and its dependencies as wheels for Python 3.12, for benchmarks/gpu_check.sh
 # on a GPU machine that has neither pytest nor internet (carry .gpu_wheels there).

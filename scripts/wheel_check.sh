@@ -4,12 +4,17 @@
 # source tree (so that `import trainops` can only find the installed wheel).
 #
 #   scripts/wheel_check.sh BUILD_VENV WORKDIR TARGET_TORCH [TARGET_TORCH ...]
+#   scripts/wheel_check.sh --fresh TORCH WORKDIR
 #
 # BUILD_VENV    a venv with the build torch, setuptools, wheel and ninja
 # WORKDIR       scratch directory (deleted first); the wheel is left in
 #               WORKDIR/dist
 # TARGET_TORCH  pip requirement of a torch to install the wheel next to, e.g.
 #               torch==2.14.1; one fresh venv and one smoke run per target
+# --fresh TORCH one fresh venv with TORCH, the build's and the tests' needs:
+#               the wheel is built there and smoke-tested there (for a torch
+#               older than the stable ABI, whose aten build serves only the
+#               torch it was built against; one download of torch, not two)
 #
 # Environment: TRAINOPS_CUDA (default 0: a +cpu wheel), TORCH_CUDA_ARCH_LIST,
 # MAX_JOBS, as for any build (see setup.py). SDIST_CHECK=1 then also builds the
@@ -17,14 +22,25 @@
 # setuptools and wheel: the build needs nothing else) and checks it loads; with
 # the oldest supported torch last, that also compiles against its headers.
 set -euo pipefail
-build_venv=$(cd "$1" && pwd)
-work=$2
-shift 2
-targets=("$@")
 root=$(cd "$(dirname "$0")/.." && pwd)
-
-rm -rf "$work" && mkdir -p "$work/src" "$work/dist" "$work/smoke"
-work=$(cd "$work" && pwd)
+if [ "$1" = "--fresh" ]; then
+  work=$3
+  rm -rf "$work" && mkdir -p "$work/src" "$work/dist" "$work/smoke"
+  work=$(cd "$work" && pwd)
+  echo "== fresh venv with $2, the build's and the tests' needs"
+  python3 -m venv "$work/venv0"
+  "$work/venv0/bin/pip" install -q --upgrade pip
+  "$work/venv0/bin/pip" install -q --no-cache-dir "$2" setuptools wheel ninja pytest numpy scipy expecttest
+  build_venv=$work/venv0
+  targets=(same)
+else
+  build_venv=$(cd "$1" && pwd)
+  work=$2
+  shift 2
+  targets=("$@")
+  rm -rf "$work" && mkdir -p "$work/src" "$work/dist" "$work/smoke"
+  work=$(cd "$work" && pwd)
+fi
 
 echo "== build the wheel against $("$build_venv/bin/python" -c 'import torch; print(torch.__version__)')"
 # From a copy of the tree: the build writes trainops/_build_meta.json and
@@ -75,15 +91,21 @@ smoke() {  # smoke VENV: the installed wheel, from outside the source tree
 n=0
 for target_torch in "${targets[@]}"; do
   n=$((n + 1))
-  venv="$work/venv$n"
-  echo "== fresh venv with $target_torch, then the wheel"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  # Only torch and the test runner's needs (numpy/scipy/expecttest: the
-  # distribution tests and opcheck).
-  # --no-cache-dir: the venv is thrown away, and a CUDA torch from PyPI would
-  # leave ~3 GB of wheels in pip's cache.
-  "$venv/bin/pip" install -q --no-cache-dir "$target_torch" pytest numpy scipy expecttest
+  if [ "$target_torch" = same ]; then
+    venv=$build_venv
+    target_torch=$("$venv/bin/python" -c 'import torch; print("torch==" + torch.__version__)')
+    echo "== the wheel, in the venv it was built in ($target_torch)"
+  else
+    venv="$work/venv$n"
+    echo "== fresh venv with $target_torch, then the wheel"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    # Only torch and the test runner's needs (numpy/scipy/expecttest: the
+    # distribution tests and opcheck).
+    # --no-cache-dir: the venv is thrown away, and a CUDA torch from PyPI would
+    # leave ~3 GB of wheels in pip's cache.
+    "$venv/bin/pip" install -q --no-cache-dir "$target_torch" pytest numpy scipy expecttest
+  fi
   "$venv/bin/pip" install -q --no-deps "$wheel"
   "$venv/bin/pip" check
   echo "== smoke subset under $target_torch, from outside the source tree"

@@ -346,7 +346,8 @@ def test_clip_grad_value_matches_torch(device, dtype):
         assert torch.equal(a.grad[~nan].view(torch.uint8), b.grad[~nan].view(torch.uint8)), clip_value
 
 
-def test_fuzz_against_oracle_and_torch():
+@pytest.mark.parametrize("device", device_params())
+def test_fuzz_against_oracle_and_torch(device):
     rng = random.Random(1234)
     sizes = [0, 1, 2, 15, 16, 17, 100, 1023, CHUNK - 1, CHUNK, CHUNK + 1]
     for case in range(300):
@@ -359,13 +360,14 @@ def test_fuzz_against_oracle_and_torch():
         params = []
         for _ in range(n):
             size = rng.choice(sizes) if rng.random() < 0.7 else rng.randint(0, 3000)
-            params.append(make_param((size,), rng.choice(dtypes), "cpu", scale, grad=rng.random() > 0.15, gen=gen))
+            params.append(make_param((size,), rng.choice(dtypes), device, scale, grad=rng.random() > 0.15, gen=gen))
         grads = [q.grad for q in params if q.grad is not None]
         want = reference.total_norm(grads, p)
         before = [g.clone() for g in grads]
         total = trainops.clip_grad_norm_(iter(params), max_norm, p)
         tol = 1e-12 if all(g.dtype == torch.float64 for g in grads) else 2e-6
         assert rel_err(total, want) <= tol, (case, p)
+        assert total.device.type == (device if grads else "cpu")
         if grads and torch.isfinite(want):
             coef = min(max_norm / (float(want) + 1e-6), 1.0)
             for g, g0 in zip(grads, before):
@@ -379,6 +381,89 @@ def test_fuzz_against_oracle_and_torch():
             torch_total = torch.nn.utils.get_total_norm(before, p)
             if torch.isfinite(torch_total):  # torch's fp16/bf16 totals overflow
                 assert rel_err(total, torch_total.double()) <= (5e-2 if any(g.dtype in (torch.float16, torch.bfloat16) for g in grads) else 1e-4)
+
+
+def _oracle64(grads: list[torch.Tensor], p: float) -> float:
+    """float64 p-norm of the concatenation, by torch.linalg.vector_norm (independent
+    of trainops.reference; the fuzz's values are far from fp64's range limits)."""
+    x = torch.cat([torch.zeros(0, dtype=torch.float64)] + [g.detach().to("cpu", torch.float64).reshape(-1) for g in grads])
+    return float(torch.linalg.vector_norm(x, p)) if x.numel() else 0.0
+
+
+def _per_tensor_oracle64(grads: list[torch.Tensor], p: float) -> torch.Tensor:
+    """float64 p-norm of each tensor (0 for an empty one), in one vectorised pass."""
+    x = torch.cat([g.detach().to("cpu", torch.float64).reshape(-1) for g in grads]).abs()
+    segment = torch.repeat_interleave(torch.arange(len(grads)), torch.tensor([g.numel() for g in grads]))
+    out = torch.zeros(len(grads), dtype=torch.float64)
+    if math.isinf(p):
+        return out.scatter_reduce_(0, segment, x, "amax")
+    return out.index_add_(0, segment, x**p) ** (1.0 / p)
+
+
+# Long lists: the chunk table / per-tensor bookkeeping of 10,000 tensors (mixed
+# dtypes, empty tensors, parameters without a grad, a few tensors past a chunk)
+# against the float64 oracle for every norm type, general p included, and
+# against torch for p in {1, 2, inf}.
+LONG_FUZZ_CASES = {
+    "mixed": (FLOAT_DTYPES, 1.0),
+    "fp32-bf16-fp16": ([torch.float32, torch.bfloat16, torch.float16], 30.0),  # fp32 totals
+    "fp64": ([torch.float64], 1e-3),  # fp64 accumulation: 1e-12
+}
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("case", list(LONG_FUZZ_CASES))
+def test_fuzz_long_lists(device, case):
+    dtypes, scale = LONG_FUZZ_CASES[case]
+    seed = list(LONG_FUZZ_CASES).index(case)
+    rng = random.Random(4321 + seed)
+    gen = torch.Generator().manual_seed(99 + seed)
+    params = []
+    for _ in range(10_000):
+        r = rng.random()
+        size = 0 if r < 0.1 else rng.choice([CHUNK - 1, CHUNK + 1, 3000]) if r > 0.998 else rng.randint(1, 40)
+        params.append(make_param((size,), rng.choice(dtypes), device, scale, grad=rng.random() > 0.15, gen=gen))
+    has_grad = [q.grad is not None for q in params]
+    grads = [q.grad for q in params if q.grad is not None]
+    # The fuzz itself: None grads, empty grads and every dtype asked for are there.
+    assert 1000 < has_grad.count(False) < 2000 and sum(g.numel() == 0 for g in grads) > 500
+    assert {g.dtype for g in grads} == set(dtypes) and any(g.numel() > CHUNK for g in grads)
+    has_fp64 = any(g.dtype == torch.float64 for g in grads)
+    low = {g.dtype for g in grads} & {torch.float16, torch.bfloat16}
+    tol = 1e-12 if dtypes == [torch.float64] else 1e-6
+    # torch rounds each tensor's norm to its dtype (bf16: 2^-9 relative) and sums in fp32 (or fp64 with an fp64 grad).
+    torch_tol = 1e-2 if torch.bfloat16 in low else 2e-3 if low else 1e-10 if dtypes == [torch.float64] else 1e-5
+    for p in (0.5, 1.0, 2.0, 3.0, math.inf):
+        want = _oracle64(grads, p)
+        total = trainops.get_total_norm(grads, p)
+        assert total.dtype == (torch.float64 if has_fp64 else torch.float32) and total.device.type == device
+        assert rel_err(total, want) <= tol, (p, rel_err(total, want))
+        per = trainops.grad_norms(params, p)
+        assert per.shape == (len(grads),) and per.dtype == torch.float32 and per.device.type == device
+        per, per_want = per.cpu().double(), _per_tensor_oracle64(grads, p)
+        off = ((per - per_want).abs() > 1e-6 * per_want).nonzero().flatten()  # fp32 result: <= 2^-24 rounding
+        assert off.numel() == 0, (p, off[:5].tolist(), per[off[:5]].tolist(), per_want[off[:5]].tolist())
+        if p in (1.0, 2.0, math.inf):
+            torch_total = torch.nn.utils.get_total_norm([g for g in grads if g.numel()], p)  # torch's inf-norm refuses empty tensors
+            if torch.isfinite(torch_total):  # torch's fp16 per-tensor norms overflow above 65504
+                assert rel_err(total, torch_total.double()) <= torch_tol, (p, rel_err(total, torch_total.double()))
+    # Clip (a generator of parameters), at a general p and at 2: every grad is
+    # scaled by max_norm / (total + 1e-6); grads stay None where they were.
+    for p in (3.0 if seed % 2 else 0.5, 2.0):
+        before = [g.clone() for g in grads]
+        want = _oracle64(before, p)
+        total = trainops.clip_grad_norm_((q for q in params), 0.25 * want, p)
+        assert rel_err(total, want) <= tol, p
+        assert [q.grad is not None for q in params] == has_grad
+        coef = 0.25 * want / (float(total) + 1e-6)
+        after = [q.grad for q in params if q.grad is not None]
+        assert all(a is g for a, g in zip(after, grads))  # scaled in place
+        for dtype in dtypes:
+            got = torch.cat([g.reshape(-1) for g in grads if g.dtype == dtype])
+            exp = torch.cat([(g0.double() * coef).to(dtype).reshape(-1) for g0 in before if g0.dtype == dtype])
+            rtol = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-5, torch.float64: 1e-12}[dtype]
+            torch.testing.assert_close(got, exp, rtol=rtol, atol=0, msg=lambda m: f"{case} p {p} {dtype}: {m}")
+        assert rel_err(_oracle64(grads, p), 0.25 * want) <= 2e-2  # clipped to max_norm (bf16 rounding)
 
 
 @pytest.mark.parametrize("n_tensors", [10_000, 20_000])
@@ -461,18 +546,20 @@ def test_copy_on_write_tensors(n_tensors):
     assert torch.equal(base, original)
 
 
-def test_single_tensor_and_generators():
-    p = make_param((5, 5), torch.float32, "cpu")
+@pytest.mark.parametrize("device", device_params())
+def test_single_tensor_and_generators(device):
+    p = make_param((5, 5), torch.float32, device)
     g0 = p.grad.clone()
     total = trainops.clip_grad_norm_(p, 1e9)
+    assert total.device.type == device
     assert rel_err(total, g0.double().norm()) <= 1e-6
     assert float(trainops.get_total_norm(g0)) == pytest.approx(float(g0.double().norm()), rel=1e-6)
     assert float(trainops.get_total_norm(x for x in [g0])) == pytest.approx(float(g0.double().norm()), rel=1e-6)
     with pytest.warns(UserWarning, match="empty generator"):
         out = trainops.clip_grad_norm_((x for x in []), 1.0)
-    assert out.device.type == "cpu" and float(out) == 0.0
+    assert out.device.type == "cpu" and float(out) == 0.0  # nothing to take a device from: CPU, as torch
     assert float(trainops.clip_grad_norm_([], 1.0)) == 0.0
-    no_grad = [make_param((3,), torch.float32, "cpu", grad=False)]
+    no_grad = [make_param((3,), torch.float32, device, grad=False)]
     assert float(trainops.clip_grad_norm_(no_grad, 1.0)) == 0.0
     trainops.clip_grad_value_(no_grad, 1.0)
     assert trainops.grad_norms(no_grad).shape == (0,)
@@ -487,8 +574,9 @@ def test_foreach_accepted():
         trainops.clip_grads_with_norm_([p], 1.0, torch.tensor(2.0), foreach=foreach)
 
 
-def test_error_if_nonfinite_leaves_grads_untouched():
-    params = [make_param((10,), torch.float32, "cpu") for _ in range(3)]
+@pytest.mark.parametrize("device", device_params())
+def test_error_if_nonfinite_leaves_grads_untouched(device):
+    params = [make_param((10,), torch.float32, device) for _ in range(3)]
     params[1].grad[2] = math.inf
     before = [q.grad.clone() for q in params]
     with pytest.raises(RuntimeError, match="non-finite"):
@@ -500,6 +588,58 @@ def test_error_if_nonfinite_leaves_grads_untouched():
     assert math.isinf(total)
 
 
+NONFINITE_CASES = {"inf": [math.inf], "-inf": [-math.inf], "nan": [math.nan], "inf and nan": [math.inf, math.nan]}
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES + ["mixed"], ids=str)
+@pytest.mark.parametrize("bad", list(NONFINITE_CASES))
+def test_nonfinite_grads_scaled_like_torch(device, dtype, bad):
+    """Without error_if_nonfinite, torch scales by max_norm / (total + 1e-6)
+    all the same: by 0 for an inf total (finite grads become +-0, an inf grad
+    nan), by nan for a nan total (every grad nan). trainops must write the
+    same grads: NaN where torch has NaN, every other element bitwise equal
+    (signed zeros included); NaN payloads may differ (torch's bf16 path
+    rewrites them; see test_clip_grad_value_matches_torch)."""
+    dtypes = FLOAT_DTYPES if dtype == "mixed" else [dtype]
+    gen = torch.Generator().manual_seed(13)
+    shapes = [(CHUNK + 5,), (7, 3), (40,), (6,)]  # past a chunk boundary, and small ones
+    src = [(torch.randn(s, generator=gen, dtype=torch.float64) * 3).to(dtypes[i % len(dtypes)]) for i, s in enumerate(shapes)]
+    for j, value in enumerate(NONFINITE_CASES[bad]):
+        src[j * 2][5 + j] = value  # the bad element(s): in the first and in the third grad
+    src[1][0, 0] = -0.0
+    for p in (1.0, 2.0, math.inf):
+        for max_norm in (0.5, 1e9):
+            ours = [make_param(g.shape, g.dtype, device, grad=False) for g in src]
+            theirs = [make_param(g.shape, g.dtype, device, grad=False) for g in src]
+            for a, b, g in zip(ours, theirs, src):
+                a.grad, b.grad = g.to(device, copy=True), g.to(device, copy=True)
+            extra = [make_param((3,), torch.float32, device, grad=False), make_param((0,), dtypes[-1], device)]
+            total = trainops.clip_grad_norm_(ours + extra, max_norm, p)  # (torch's inf-norm refuses the empty grad)
+            want = torch.nn.utils.clip_grad_norm_(theirs, max_norm, p)
+            assert math.isnan(want) if "nan" in bad else math.isinf(want)
+            assert (math.isnan(total) and math.isnan(want)) or float(total) == float(want), (p, total, want)
+            assert extra[0].grad is None and extra[1].grad.shape == (0,)
+            for a, b in zip(ours, theirs):
+                nan = b.grad.isnan()
+                assert torch.equal(a.grad.isnan(), nan), (p, max_norm, a.grad.dtype)
+                assert torch.equal(a.grad[~nan].view(torch.uint8), b.grad[~nan].view(torch.uint8)), (p, max_norm, a.grad.dtype)
+            if bad == "inf" and p == 2.0:  # the test's own premise: an inf total zeroes grads, keeping signs
+                assert torch.equal(torch.signbit(ours[0].grad[:5]), torch.signbit(src[0][:5]))
+                assert not ours[0].grad[~ours[0].grad.isnan()].any()
+    # The same through get_total_norm + clip_grads_with_norm_ (a non-finite total_norm argument).
+    ours = [make_param(g.shape, g.dtype, device, grad=False) for g in src]
+    theirs = [make_param(g.shape, g.dtype, device, grad=False) for g in src]
+    for a, b, g in zip(ours, theirs, src):
+        a.grad, b.grad = g.to(device, copy=True), g.to(device, copy=True)
+    total = trainops.get_total_norm([q.grad for q in ours])
+    trainops.clip_grads_with_norm_(ours, 1.0, total)
+    torch.nn.utils.clip_grads_with_norm_(theirs, 1.0, total)
+    for a, b in zip(ours, theirs):
+        nan = b.grad.isnan()
+        assert torch.equal(a.grad.isnan(), nan) and torch.equal(a.grad[~nan].view(torch.uint8), b.grad[~nan].view(torch.uint8))
+
+
 def test_fp16_total_is_float32_where_torch_overflows():
     g = torch.full((100,), 10000.0, dtype=torch.float16)
     assert torch.nn.utils.get_total_norm([g]).isinf()
@@ -507,13 +647,14 @@ def test_fp16_total_is_float32_where_torch_overflows():
     assert ours.dtype == torch.float32 and rel_err(ours, 1e5) <= 1e-6
 
 
-def test_grad_norms_per_parameter():
+@pytest.mark.parametrize("device", device_params())
+def test_grad_norms_per_parameter(device):
     gen = torch.Generator().manual_seed(11)
-    params = [make_param(s, d, "cpu", gen=gen) for s, d in [((3, 4), torch.float32), ((0,), torch.float16), ((70000,), torch.bfloat16)]]
-    params.insert(1, make_param((2,), torch.float32, "cpu", grad=False))
+    params = [make_param(s, d, device, gen=gen) for s, d in [((3, 4), torch.float32), ((0,), torch.float16), ((70000,), torch.bfloat16)]]
+    params.insert(1, make_param((2,), torch.float32, device, grad=False))
     for p in NORM_TYPES:
         norms = trainops.grad_norms(params, p)
-        assert norms.dtype == torch.float32 and norms.shape == (3,)
+        assert norms.dtype == torch.float32 and norms.shape == (3,) and norms.device.type == device
         want = [reference.tensor_norm64(q.grad, p) for q in params if q.grad is not None]
         for got, w in zip(norms, want):
             assert rel_err(got, w) <= 1e-6
@@ -530,8 +671,9 @@ def test_grad_norms_per_parameter():
         (dict(max_norm=1.0, norm_type=math.nan), ValueError, "norm_type"),
     ],
 )
-def test_bad_arguments_raise_before_touching_grads(kwargs, exc, match):
-    params = [make_param((10,), torch.float32, "cpu") for _ in range(2)]
+@pytest.mark.parametrize("device", device_params())
+def test_bad_arguments_raise_before_touching_grads(device, kwargs, exc, match):
+    params = [make_param((10,), torch.float32, device) for _ in range(2)]
     before = [q.grad.clone() for q in params]
     with pytest.raises(exc, match=match):
         trainops.clip_grad_norm_(params, **kwargs)
@@ -539,12 +681,13 @@ def test_bad_arguments_raise_before_touching_grads(kwargs, exc, match):
         assert torch.equal(q.grad, b)
 
 
-def test_bad_tensors_raise_before_touching_grads():
-    good = make_param((10,), torch.float32, "cpu")
+@pytest.mark.parametrize("device", device_params())
+def test_bad_tensors_raise_before_touching_grads(device):
+    good = make_param((10,), torch.float32, device)
     for bad_grad, exc, match in [
-        (torch.arange(4), TypeError, "dtype"),
-        (torch.randn(4, dtype=torch.complex64), TypeError, "dtype"),
-        (torch.randn(4, 4).to_sparse(), TypeError, "sparse"),
+        (torch.arange(4, device=device), TypeError, "dtype"),
+        (torch.randn(4, dtype=torch.complex64, device=device), TypeError, "dtype"),
+        (torch.randn(4, 4, device=device).to_sparse(), TypeError, "sparse"),
         (torch.empty(4, device="meta"), ValueError, "meta"),
     ]:
         before = good.grad.clone()
