@@ -996,6 +996,26 @@ def _orthogonal_finish(
         t.copy_(full)
 
 
+def _drop_in_layout(
+    tensor: Tensor, global_shape: ShapeLike | None, global_offset: Sequence[int] | None, op: str
+) -> tuple[Tensor, tuple[int, ...] | None, tuple[int, ...] | None]:
+    """(local tensor, global shape, offset) of a drop-in function's tensor: a
+    DTensor's from its placements, else the arguments, checked (callers check
+    before drawing a seed). Shape and offset are None for a whole plain tensor."""
+    if distributed.is_dtensor(tensor):
+        if global_shape is not None or global_offset is not None:
+            raise ValueError("a DTensor's placements give its shard's place: pass no global_shape / global_offset")
+        return _shard_layout(tensor)
+    if global_shape is None and global_offset is None:
+        return tensor, None, None
+    g = tuple(global_shape) if global_shape is not None else tuple(tensor.shape)
+    o = tuple(global_offset) if global_offset is not None else (0,) * tensor.dim()
+    if len(g) != tensor.dim() or len(o) != tensor.dim():
+        raise ValueError(f"{op}: tensor has {tensor.dim()} dims but global_shape {list(g)} / global_offset {list(o)} do not")
+    _check_shard_layout(0, list(tensor.shape), list(g), list(o), op=op)
+    return tensor, g, o
+
+
 @torch.no_grad()
 def _orthogonal_batch(
     tensors: list[Tensor],
@@ -1037,21 +1057,11 @@ def orthogonal_(
         raise TypeError(f"orthogonal_ supports float16, bfloat16, float32 and float64 tensors, got {tensor.dtype}")
     if tensor.numel() == 0:
         return tensor
+    tensor_local, global_shape, global_offset = _drop_in_layout(
+        tensor, global_shape, global_offset, "trainops.init.orthogonal_"
+    )
     if distributed.is_dtensor(tensor):
-        if global_shape is not None or global_offset is not None:
-            raise ValueError("a DTensor's placements give its shard's place: pass no global_shape / global_offset")
         _extension.mark_written([tensor])
-        tensor_local, global_shape, global_offset = _shard_layout(tensor)
-    else:
-        tensor_local = tensor
-        if global_shape is not None or global_offset is not None:  # checked before a seed is drawn
-            g = list(global_shape) if global_shape is not None else list(tensor.shape)
-            o = list(global_offset) if global_offset is not None else [0] * tensor.dim()
-            if len(g) != tensor.dim() or len(o) != tensor.dim():
-                raise ValueError(
-                    f"orthogonal_: tensor has {tensor.dim()} dims but global_shape {g} / global_offset {o} do not"
-                )
-            _check_shard_layout(0, list(tensor.shape), g, o, op="trainops.init.orthogonal_")
     _orthogonal_batch(
         [tensor_local],
         [gain],
@@ -1087,22 +1097,13 @@ def sparse_(
     """
     if tensor.ndimension() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    if distributed.is_dtensor(tensor):
-        if global_shape is not None or global_offset is not None:
-            raise ValueError("a DTensor's placements give its shard's place: pass no global_shape / global_offset")
-        local, gshape, goffset = _shard_layout(tensor)
-    else:
-        local = tensor
-        gshape = tuple(global_shape) if global_shape is not None else tuple(tensor.shape)
-        goffset = tuple(global_offset) if global_offset is not None else (0, 0)
-        if len(gshape) != 2 or len(goffset) != 2:
-            raise ValueError(f"sparse_: a 2-D tensor needs a 2-D global_shape and global_offset, got {gshape} / {goffset}")
+    # Checked before the seed is drawn: a refused call leaves the generator alone.
+    local, gshape, goffset = _drop_in_layout(tensor, global_shape, global_offset, "trainops.init.sparse_")
+    gshape, goffset = gshape or tuple(tensor.shape), goffset or (0, 0)
     key = 0 if key is None else _to_i64(key)
     spec = InitSpec.normal(0.0, std)
-    # Before the seed is drawn: a refused call leaves the generator alone.
     _check_tensor(local, 0)
     _check_spec(spec, 0)
-    _check_shard_layout(0, list(local.shape), list(gshape), list(goffset), op="trainops.init.sparse_")
     rows = gshape[0]
     num_zeros = int(math.ceil(sparsity * rows))
     seed = _resolve_seed(seed, generator, [local])
