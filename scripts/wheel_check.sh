@@ -23,6 +23,11 @@
 # the oldest supported torch last, that also compiles against its headers.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+if [ $# -lt 3 ]; then
+  echo "usage: $0 BUILD_VENV WORKDIR TARGET_TORCH [TARGET_TORCH ...]" >&2
+  echo "       $0 --fresh TORCH WORKDIR" >&2
+  exit 2
+fi
 if [ "$1" = "--fresh" ]; then
   work=$3
   rm -rf "$work" && mkdir -p "$work/src" "$work/dist" "$work/smoke"

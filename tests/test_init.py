@@ -616,21 +616,69 @@ def test_init_module_is_one_fused_call(monkeypatch):
 
 
 def test_init_tensors_warns_on_zero_weights_once():
-    with pytest.warns(UserWarning, match="tensor 1, a 2-D weight"):
+    with pytest.warns(UserWarning, match="tensor 1, a 2-D weight") as caught:
         init.init_tensors_([torch.empty(4), torch.empty(4, 4)], InitSpec.constant(0.0), seed=0)
+    assert [w.filename for w in caught] == [__file__]  # the caller's line, not torch's no_grad wrapper
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         init.init_tensors_([torch.empty(4), torch.empty(4, 4)], [InitSpec.constant(0.0), InitSpec.constant(1.0)], seed=0)
-    # A plan that zero-initialises a weight warns once, by the parameter's name.
-    model = nn.Linear(4, 4)
-    p = init.plan(model)
-    p.entries[0] = dataclasses.replace(p.entries[0], spec=InitSpec.constant(0.0), scheme="zeros_")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        init.init_module_(model, p)
-    assert [str(w.message) for w in caught if "symmetry" in str(w.message)] == [
-        "trainops.init: the plan zero-initialises weight of shape (4, 4): symmetry is never broken"
-    ]
+        # Nothing written, nothing to warn about: empty and meta tensors, and a refused call.
+        init.init_tensors_([torch.empty(0, 4), torch.empty(4, 4, device="meta")], InitSpec.constant(0.0), seed=0)
+        with pytest.raises(TypeError):
+            init.init_tensors_([torch.empty(4, 4, dtype=torch.int32)], InitSpec.constant(0.0), seed=0)
+    # A plan that zero-initialises a weight warns once, by the parameter's name,
+    # at the line that called init_module_ or materialize_.
+    for materialize in (False, True):
+        with torch.device("meta" if materialize else "cpu"):
+            model = nn.Linear(4, 4)
+        p = init.plan(model)
+        p.entries[0] = dataclasses.replace(p.entries[0], spec=InitSpec.constant(0.0), scheme="zeros_")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if materialize:
+                init.materialize_(model, "cpu", p)
+            else:
+                init.init_module_(model, p)
+        zero = [w for w in caught if "symmetry" in str(w.message)]
+        assert [str(w.message) for w in zero] == [
+            "trainops.init: the plan zero-initialises weight of shape (4, 4): symmetry is never broken"
+        ]
+        assert zero[0].filename == __file__, zero[0].filename
+
+
+def _eval_sigma(layer: nn.Module) -> float:
+    layer.eval()
+    return float(torch.linalg.matrix_norm(layer.weight_hh_l0.detach(), ord=2))
+
+
+def test_spectral_norm_on_an_orthogonal_weight_is_rewarmed():
+    # A GRU's weight_hh gets the orthogonal init; spectral_norm's u and v must
+    # follow it (they were left stale: eval-mode sigma 11 instead of 1).
+    for parametrized in (True, False):
+        torch.manual_seed(0)
+        gru = nn.GRU(16, 16)
+        if parametrized:
+            gru = torch.nn.utils.parametrizations.spectral_norm(gru, "weight_hh_l0")
+        else:
+            gru = torch.nn.utils.spectral_norm(gru, "weight_hh_l0")
+        init.init_module_(gru, seed=3)
+        if not parametrized:
+            gru.eval()
+            with torch.no_grad():
+                gru(torch.zeros(1, 1, 16))  # the hook form computes the weight in its pre-hook
+        assert _eval_sigma(gru) == pytest.approx(1.0, abs=1e-3), parametrized
+
+
+def test_torch_plan_does_not_run_parametrizations():
+    # Reading a parametrized layer's weight runs its parametrizations: in
+    # training mode spectral_norm's power iteration would update u.
+    model = nn.Sequential(torch.nn.utils.parametrizations.spectral_norm(nn.Linear(8, 8)))
+    sn = model[0].parametrizations.weight[0]
+    u = sn._u.clone()
+    p = init.plan(model, "torch")
+    assert torch.equal(sn._u, u)
+    assert p["0.parametrizations.weight.original"].bound == pytest.approx(1.0 / math.sqrt(8))
+    assert p["0.bias"].bound == pytest.approx(1.0 / math.sqrt(8))
 
 
 def test_other_schemes():

@@ -506,15 +506,17 @@ def init_tensors_(
     """
     tensors = list(tensors)
     specs = _spec_list(specs, len(tensors))
+    _init_tensors(tensors, specs, seed, keys, global_shapes, global_offsets, generator)
+    # After the call, so that a refused one does not warn too.
     for i, (t, spec) in enumerate(zip(tensors, specs)):
-        if spec.kind == "constant" and spec.a == 0.0 and t.dim() >= 2:
+        if spec.kind == "constant" and spec.a == 0.0 and t.dim() >= 2 and t.numel() > 0 and not _on_meta(t):
             warnings.warn(
                 f"trainops.init.init_tensors_: zero-initialising tensor {i}, a {t.dim()}-D weight of shape "
                 f"{tuple(t.shape)}: every unit gets the same gradient, so symmetry is never broken",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,  # init_tensors_, no_grad's wrapper, the caller
             )
-    return _init_tensors(tensors, specs, seed, keys, global_shapes, global_offsets, generator)
+    return tensors
 
 
 def _spec_list(specs: InitSpec | tuple | Sequence[InitSpec | tuple], n: int) -> list[InitSpec]:
@@ -1577,6 +1579,18 @@ def _layer_rule(scheme: str, mname: str, m: nn.Module, pname: str, p: Tensor, ct
     return e
 
 
+def _weight_shape(m: nn.Module) -> torch.Size:
+    """The shape of a layer's weight, without computing a parametrized one:
+    that runs its parametrizations (spectral_norm's power iteration, in
+    training mode, updates u and v; under FSDP2 it fails)."""
+    if torch.nn.utils.parametrize.is_parametrized(m, "weight"):
+        plist = m.parametrizations.weight
+        for name in ("original", "original1"):  # (original1: weight_norm's direction v, the weight's shape)
+            if hasattr(plist, name):
+                return getattr(plist, name).shape
+    return m.weight.shape
+
+
 def _torch_rule(full: str, mname: str, m: nn.Module, pname: str, p: Tensor, ctx: _Context) -> PlanEntry:
     """What each module's reset_parameters() draws, from the counter RNG."""
     is_bias = _is_bias(pname)
@@ -1586,19 +1600,19 @@ def _torch_rule(full: str, mname: str, m: nn.Module, pname: str, p: Tensor, ctx:
     if isinstance(parent, nn.MultiheadAttention) and mname.endswith("out_proj") and is_bias:
         return _zeros_entry(full, p, "MultiheadAttention._reset_parameters (out_proj.bias)")
     if isinstance(m, (nn.Linear,) + _CONV):
-        w = m.weight
-        fan_in, _ = _fans(w.shape)
+        shape = _weight_shape(m)
+        fan_in, _ = _fans(shape)
         if is_bias:
             bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
             return _uniform_entry(full, p, bound, "uniform_(+-1/sqrt(fan_in))", "reset_parameters bias", fan=fan_in)
         gain = calculate_gain("leaky_relu", math.sqrt(5))
-        bound = math.sqrt(3.0) * _kaiming_std(w.shape, math.sqrt(5), "fan_in", "leaky_relu")
+        bound = math.sqrt(3.0) * _kaiming_std(shape, math.sqrt(5), "fan_in", "leaky_relu")
         return _entry(
             full, p, "kaiming_uniform_(a=sqrt(5))", InitSpec.uniform(-bound, bound), "reset_parameters weight", fan=fan_in, gain=gain
         )
     if isinstance(m, nn.Bilinear):
-        bound = 1.0 / math.sqrt(m.weight.shape[1])
-        return _uniform_entry(full, p, bound, "uniform_(+-1/sqrt(in1_features))", "Bilinear.reset_parameters", fan=m.weight.shape[1])
+        in1 = _weight_shape(m)[1]
+        return _uniform_entry(full, p, 1.0 / math.sqrt(in1), "uniform_(+-1/sqrt(in1_features))", "Bilinear.reset_parameters", fan=in1)
     if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
         return _entry(full, p, "normal_(0, 1)", InitSpec.normal(0.0, 1.0), f"{type(m).__name__}.reset_parameters")
     if isinstance(m, _NORMS):
@@ -1890,6 +1904,14 @@ def init_module_(
         The plan that was applied.
     """
     the_plan = scheme if isinstance(scheme, InitPlan) else plan(module, scheme, skip=skip, n_layers=n_layers)
+    return _apply_plan(module, the_plan, seed, skip)
+
+
+def _apply_plan(
+    module: nn.Module, the_plan: InitPlan, seed: int, skip: Iterable[str] | Callable[[str, Tensor], bool] | None
+) -> InitPlan:
+    """init_module_ once it has a plan (materialize_ calls it directly, so that
+    warnings point at either one's caller)."""
     params = dict(module.named_parameters(remove_duplicate=False))  # a plan may name a tied weight by any alias
     skip_fn = _skip_fn(skip, module)
     _check_plan_shapes(the_plan, params)
@@ -1908,7 +1930,7 @@ def init_module_(
                 f"trainops.init: the plan zero-initialises {e.name} of shape {tuple(p.shape)}: "
                 "symmetry is never broken",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # _apply_plan, init_module_ / materialize_, no_grad's wrapper, the caller
             )
         if e.scheme.startswith("orthogonal_"):
             ortho_entries.append((p, e))
@@ -2263,4 +2285,4 @@ def materialize_(
     # also asked about a tensor's other names (tied weights, "<layer>.weight"
     # of a parametrized one), which need not be on_meta's.
     drawn = {id(p) for name, p in module.named_parameters(remove_duplicate=False) if name in on_meta}
-    return init_module_(module, the_plan, seed, skip=lambda name, p: id(p) not in drawn or skip_fn(name, p))
+    return _apply_plan(module, the_plan, seed, lambda name, p: id(p) not in drawn or skip_fn(name, p))

@@ -111,36 +111,52 @@ __device__ __forceinline__ void init_item_kind(const InitTensorPlan& p, uint64_t
 }
 
 // The plans and the chunk table go to the device as the arguments of small
-// copy kernels, up to kUploadWords words each. Not a pinned host buffer and an
+// copy kernels, up to kUploadWordsLarge words each. Not a pinned host buffer and an
 // asynchronous copy: under CUDA-graph capture that copy becomes a graph node
 // that re-reads the host buffer at every replay, which is then safe only if
 // torch's pinned-memory cache never hands that buffer out again (recent torch
 // keeps blocks used during capture; older releases did not). Kernel arguments
 // are copied into the graph when it is captured, and eagerly they cost a
 // launch per 32 KB: a list of 1,000 tensors is ~14 launches of a few us.
-constexpr int kUploadWords = 8000;  // 32,000 B
+// Two sizes of argument block: a call on one or a few tensors (model.apply of
+// a drop-in function, one parameter at a time) sends ~0.5 KB, and a launch
+// carries its whole block whatever the count.
+template <int kWords>
 struct UploadBatch {
-  uint32_t words[kUploadWords];
+  uint32_t words[kWords];
 };
-static_assert(sizeof(UploadBatch) <= 32764, "kernel parameters are limited to 32,764 bytes");
+constexpr int kUploadWordsSmall = 256;   // 1,024 B
+constexpr int kUploadWordsLarge = 8000;  // 32,000 B
+static_assert(sizeof(UploadBatch<kUploadWordsLarge>) <= 32764,
+              "kernel parameters are limited to 32,764 bytes");
 
-__global__ void upload_kernel(const __grid_constant__ UploadBatch batch, uint32_t* __restrict dst,
-                              int count) {
+template <int kWords>
+__global__ void upload_kernel(const __grid_constant__ UploadBatch<kWords> batch,
+                              uint32_t* __restrict dst, int count) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x) {
     dst[i] = batch.words[i];
   }
 }
 
-// `bytes` (a multiple of 4) copied into the device buffer `dst` on `stream`.
-void upload(const void* bytes, size_t size, uint32_t* dst, cudaStream_t stream) {
-  const size_t words = size / sizeof(uint32_t);
-  auto batch = std::make_unique<UploadBatch>();
-  for (size_t w = 0; w < words; w += kUploadWords) {
-    const int count = static_cast<int>(words - w < kUploadWords ? words - w : kUploadWords);
-    std::memcpy(batch->words, static_cast<const char*>(bytes) + w * sizeof(uint32_t),
-                static_cast<size_t>(count) * sizeof(uint32_t));
-    upload_kernel<<<(count + 255) / 256, 256, 0, stream>>>(*batch, dst + w, count);
+template <int kWords>
+void upload_words(const uint32_t* words, size_t n, uint32_t* dst, cudaStream_t stream) {
+  auto batch = std::make_unique<UploadBatch<kWords>>();
+  for (size_t w = 0; w < n; w += kWords) {
+    const int count = static_cast<int>(n - w < kWords ? n - w : kWords);
+    std::memcpy(batch->words, words + w, static_cast<size_t>(count) * sizeof(uint32_t));
+    upload_kernel<kWords><<<(count + 255) / 256, 256, 0, stream>>>(*batch, dst + w, count);
     TRAINOPS_CUDA_LAUNCH_CHECK();
+  }
+}
+
+// `size` bytes (a multiple of 4) copied into the device buffer `dst` on `stream`.
+void upload(const void* bytes, size_t size, uint32_t* dst, cudaStream_t stream) {
+  const size_t n = size / sizeof(uint32_t);
+  const auto* words = static_cast<const uint32_t*>(bytes);
+  if (n <= kUploadWordsSmall) {
+    upload_words<kUploadWordsSmall>(words, n, dst, stream);
+  } else {
+    upload_words<kUploadWordsLarge>(words, n, dst, stream);
   }
 }
 
@@ -188,14 +204,14 @@ void init_tensors_cuda_impl(TensorListArg tensors, IntListArg kinds, FloatListAr
   const size_t chunk_bytes = plan.chunks.size() * sizeof(Chunk);
   static_assert(sizeof(InitTensorPlan) % 8 == 0 && sizeof(Chunk) % 4 == 0,
                 "the chunk table starts 8-byte aligned and both are whole words");
-  std::vector<char> tables(plan_bytes + chunk_bytes);
+  std::vector<uint32_t> tables((plan_bytes + chunk_bytes) / sizeof(uint32_t));
   std::memcpy(tables.data(), call.plans.data(), plan_bytes);
-  std::memcpy(tables.data() + plan_bytes, plan.chunks.data(), chunk_bytes);
+  std::memcpy(reinterpret_cast<char*>(tables.data()) + plan_bytes, plan.chunks.data(), chunk_bytes);
   // From torch's caching allocator on this stream, so it lives until the
   // kernel below has run (and, under capture, in the graph's pool).
-  Tensor dev = empty_like_device(first, {static_cast<int64_t>(tables.size())}, ScalarType::Byte);
+  Tensor dev = empty_like_device(first, {static_cast<int64_t>(plan_bytes + chunk_bytes)}, ScalarType::Byte);
   const cudaStream_t stream = current_stream(first);
-  upload(tables.data(), tables.size(), static_cast<uint32_t*>(dev.data_ptr()), stream);
+  upload(tables.data(), plan_bytes + chunk_bytes, static_cast<uint32_t*>(dev.data_ptr()), stream);
   const auto* dplans = reinterpret_cast<const InitTensorPlan*>(dev.data_ptr());
   const auto* dchunks =
       reinterpret_cast<const Chunk*>(static_cast<const char*>(dev.data_ptr()) + plan_bytes);
