@@ -495,7 +495,8 @@ def init_tensors_(
     Returns:
         The list of tensors.
 
-    Meta tensors are skipped (they hold no data). A DTensor (FSDP2, tensor
+    A constant 0 for a tensor of 2 or more dims warns, as ``zeros_`` does
+    (symmetry is never broken). Meta tensors are skipped (they hold no data). A DTensor (FSDP2, tensor
     parallel) is drawn on its local shard at the shard's place in the global
     tensor, so every rank writes the values the unsharded tensor gets (pass no
     global shape for it: its placements give one). No host sync on CUDA: a
