@@ -510,13 +510,8 @@ def init_tensors_(
     _init_tensors(tensors, specs, seed, keys, global_shapes, global_offsets, generator)
     # After the call, so that a refused one does not warn too.
     for i, (t, spec) in enumerate(zip(tensors, specs)):
-        if spec.kind == "constant" and spec.a == 0.0 and t.dim() >= 2 and t.numel() > 0 and not _on_meta(t):
-            warnings.warn(
-                f"trainops.init.init_tensors_: zero-initialising tensor {i}, a {t.dim()}-D weight of shape "
-                f"{tuple(t.shape)}: every unit gets the same gradient, so symmetry is never broken",
-                UserWarning,
-                stacklevel=3,  # init_tensors_, no_grad's wrapper, the caller
-            )
+        if spec.kind == "constant" and spec.a == 0.0 and t.numel() > 0 and not _on_meta(t):
+            _warn_zero(t, "init_tensors_", f"tensor {i}, ", stacklevel=4)  # _warn_zero, init_tensors_, no_grad, the caller
     return tensors
 
 
@@ -814,13 +809,16 @@ def trunc_normal_(
     return _draw_(tensor, InitSpec.trunc_normal(mean, std, a, b), generator, seed, key, global_shape, global_offset)
 
 
-def _warn_zero(tensor: Tensor, what: str) -> None:
+def _warn_zero(tensor: Tensor, what: str, which: str = "", stacklevel: int = 5) -> None:
+    """Zero-filling a weight of 2 or more dims never breaks symmetry: say so.
+    ``which`` names the tensor in a list ("tensor 1, "). Default stacklevel:
+    _warn_zero, zeros_/constant_, no_grad, _overridable, the caller."""
     if tensor.dim() >= 2:
         warnings.warn(
-            f"trainops.init.{what}: zero-initialising a {tensor.dim()}-D weight of shape {tuple(tensor.shape)}: "
-            "every unit gets the same gradient, so symmetry is never broken",
+            f"trainops.init.{what}: zero-initialising {which}a {tensor.dim()}-D weight of shape "
+            f"{tuple(tensor.shape)}: every unit gets the same gradient, so symmetry is never broken",
             UserWarning,
-            stacklevel=5,  # _warn_zero, zeros_/constant_, no_grad, _overridable, the caller
+            stacklevel=stacklevel,
         )
 
 
@@ -1964,7 +1962,7 @@ def _apply_plan(
     for job in ortho_jobs:
         for gauss, key in zip(job.gauss.unbind(0), job.keys):
             add(gauss, unit, key)
-    for site, u, v in spectral:
+    for site, _, u, v in spectral:
         add(u, unit, key_of(site.u_name))
         add(v, unit, key_of(site.v_name))
     if tensors:
@@ -2036,7 +2034,9 @@ def _spectral_norm_sites(module: nn.Module) -> Iterator[_SpectralSite]:
                 yield _SpectralSite(f"{prefix}{hook.name}_u", f"{prefix}{hook.name}_v", m, None, 0, hook)
 
 
-def _spectral_sites_to_warm(module: nn.Module, drawn: set[int]) -> list[tuple[_SpectralSite, Tensor, Tensor]]:
+def _spectral_sites_to_warm(
+    module: nn.Module, drawn: set[int]
+) -> list[tuple[_SpectralSite, Tensor, Tensor, Tensor]]:
     """The spectral_norms whose weight this call draws, with their (u, v)
     buffers: those are drawn with the weights and warmed by
     :func:`_warm_spectral_norms` after."""
@@ -2055,20 +2055,19 @@ def _spectral_sites_to_warm(module: nn.Module, drawn: set[int]) -> list[tuple[_S
                 continue
         if original is None or id(original) not in drawn or _on_meta(original):
             continue
-        sites.append((site, u, v))
+        sites.append((site, original, u, v))
     return sites
 
 
-def _warm_spectral_norms(sites: list[tuple[_SpectralSite, Tensor, Tensor]]) -> None:
+def _warm_spectral_norms(sites: list[tuple[_SpectralSite, Tensor, Tensor, Tensor]]) -> None:
     """spectral_norm keeps power-iteration vectors (u, v) for its weight's top
     singular value; for a redrawn weight they are stale (seen: sigma 16.8
     instead of ~1 in eval mode). As torch does when it registers spectral_norm:
     unit Gaussian u and v -- drawn from the counter RNG with the weights, keyed
     by the buffers' names, so they are the same for any call, thread count or
     sharding -- normalised, then 15 power iterations on one CPU thread."""
-    for site, u, v in sites:
+    for site, original, u, v in sites:
         sn = site.norm
-        original = site.plist.original if site.plist is not None else getattr(site.layer, sn.name + "_orig")
         value = _whole(original)
         if value is None:
             continue
