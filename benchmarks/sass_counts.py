@@ -38,8 +38,11 @@ using namespace trainops;
 __device__ __forceinline__ uint64_t item() { return blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; }
 template <InitKind K>
 __device__ __forceinline__ void sample(const dist::DistParams<float>& d, uint64_t seed, uint64_t key, float4* out) {
+  // The normal's table, read from shared memory as the init kernel does; the
+  // kernel fills it once per CUDA block, not counted here.
+  __shared__ dist::NormalIcdfTable tab;
   float v[4];
-  dist::sample_block_k<K>(d, philox_block(seed, key, item()), v);
+  dist::sample_block_k<K>(d, philox_block(seed, key, item()), v, tab);
   out[item()] = make_float4(v[0], v[1], v[2], v[3]);
 }
 extern "C" __global__ void uniform(const dist::DistParams<float> d, uint64_t seed, uint64_t key, float4* out) {

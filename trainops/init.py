@@ -35,13 +35,16 @@ built on the ``meta`` device and initialises it with exactly the values
 :func:`init_module_` gives. :func:`init_tensors_` is the list entry point.
 
 Deliberate differences from torch.nn.init: the streams are not torch's (same
-distributions, different numbers); normal draws are exact Box-Muller in fp32,
-so |x - mean| < 5.8 std (23-bit uniforms; fp64 outputs use 53 bits);
-truncated normals are drawn in one pass by inverse CDF (torch takes five), in
-erf space by the kernel, except for intervals so far in a tail (or so far from
-the mean) that fewer than 65,536 erf-space values fall in [a, b]: those take an
-fp64 inverse CDF (``torch.special.ndtri``) from the same counter-based uniforms,
-exact in distribution but not guaranteed bitwise equal on CPU and CUDA.
+distributions, different numbers); an fp32 (fp16, bf16) normal is the inverse
+CDF of one 32-bit word -- the sign and p in [2^-32, 0.5] -- evaluated as a
+degree-9 polynomial per binade of p, within 1.6 ulp of the exact quantile of p
+for every fp32 p and non-decreasing, so |x - mean| <= 6.23 std; fp64 normals
+are Box-Muller on 53-bit uniforms. Truncated normals are drawn in one pass by
+inverse CDF (torch takes five), in erf space by the kernel, except for
+intervals so far in a tail (or so far from the mean) that fewer than 65,536
+erf-space values fall in [a, b]: those take an fp64 inverse CDF
+(``torch.special.ndtri``) from the same counter-based uniforms, exact in
+distribution but not guaranteed bitwise equal on CPU and CUDA.
 
 Values that are not bitwise equal on CPU and CUDA, and how far apart they can be:
 

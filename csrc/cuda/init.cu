@@ -50,6 +50,9 @@ __device__ __forceinline__ void store_global(void* p, uint2 v) {
 // it: 16 bytes for fp32 (4 values) and fp64 (2), 8 for fp16 / bf16 (4), so a
 // warp writes 512 (256) contiguous bytes per instruction instead of four
 // strided scalar stores. Returns false (nothing written) when unaligned.
+// The device copy of dist::kNormalIcdfHost (same initialiser, same values).
+__device__ const dist::NormalIcdfTable kNormalIcdfDevice{TRAINOPS_NORMAL_ICDF_COEFFS};
+
 template <typename Out, typename T, int kPer>
 __device__ __forceinline__ bool store_block_vector(Out* out, const T (&vals)[kPer]) {
   if (reinterpret_cast<uintptr_t>(out) % (sizeof(Out) * kPer) != 0) return false;
@@ -74,12 +77,12 @@ __device__ __forceinline__ bool store_block_vector(Out* out, const T (&vals)[kPe
 template <InitKind K, typename T, typename Out>
 __device__ __forceinline__ void init_item_typed(const InitTensorPlan& p,
                                                 const dist::DistParams<T>& d, uint64_t seed,
-                                                int64_t i) {
+                                                int64_t i, const dist::NormalIcdfTable& tab) {
   constexpr int kPer = dist::RealTraits<T>::kPerBlock;
   const InitItem it = init_item(p, i);
   if (it.g_end <= it.g_begin) return;
   T vals[kPer];
-  dist::sample_block_k<K>(d, philox_block(seed, p.key, it.block), vals);
+  dist::sample_block_k<K>(d, philox_block(seed, p.key, it.block), vals, tab);
   Out* out = static_cast<Out*>(p.data) + it.local_begin;
   const int64_t first = it.g_begin - static_cast<int64_t>(it.block) * kPer;
   // The common case: every element of the block is in the run (and, unless
@@ -93,19 +96,19 @@ __device__ __forceinline__ void init_item_typed(const InitTensorPlan& p,
 
 template <InitKind K>
 __device__ __forceinline__ void init_item_kind(const InitTensorPlan& p, uint64_t seed,
-                                               int64_t i) {
+                                               int64_t i, const dist::NormalIcdfTable& tab) {
   switch (p.dtype) {
     case DType::kHalf:
-      init_item_typed<K, float, half_bits>(p, p.pf, seed, i);
+      init_item_typed<K, float, half_bits>(p, p.pf, seed, i, tab);
       break;
     case DType::kBFloat16:
-      init_item_typed<K, float, bf16_bits>(p, p.pf, seed, i);
+      init_item_typed<K, float, bf16_bits>(p, p.pf, seed, i, tab);
       break;
     case DType::kFloat:
-      init_item_typed<K, float, float>(p, p.pf, seed, i);
+      init_item_typed<K, float, float>(p, p.pf, seed, i, tab);
       break;
     default:
-      init_item_typed<K, double, double>(p, p.pd, seed, i);
+      init_item_typed<K, double, double>(p, p.pd, seed, i, tab);
       break;
   }
 }
@@ -169,19 +172,31 @@ __global__ void init_tensors_kernel(const InitTensorPlan* __restrict plans,
   const Chunk c = chunks[blockIdx.x];
   const InitTensorPlan& p = plans[c.tensor];
   const InitKind kind = p.kind;
+  // The fp32 normal's coefficient table, [step][segment], staged in shared
+  // memory: a warp's lanes read one step for up to 32 segments, each in its
+  // own bank (lanes of one segment share a word: a broadcast), where constant
+  // memory would serialise the distinct addresses.
+  __shared__ dist::NormalIcdfTable tab;
+  if (kind == InitKind::kNormal && p.dtype != DType::kDouble) {
+    constexpr int kWords = dist::kNormalIcdfTerms * dist::kNormalIcdfSegments;
+    for (int k = threadIdx.x; k < kWords; k += blockDim.x) {
+      (&tab.c[0][0])[k] = (&kNormalIcdfDevice.c[0][0])[k];
+    }
+    __syncthreads();
+  }
   for (int64_t i = c.begin + threadIdx.x; i < c.begin + c.length; i += blockDim.x) {
     switch (kind) {
       case InitKind::kUniform:
-        init_item_kind<InitKind::kUniform>(p, seed, i);
+        init_item_kind<InitKind::kUniform>(p, seed, i, tab);
         break;
       case InitKind::kNormal:
-        init_item_kind<InitKind::kNormal>(p, seed, i);
+        init_item_kind<InitKind::kNormal>(p, seed, i, tab);
         break;
       case InitKind::kTruncNormal:
-        init_item_kind<InitKind::kTruncNormal>(p, seed, i);
+        init_item_kind<InitKind::kTruncNormal>(p, seed, i, tab);
         break;
       default:
-        init_item_kind<InitKind::kConstant>(p, seed, i);
+        init_item_kind<InitKind::kConstant>(p, seed, i, tab);
         break;
     }
   }

@@ -1,6 +1,6 @@
 // Distribution transforms of the counter-based initialisers: Philox words ->
-// uniform, normal (Box-Muller), truncated normal (inverse CDF) and constant
-// values. Torch-free and __host__ __device__: the CPU kernels, the CUDA kernels
+// uniform, normal (inverse CDF in fp32, Box-Muller in fp64), truncated normal
+// (inverse CDF) and constant values. Torch-free and __host__ __device__: the CPU kernels, the CUDA kernels
 // and the C++ unit tests run this very code.
 //
 // Bitwise equality between CPU and CUDA: every transform uses only IEEE
@@ -15,14 +15,16 @@
 // g % kPerBlock, of the Philox stream (seed, tensor key). fp32 (and fp16/bf16,
 // which are computed in fp32 and rounded once) use one 32-bit word per
 // uniform, four elements per block; fp64 uses two words (53 bits) per uniform,
-// two elements per block. A normal pair (Box-Muller) uses two uniforms of the
-// same block, so element values never depend on any other element's place in
-// memory, on threads, on the launch grid or on sharding.
+// two elements per block. An fp32 normal is the inverse CDF of its own word; an
+// fp64 normal pair (Box-Muller) uses the two uniforms of its block. So element
+// values never depend on any other element's place in memory, on threads, on
+// the launch grid or on sharding.
 #pragma once
 
 #include <cstdint>
 
 #include "trainops/common.h"
+#include "trainops/normal_icdf_table.h"
 #include "trainops/philox.h"
 
 #include <cmath>
@@ -193,17 +195,8 @@ TRAINOPS_HD_INLINE double log_approx(double x) {
   return fma_rn(ef, kLn2Hi, fma_rn(ef, kLn2Lo, s * p));
 }
 
-// ---- sin and cos on [-pi/4, pi/4] -----------------------------------------
-// Taylor series (fp32: to x^9 / x^10, fp64: to x^19 / x^20; the first omitted
-// term is below 2^-29 / 2^-60 at pi/4).
-TRAINOPS_HD_INLINE void sincos_small(float x, float* s, float* c) {
-  const float x2 = x * x;
-  const float ps = horner<float>(x2, 1.0 / 362880.0, -1.0 / 5040.0, 1.0 / 120.0, -1.0 / 6.0);
-  const float pc =
-      horner<float>(x2, -1.0 / 3628800.0, 1.0 / 40320.0, -1.0 / 720.0, 1.0 / 24.0, -0.5);
-  *s = fma_rn(x * x2, ps, x);
-  *c = fma_rn(x2, pc, 1.0f);
-}
+// ---- sin and cos on [-pi/4, pi/4], for the fp64 Box-Muller ---------------
+// Taylor series to x^19 / x^20 (the first omitted term is below 2^-60 at pi/4).
 TRAINOPS_HD_INLINE void sincos_small(double x, double* s, double* c) {
   const double x2 = x * x;
   const double ps = horner<double>(
@@ -219,7 +212,7 @@ TRAINOPS_HD_INLINE void sincos_small(double x, double* s, double* c) {
 }
 
 // (cos t, sin t) of an angle t uniform on the circle: the top two bits pick
-// the quadrant q, the next bits an offset phi uniform on [-pi/4, pi/4), and
+// the quadrant q, the next 53 bits an offset phi uniform on [-pi/4, pi/4), and
 // t = q pi/2 + phi covers [-pi/4, 7pi/4) uniformly -- no range reduction.
 template <typename T>
 TRAINOPS_HD_INLINE void rotate_quadrant(uint32_t q, T s, T c, T* cos_t, T* sin_t) {
@@ -228,13 +221,6 @@ TRAINOPS_HD_INLINE void rotate_quadrant(uint32_t q, T s, T c, T* cos_t, T* sin_t
   const T sq = select_bits(odd, c, s);
   *cos_t = negate_if((((q + 1u) >> 1) & 1u) != 0, cq);
   *sin_t = negate_if((q >> 1) != 0, sq);
-}
-TRAINOPS_HD_INLINE void unit_circle(uint32_t w, float* cos_t, float* sin_t) {
-  const int32_t k = static_cast<int32_t>((w >> 6) & 0x00ffffffu) - (1 << 23);
-  constexpr float kStep = 9.36237645e-08f;  // (pi / 2) * 2^-24
-  float s, c;
-  sincos_small(static_cast<float>(k) * kStep, &s, &c);
-  rotate_quadrant(w >> 30, s, c, cos_t, sin_t);
 }
 TRAINOPS_HD_INLINE void unit_circle(uint32_t hi, uint32_t lo, double* cos_t, double* sin_t) {
   const uint64_t x = ((static_cast<uint64_t>(hi & 0x3fffffffu) << 32) | lo) >> 9;  // 53 bits
@@ -389,19 +375,50 @@ TRAINOPS_HD_INLINE T trunc_normal_from_uniform(const DistParams<T>& d, T u) {
   return clamp_sel(fma_rn(d.p[1], erfinv_approx(z), d.p[0]), d.p[4], d.p[5]);
 }
 
-// Box-Muller: two independent standard normals r cos t, r sin t from u1 (radius)
-// and the angle word(s).
-TRAINOPS_HD_INLINE void normal_pair(const DistParams<float>& d, uint32_t w_radius, uint32_t w_angle,
-                             float* out) {
-  const float r = sqrt_rn(-2.0f * log_approx(u01_open(w_radius)));
-  float c, s;
-  unit_circle(w_angle, &c, &s);
-  out[0] = fma_rn(d.p[1], r * c, d.p[0]);
-  out[1] = fma_rn(d.p[1], r * s, d.p[0]);
+// ---- fp32 standard normal: the inverse CDF of one word --------------------
+// The top bit of the word is the sign; the other 31, made odd, are n, and
+// p = fp32(n) 2^-32 lies in [2^-32, 0.5] (the conversion rounds to nearest:
+// every odd n rounds alike on both platforms). Phi^-1(p) <= 0 is a degree-9
+// polynomial in y = m - 2 (exact), m the mantissa of p, with coefficients per
+// fp32 binade of p (normal_icdf_table.h, from scripts/gen_normal_icdf.py),
+// looked up by the exponent's low 5 bits. Within 1.6 ulp of the float64
+// quantile of that p and non-decreasing over every fp32 p (tests/cpp/
+// test_philox.cpp); reaches |x| = 6.23.
+// Branch-free and one word per element: a third of Box-Muller's instructions
+// on AVX-512, where the table is 2 registers per coefficient (vpermt2ps).
+constexpr int kNormalIcdfSegments = 32;
+constexpr int kNormalIcdfTerms = TRAINOPS_NORMAL_ICDF_DEGREE + 1;
+struct alignas(64) NormalIcdfTable {
+  float c[kNormalIcdfTerms][kNormalIcdfSegments];  // [Horner step][exponent mod 32]
+};
+// The host copy; CUDA kernels stage their own copy in shared memory.
+inline constexpr NormalIcdfTable kNormalIcdfHost{TRAINOPS_NORMAL_ICDF_COEFFS};
+
+// Phi^-1(p) for an fp32 p in [2^-32, 0.5], given p or p 2^32 (only the
+// mantissa and the exponent mod 32 are read, and 2^32 changes neither).
+TRAINOPS_HD_INLINE float normal_quantile_lower(const NormalIcdfTable& tab, float p) {
+  const uint32_t bits = float_as_u32(p);
+  const uint32_t seg = (bits >> 23) & (kNormalIcdfSegments - 1);
+  const float y = u32_as_float((bits & 0x007fffffu) | 0x3f800000u) - 2.0f;
+  float x = tab.c[0][seg];
+#if defined(__CUDACC__)
+#pragma unroll
+#else
+#pragma GCC unroll 16
+#endif
+  for (int i = 1; i < kNormalIcdfTerms; ++i) x = fma_rn(x, y, tab.c[i][seg]);
+  return x;
+}
+TRAINOPS_HD_INLINE float std_normal_icdf(const NormalIcdfTable& tab, uint32_t w) {
+  const float p_2_32 = static_cast<float>(static_cast<int32_t>((w & 0x7fffffffu) | 1u));
+  return u32_as_float(float_as_u32(normal_quantile_lower(tab, p_2_32)) ^ (w & 0x80000000u));
 }
 
+// `tab` is read by the fp32 normal only (kNormalIcdfHost on the CPU, a shared
+// memory copy on CUDA).
 template <InitKind K>
-TRAINOPS_HD_INLINE void sample_block_k(const DistParams<float>& d, const Philox4x32& w, float* out) {
+TRAINOPS_HD_INLINE void sample_block_k(const DistParams<float>& d, const Philox4x32& w, float* out,
+                                       const NormalIcdfTable& tab) {
   // Straight-line code per kind (no inner loops): GCC vectorises the CPU
   // kernel's loop over blocks only then.
   if (K == InitKind::kUniform) {
@@ -410,10 +427,10 @@ TRAINOPS_HD_INLINE void sample_block_k(const DistParams<float>& d, const Philox4
     out[2] = min_sel(fma_rn(u01_closed_open(w.v[2]), d.p[1], d.p[0]), d.p[2]);
     out[3] = min_sel(fma_rn(u01_closed_open(w.v[3]), d.p[1], d.p[0]), d.p[2]);
   } else if (K == InitKind::kNormal) {
-    // Written out, not a loop: GCC only vectorises the caller's loop over
-    // blocks when this body is straight-line code.
-    normal_pair(d, w.v[0], w.v[1], out);
-    normal_pair(d, w.v[2], w.v[3], out + 2);
+    out[0] = fma_rn(d.p[1], std_normal_icdf(tab, w.v[0]), d.p[0]);
+    out[1] = fma_rn(d.p[1], std_normal_icdf(tab, w.v[1]), d.p[0]);
+    out[2] = fma_rn(d.p[1], std_normal_icdf(tab, w.v[2]), d.p[0]);
+    out[3] = fma_rn(d.p[1], std_normal_icdf(tab, w.v[3]), d.p[0]);
   } else if (K == InitKind::kTruncNormal) {
     out[0] = trunc_normal_from_uniform(d, u01_open(w.v[0]));
     out[1] = trunc_normal_from_uniform(d, u01_open(w.v[1]));
@@ -428,7 +445,8 @@ TRAINOPS_HD_INLINE void sample_block_k(const DistParams<float>& d, const Philox4
 }
 
 template <InitKind K>
-TRAINOPS_HD_INLINE void sample_block_k(const DistParams<double>& d, const Philox4x32& w, double* out) {
+TRAINOPS_HD_INLINE void sample_block_k(const DistParams<double>& d, const Philox4x32& w, double* out,
+                                       const NormalIcdfTable&) {
   if (K == InitKind::kUniform) {
     out[0] = min_sel(fma_rn(u01_closed_open(w.v[0], w.v[1]), d.p[1], d.p[0]), d.p[2]);
     out[1] = min_sel(fma_rn(u01_closed_open(w.v[2], w.v[3]), d.p[1], d.p[0]), d.p[2]);
@@ -448,19 +466,20 @@ TRAINOPS_HD_INLINE void sample_block_k(const DistParams<double>& d, const Philox
 }
 
 template <typename T>
-TRAINOPS_HD_INLINE void sample_block(const DistParams<T>& d, const Philox4x32& w, T* out) {
+TRAINOPS_HD_INLINE void sample_block(const DistParams<T>& d, const Philox4x32& w, T* out,
+                                     const NormalIcdfTable& tab) {
   switch (d.kind) {
     case InitKind::kUniform:
-      sample_block_k<InitKind::kUniform>(d, w, out);
+      sample_block_k<InitKind::kUniform>(d, w, out, tab);
       break;
     case InitKind::kNormal:
-      sample_block_k<InitKind::kNormal>(d, w, out);
+      sample_block_k<InitKind::kNormal>(d, w, out, tab);
       break;
     case InitKind::kTruncNormal:
-      sample_block_k<InitKind::kTruncNormal>(d, w, out);
+      sample_block_k<InitKind::kTruncNormal>(d, w, out, tab);
       break;
     default:
-      sample_block_k<InitKind::kConstant>(d, w, out);
+      sample_block_k<InitKind::kConstant>(d, w, out, tab);
       break;
   }
 }
