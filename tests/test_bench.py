@@ -99,6 +99,9 @@ def test_bench_init_suite_measures_thread_scaling_alternated(tmp_path, capsys, m
     assert [(r["case"], r["threads"]) for r in data["init_rows"]] == [
         ("gpt2 normal", 2), ("gpt2 normal", 1), ("gpt2 trunc_normal", 2), ("gpt2 trunc_normal", 1)
     ]
+    for r in data["init_rows"]:
+        assert r["uniform_ms"] > 0 and r["ceiling"] == pytest.approx(r["torch_ms"] / r["uniform_ms"])
+    assert "uniform ms" in table and "ceiling" in table
     scaling = data["thread_scaling"]
     assert [r["case"] for r in scaling] == ["gpt2 normal", "gpt2 trunc_normal"]
     for r in scaling:

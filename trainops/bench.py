@@ -29,7 +29,11 @@ Init cases (``--suite init``): GPT-2 small's 148 parameter tensors initialised
 with normal(0, 0.02) and trunc_normal_(0, 0.02, -0.04, 0.04) by one fused
 trainops call against a loop of the torch.nn.init function, on the configured
 threads and on one thread; the floor is one ``fill_`` pass over the same
-tensors (every element written once). On a CPU with more than one thread, the
+tensors (every element written once). "uniform ms" times trainops' uniform over
+the same tensors: one Philox4x32-10 word per element and its store, which every
+normal or truncated normal value costs too, so "ceiling" = torch ms / uniform
+ms is the most any transform of those words could gain over torch in that run.
+On a CPU with more than one thread, the
 1 -> N thread speedup is measured again with the two thread counts alternated
 round by round (fill_'s own speedup beside it), so that a shared host's noise
 falls on both alike.
@@ -271,6 +275,8 @@ class InitRow:
     speedup: float
     gbs: float
     pct_floor: float
+    uniform_ms: float
+    ceiling: float
 
 
 def _init_case(dist_name: str, dtype_name: str, device: str):
@@ -295,11 +301,16 @@ def _init_case(dist_name: str, dtype_name: str, device: str):
     def ours():
         tinit.init_tensors_(params, [spec] * len(params), seed=0, keys=list(range(len(params))))
 
+    uniform_spec = tinit.InitSpec.uniform(-0.04, 0.04)
+
+    def uniform():
+        tinit.init_tensors_(params, [uniform_spec] * len(params), seed=0, keys=list(range(len(params))))
+
     def fill():
         for p in params:
             p.fill_(1.0)
 
-    return nbytes, torch_loop, ours, fill
+    return nbytes, torch_loop, ours, fill, uniform
 
 
 def run_init_case(dist_name: str, dtype_name: str, device: str, threads: int) -> InitRow:
@@ -308,10 +319,11 @@ def run_init_case(dist_name: str, dtype_name: str, device: str, threads: int) ->
     if device == "cpu":
         torch.set_num_threads(threads)
     try:
-        nbytes, torch_loop, ours, fill = _init_case(dist_name, dtype_name, device)
+        nbytes, torch_loop, ours, fill, uniform = _init_case(dist_name, dtype_name, device)
         t_ms = median_ms(torch_loop, device, min_reps=3)
         o_ms = median_ms(ours, device)
         f_ms = median_ms(fill, device)
+        u_ms = median_ms(uniform, device)
     finally:
         torch.set_num_threads(before)
     return InitRow(
@@ -325,6 +337,8 @@ def run_init_case(dist_name: str, dtype_name: str, device: str, threads: int) ->
         speedup=t_ms / o_ms,
         gbs=nbytes / (o_ms * 1e6),
         pct_floor=100 * f_ms / o_ms,
+        uniform_ms=u_ms,
+        ceiling=t_ms / u_ms,
     )
 
 
@@ -346,7 +360,7 @@ def run_thread_scaling(dist_name: str, dtype_name: str, threads: int, rounds: in
     tenants' load then falls on both thread counts alike, where separate
     cases measured seconds apart can see different machines. fill_'s own
     scaling in the same rounds shows what the host gave at that time."""
-    _, _, ours, fill = _init_case(dist_name, dtype_name, "cpu")
+    _, _, ours, fill, _ = _init_case(dist_name, dtype_name, "cpu")
     before = torch.get_num_threads()
     times: dict[tuple[str, int], list[float]] = {(f, n): [] for f in ("ours", "fill") for n in (1, threads)}
     try:
@@ -392,15 +406,19 @@ def format_scaling(rows: list[ScalingRow]) -> str:
 def format_init_table(rows: list[InitRow]) -> str:
     head = (
         f"{'init case':<18} {'dtype':<5} {'threads':>7} {'MB':>7} {'torch ms':>9} {'trainops ms':>11} "
-        f"{'speedup':>8} {'GB/s':>6} {'fill_ ms':>8} {'% floor':>8}"
+        f"{'speedup':>8} {'GB/s':>6} {'fill_ ms':>8} {'% floor':>8} {'uniform ms':>10} {'ceiling':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r.case:<18} {r.dtype:<5} {r.threads or '-':>7} {r.mbytes:>7.1f} {r.torch_ms:>9.1f} "
-            f"{r.trainops_ms:>11.1f} {r.speedup:>7.1f}x {r.gbs:>6.1f} {r.fill_ms:>8.1f} {r.pct_floor:>7.0f}%"
+            f"{r.trainops_ms:>11.1f} {r.speedup:>7.1f}x {r.gbs:>6.1f} {r.fill_ms:>8.1f} {r.pct_floor:>7.0f}% "
+            f"{r.uniform_ms:>10.1f} {r.ceiling:>7.1f}x"
         )
     lines.append("torch ms = a loop of torch.nn.init.<fn>_ over the 148 tensors; floor = a loop of fill_ (write once)")
+    lines.append("uniform ms = trainops uniform_ over the same tensors: a Philox4x32-10 word per element and its store,")
+    lines.append("which every value of the other rows also costs; ceiling = torch ms / uniform ms, the most any")
+    lines.append("transform of those words could gain over torch in that run")
     return "\n".join(lines)
 
 
