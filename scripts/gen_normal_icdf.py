@@ -75,27 +75,38 @@ def make_monotone(table: np.ndarray) -> int:
     right_m = [np.float32(1.0) + ulp * i for i in range(k)]
     c0, c1 = DEGREE, DEGREE - 1  # rows of the constant and linear terms
     moves = 0
-    for e in range(95, 125):
-        for _ in range(8):
-            left = max(evaluate(table, e, m) for m in left_m)
-            right = min(evaluate(table, e + 1, m) for m in right_m)
-            if left <= right:
-                break
-            moves += 1
-            truth = float(ndtri(2.0 ** (e - 126)))
-            if abs(float(left) - truth) >= abs(float(right) - truth):
-                seg = e % SEGMENTS  # lower its right end
-                new0 = np.nextafter(table[c0, seg], np.float32(-np.inf))
-                d = float(new0) - float(table[c0, seg])
-                table[c0, seg] = new0
-                table[c1, seg] = np.float32(float(table[c1, seg]) + d)
-            else:
-                seg = (e + 1) % SEGMENTS  # raise its left end
-                d = float(np.spacing(np.abs(right)))
-                table[c1, seg] = np.float32(float(table[c1, seg]) - d)
+    # Repeated until a pass moves nothing: a move is exact at the binade's other
+    # end only if the linear term absorbs it exactly in fp32.
+    for _ in range(8):
+        moved = moves
+        for e in range(95, 125):
+            moves += _fix_edge(table, e, left_m, right_m, c0, c1)
+        if moves == moved:
+            return moves
+    raise SystemExit("binade edges not made monotone in 8 passes")
+
+
+def _fix_edge(table: np.ndarray, e: int, left_m: list, right_m: list, c0: int, c1: int) -> int:
+    """make_monotone at the edge between binades e and e + 1; returns the moves."""
+    moves = 0
+    for _ in range(8):
+        left = max(evaluate(table, e, m) for m in left_m)
+        right = min(evaluate(table, e + 1, m) for m in right_m)
+        if left <= right:
+            return moves
+        moves += 1
+        truth = float(ndtri(2.0 ** (e - 126)))
+        if abs(float(left) - truth) >= abs(float(right) - truth):
+            seg = e % SEGMENTS  # lower its right end
+            new0 = np.nextafter(table[c0, seg], np.float32(-np.inf))
+            d = float(new0) - float(table[c0, seg])
+            table[c0, seg] = new0
+            table[c1, seg] = np.float32(float(table[c1, seg]) + d)
         else:
-            raise SystemExit(f"binade edge {e}: not made monotone")
-    return moves
+            seg = (e + 1) % SEGMENTS  # raise its left end
+            d = float(np.spacing(np.abs(right)))
+            table[c1, seg] = np.float32(float(table[c1, seg]) - d)
+    raise SystemExit(f"binade edge {e}: not made monotone")
 
 
 def main() -> int:

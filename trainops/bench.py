@@ -31,8 +31,9 @@ trainops call against a loop of the torch.nn.init function, on the configured
 threads and on one thread; the floor is one ``fill_`` pass over the same
 tensors (every element written once). "uniform ms" times trainops' uniform over
 the same tensors: one Philox4x32-10 word per element and its store, which every
-normal or truncated normal value costs too, so "ceiling" = torch ms / uniform
-ms is the most any transform of those words could gain over torch in that run.
+normal or truncated normal value costs too (plus uniform's own three
+instructions), so "ceiling" = torch ms / uniform ms is about the most any
+transform of those words could gain over torch in that run.
 On a CPU with more than one thread, the
 1 -> N thread speedup is measured again with the two thread counts alternated
 round by round (fill_'s own speedup beside it), so that a shared host's noise
@@ -417,8 +418,8 @@ def format_init_table(rows: list[InitRow]) -> str:
         )
     lines.append("torch ms = a loop of torch.nn.init.<fn>_ over the 148 tensors; floor = a loop of fill_ (write once)")
     lines.append("uniform ms = trainops uniform_ over the same tensors: a Philox4x32-10 word per element and its store,")
-    lines.append("which every value of the other rows also costs; ceiling = torch ms / uniform ms, the most any")
-    lines.append("transform of those words could gain over torch in that run")
+    lines.append("which every value of the other rows also costs; ceiling = torch ms / uniform ms, about the most")
+    lines.append("any transform of those words could gain over torch in that run")
     return "\n".join(lines)
 
 

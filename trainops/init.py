@@ -38,7 +38,7 @@ Deliberate differences from torch.nn.init: the streams are not torch's (same
 distributions, different numbers); an fp32 (fp16, bf16) normal is the inverse
 CDF of one 32-bit word -- the sign and p in [2^-32, 0.5] -- evaluated as a
 degree-9 polynomial per binade of p, within 1.6 ulp of the exact quantile of p
-for every fp32 p and non-decreasing, so |x - mean| <= 6.23 std; fp64 normals
+for every fp32 p and non-decreasing, so |x - mean| < 6.24 std; fp64 normals
 are Box-Muller on 53-bit uniforms. Truncated normals are drawn in one pass by
 inverse CDF (torch takes five), in erf space by the kernel, except for
 intervals so far in a tail (or so far from the mean) that fewer than 65,536

@@ -46,13 +46,13 @@ __device__ __forceinline__ void store_global(void* p, uint2 v) {
   asm volatile("st.global.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(v.x), "r"(v.y) : "memory");
 }
 
+// The device copy of dist::kNormalIcdfHost (same initialiser, same values).
+__device__ const dist::NormalIcdfTable kNormalIcdfDevice{TRAINOPS_NORMAL_ICDF_COEFFS};
+
 // A whole Philox block's values in one store where the output is aligned to
 // it: 16 bytes for fp32 (4 values) and fp64 (2), 8 for fp16 / bf16 (4), so a
 // warp writes 512 (256) contiguous bytes per instruction instead of four
 // strided scalar stores. Returns false (nothing written) when unaligned.
-// The device copy of dist::kNormalIcdfHost (same initialiser, same values).
-__device__ const dist::NormalIcdfTable kNormalIcdfDevice{TRAINOPS_NORMAL_ICDF_COEFFS};
-
 template <typename Out, typename T, int kPer>
 __device__ __forceinline__ bool store_block_vector(Out* out, const T (&vals)[kPer]) {
   if (reinterpret_cast<uintptr_t>(out) % (sizeof(Out) * kPer) != 0) return false;

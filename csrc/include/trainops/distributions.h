@@ -383,7 +383,7 @@ TRAINOPS_HD_INLINE T trunc_normal_from_uniform(const DistParams<T>& d, T u) {
 // fp32 binade of p (normal_icdf_table.h, from scripts/gen_normal_icdf.py),
 // looked up by the exponent's low 5 bits. Within 1.6 ulp of the float64
 // quantile of that p and non-decreasing over every fp32 p (tests/cpp/
-// test_philox.cpp); reaches |x| = 6.23.
+// test_philox.cpp); reaches |x| = 6.2303 (p = 2^-32).
 // Branch-free and one word per element: a third of Box-Muller's instructions
 // on AVX-512, where the table is 2 registers per coefficient (vpermt2ps).
 constexpr int kNormalIcdfSegments = 32;
