@@ -30,20 +30,18 @@ constexpr int64_t kCacheLine = 64;
 // Run fn(chunk) over every chunk of the plan, tasks in parallel.
 template <typename Fn>
 void for_each_chunk(const ChunkPlan& plan, const FlatList& flat, const Fn& fn) {
-  parallel_for(0, plan.num_tasks(), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t last = plan.task_begin[task + 1];
-      for (int64_t c = plan.task_begin[task]; c < last; ++c) {
-        if (c + kPrefetchDistance < last) {
-          const Chunk& ahead = plan.chunks[c + kPrefetchDistance];
-          const char* p = flat.chunk_ptr(ahead);
-          const int64_t bytes = ahead.length * static_cast<int64_t>(dtype_size(flat.dtype[ahead.tensor]));
-          for (int64_t off = 0; off < bytes && off < kPrefetchBytes; off += kCacheLine) {
-            __builtin_prefetch(p + off);
-          }
+  parallel_tasks(plan.num_tasks(), [&](int64_t task) {
+    const int64_t last = plan.task_begin[task + 1];
+    for (int64_t c = plan.task_begin[task]; c < last; ++c) {
+      if (c + kPrefetchDistance < last) {
+        const Chunk& ahead = plan.chunks[c + kPrefetchDistance];
+        const char* p = flat.chunk_ptr(ahead);
+        const int64_t bytes = ahead.length * static_cast<int64_t>(dtype_size(flat.dtype[ahead.tensor]));
+        for (int64_t off = 0; off < bytes && off < kPrefetchBytes; off += kCacheLine) {
+          __builtin_prefetch(p + off);
         }
-        fn(c, plan.chunks[c]);
       }
+      fn(c, plan.chunks[c]);
     }
   });
 }

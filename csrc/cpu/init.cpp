@@ -23,12 +23,10 @@ void init_tensors_cpu(TensorListArg tensors, IntListArg kinds, FloatListArg para
       prepare_init(tensors, kinds, params, seed, keys, global_shapes, global_offsets, kOp);
   const ChunkPlan plan = make_chunk_plan(call.items(), kInitItemsPerChunk);
   const InitKernels& k = init_kernels();
-  parallel_for(0, plan.num_tasks(), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      for (int64_t c = plan.task_begin[task]; c < plan.task_begin[task + 1]; ++c) {
-        const Chunk& chunk = plan.chunks[c];
-        k.fill_items(call.plans[chunk.tensor], call.seed, chunk.begin, chunk.begin + chunk.length);
-      }
+  parallel_tasks(plan.num_tasks(), [&](int64_t task) {
+    for (int64_t c = plan.task_begin[task]; c < plan.task_begin[task + 1]; ++c) {
+      const Chunk& chunk = plan.chunks[c];
+      k.fill_items(call.plans[chunk.tensor], call.seed, chunk.begin, chunk.begin + chunk.length);
     }
   });
   call.write_back();
