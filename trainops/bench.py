@@ -33,11 +33,10 @@ tensors (every element written once). "uniform ms" times trainops' uniform over
 the same tensors: one Philox4x32-10 word per element and its store, which every
 normal or truncated normal value costs too (plus uniform's own three
 instructions), so "ceiling" = torch ms / uniform ms is about the most any
-transform of those words could gain over torch in that run.
-On a CPU with more than one thread, the
-1 -> N thread speedup is measured again with the two thread counts alternated
-round by round (fill_'s own speedup beside it), so that a shared host's noise
-falls on both alike.
+transform of those words could gain over torch in that run. On a CPU with
+more than one thread, the 1 -> N thread speedup is measured again with the two
+thread counts alternated round by round (fill_'s own speedup beside it), so
+that a shared host's noise falls on both alike.
 """
 
 from __future__ import annotations
