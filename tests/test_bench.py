@@ -4,6 +4,7 @@ agree and every figure is derived from times measured in the run."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -94,7 +95,7 @@ def test_bench_init_suite_measures_thread_scaling_alternated(tmp_path, capsys, m
     finally:
         torch.set_num_threads(before)
     table = capsys.readouterr().out
-    assert "1 -> 2 threads" in table and "alternated round by round" in table
+    assert "1 -> 2 threads" in table and "side by side" in table
     data = json.loads(out.read_text())
     assert [(r["case"], r["threads"]) for r in data["init_rows"]] == [
         ("gpt2 normal", 2), ("gpt2 normal", 1), ("gpt2 trunc_normal", 2), ("gpt2 trunc_normal", 1)
@@ -107,3 +108,27 @@ def test_bench_init_suite_measures_thread_scaling_alternated(tmp_path, capsys, m
     for r in scaling:
         assert r["threads"] == 2 and r["one_thread_ms"] > 0 and r["threads_ms"] > 0
         assert r["speedup"] == pytest.approx(r["one_thread_ms"] / r["threads_ms"]) and r["fill_speedup"] > 0
+
+
+def test_side_by_side_rotates_the_order_every_round():
+    # Each round calls every fn once, starting one later than the round before,
+    # so no fn always runs first or right after the same neighbour; before(key)
+    # runs ahead of each call, warm-up included.
+    from trainops import bench
+
+    calls: list[str] = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    befores: list[str] = []
+    ms = bench.side_by_side_ms(fns, "cpu", min_rounds=3, max_rounds=3, budget_s=0.0, before=befores.append)
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+    assert befores == calls
+    assert set(ms) == set("abc") and all(v >= 0 for v in ms.values())
+
+
+def test_side_by_side_medians_are_of_each_fns_own_calls():
+    from trainops import bench
+
+    fns = {"short": lambda: time.sleep(0.001), "long": lambda: time.sleep(0.02)}
+    ms = bench.side_by_side_ms(fns, "cpu", min_rounds=5, max_rounds=5, budget_s=0.0)
+    assert 1.0 <= ms["short"] < 15.0
+    assert 20.0 <= ms["long"] < 100.0

@@ -18,6 +18,11 @@ fraction of the floor: the same bytes at the read bandwidth of one large
 ``mul_``), measured in the same run. "vs 1 norm pass" is trainops' time over one
 ``torch.linalg.vector_norm`` pass over a buffer of the same bytes.
 
+Every time is a median of calls measured side by side: the calls a row
+compares (torch's, trainops', the references) run one each per round, the
+order rotated every round, so a shared host's changing load falls on all of
+them alike (:func:`side_by_side_ms`).
+
 ".grad ms" is the Python walk over the parameters that reads each ``.grad``
 (``torch.nn.utils`` does it too, and so must any drop-in whose kernels sit
 behind the stable ABI, which has no accessor for a tensor's grad). On lists of
@@ -35,8 +40,7 @@ normal or truncated normal value costs too (plus uniform's own three
 instructions), so "ceiling" = torch ms / uniform ms is about the most any
 transform of those words could gain over torch in that run. On a CPU with
 more than one thread, the 1 -> N thread speedup is measured again with the two
-thread counts alternated round by round (fill_'s own speedup beside it), so
-that a shared host's noise falls on both alike.
+thread counts side by side in the same rounds (fill_'s own speedup beside it).
 """
 
 from __future__ import annotations
@@ -51,12 +55,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 
 from . import _extension, clip
 
 CASES = ("gpt2", "resnet50", "1k_x_1k", "10k_x_100", "llama")
+K = TypeVar("K")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -136,25 +142,60 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _time_ms(fn: Callable[[], object], device: str) -> float:
+    """Wall time of one call of fn in ms (CUDA events on a GPU)."""
+    if device.startswith("cuda"):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return begin.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def side_by_side_ms(
+    fns: dict[K, Callable[[], object]],
+    device: str,
+    min_rounds: int = 5,
+    budget_s: float = 2.0,
+    max_rounds: int = 50,
+    before: Callable[[K], object] | None = None,
+) -> dict[K, float]:
+    """Median wall time in ms of each fn, measured side by side.
+
+    After one warm-up call of each, every round calls each fn once, starting
+    one fn later than the round before (A B C, B C A, C A B, ...): on a shared
+    host the other tenants' load, which changes from second to second, then
+    falls on every fn alike, and none always runs right after the same
+    neighbour. Rounds go on until there are ``min_rounds`` of them and
+    ``budget_s`` seconds per fn have passed, or ``max_rounds``. ``before(key)``,
+    if given, runs untimed before each call (e.g. to set the thread count).
+    """
+    keys = list(fns)
+    for k in keys:
+        if before is not None:
+            before(k)
+        fns[k]()
+        _sync(device)
+    times: dict[K, list[float]] = {k: [] for k in keys}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or (time.perf_counter() - start < budget_s * len(keys) and rounds < max_rounds):
+        shift = rounds % len(keys)
+        for k in keys[shift:] + keys[:shift]:
+            if before is not None:
+                before(k)
+            times[k].append(_time_ms(fns[k], device))
+        rounds += 1
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def median_ms(fn: Callable[[], object], device: str, min_reps: int = 5, budget_s: float = 2.0) -> float:
     """Median wall time of fn in ms after one warm-up call (device-synchronised)."""
-    fn()
-    _sync(device)
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < 50):
-        if device.startswith("cuda"):
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(begin.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return side_by_side_ms({0: fn}, device, min_rounds=min_reps, budget_s=budget_s)[0]
 
 
 def grad_walk_ms(params: list[torch.nn.Parameter], max_norm: Callable[[], float], device: str, reps: int = 30) -> float:
@@ -190,9 +231,8 @@ def measure_floor(device: str, nbytes: int) -> Floor:
     over a buffer of >= 256 MiB."""
     n = max(nbytes, 256 * 2**20) // 4
     buf = torch.empty(n, dtype=torch.float32, device=device).normal_()
-    read_ms = median_ms(lambda: buf.sum(), device)
-    rw_ms = median_ms(lambda: buf.mul_(1.0), device)
-    write_ms = median_ms(lambda: buf.fill_(1.0), device)
+    ms = side_by_side_ms({"read": buf.sum, "rw": lambda: buf.mul_(1.0), "write": lambda: buf.fill_(1.0)}, device)
+    read_ms, rw_ms, write_ms = ms["read"], ms["rw"], ms["write"]
     return Floor(read_gbs=4 * n / read_ms / 1e6, write_gbs=4 * n / write_ms / 1e6, rw_gbs=8 * n / rw_ms / 1e6)
 
 
@@ -230,16 +270,17 @@ def run_case(case: str, dtype_name: str, clipping: bool, device: str, floor: Flo
         state["norm"] *= 0.999
         return state["norm"]
 
+    flat = torch.empty(nbytes // elem, dtype=dtype, device=device).normal_()  # the norm-pass reference
     fns = {
         "torch_foreach": lambda: torch.nn.utils.clip_grad_norm_(params, max_norm(), foreach=True),
         "torch_loop": lambda: torch.nn.utils.clip_grad_norm_(params, max_norm(), foreach=False),
         "trainops": lambda: clip.clip_grad_norm_(params, max_norm()),
+        "norm_pass": lambda: torch.linalg.vector_norm(flat),
     }
-    ms = {name: median_ms(fn, device) for name, fn in fns.items()}
-    grads_ms = grad_walk_ms(params, max_norm, device)
-    flat = torch.empty(nbytes // elem, dtype=dtype, device=device).normal_()
-    norm_pass_ms = median_ms(lambda: torch.linalg.vector_norm(flat), device)
+    ms = side_by_side_ms(fns, device)
     del flat
+    grads_ms = grad_walk_ms(params, max_norm, device)
+    norm_pass_ms = ms["norm_pass"]
     moved = 3 * nbytes if clipping else nbytes  # read; or read + read-and-write
     floor_s = nbytes / (floor.read_gbs * 1e9)  # one read pass
     if clipping:
@@ -320,10 +361,9 @@ def run_init_case(dist_name: str, dtype_name: str, device: str, threads: int) ->
         torch.set_num_threads(threads)
     try:
         nbytes, torch_loop, ours, fill, uniform = _init_case(dist_name, dtype_name, device)
-        t_ms = median_ms(torch_loop, device, min_reps=3)
-        o_ms = median_ms(ours, device)
-        f_ms = median_ms(fill, device)
-        u_ms = median_ms(uniform, device)
+        fns = {"torch": torch_loop, "ours": ours, "fill": fill, "uniform": uniform}
+        ms = side_by_side_ms(fns, device, min_rounds=3)
+        t_ms, o_ms, f_ms, u_ms = ms["torch"], ms["ours"], ms["fill"], ms["uniform"]
     finally:
         torch.set_num_threads(before)
     return InitRow(
@@ -355,29 +395,21 @@ class ScalingRow:
 
 
 def run_thread_scaling(dist_name: str, dtype_name: str, threads: int, rounds: int = 9) -> ScalingRow:
-    """The trainops call (and fill_) on 1 thread and on ``threads``, alternated
-    round by round (1, N, N, 1, ...), medians of ``rounds`` each: on a shared host the other
-    tenants' load then falls on both thread counts alike, where separate
-    cases measured seconds apart can see different machines. fill_'s own
-    scaling in the same rounds shows what the host gave at that time."""
+    """The trainops call (and fill_) on 1 thread and on ``threads``, side by
+    side (see :func:`side_by_side_ms`), medians of ``rounds`` calls each: on a
+    shared host the other tenants' load then falls on both thread counts alike,
+    where separate cases measured seconds apart can see different machines.
+    fill_'s own scaling in the same rounds shows what the host gave at that
+    time."""
     _, _, ours, fill, _ = _init_case(dist_name, dtype_name, "cpu")
+    fns = {(name, n): fn for n in (1, threads) for name, fn in (("ours", ours), ("fill", fill))}
     before = torch.get_num_threads()
-    times: dict[tuple[str, int], list[float]] = {(f, n): [] for f in ("ours", "fill") for n in (1, threads)}
     try:
-        for n in (1, threads):  # warm-up
-            torch.set_num_threads(n)
-            ours()
-            fill()
-        for i in range(rounds):
-            for n in ((1, threads) if i % 2 == 0 else (threads, 1)):
-                torch.set_num_threads(n)
-                for name, fn in (("ours", ours), ("fill", fill)):
-                    t0 = time.perf_counter()
-                    fn()
-                    times[(name, n)].append((time.perf_counter() - t0) * 1e3)
+        med = side_by_side_ms(
+            fns, "cpu", min_rounds=rounds, max_rounds=rounds, before=lambda key: torch.set_num_threads(key[1])
+        )
     finally:
         torch.set_num_threads(before)
-    med = {k: statistics.median(v) for k, v in times.items()}
     return ScalingRow(
         case=f"gpt2 {dist_name}",
         dtype=dtype_name,
@@ -398,8 +430,10 @@ def format_scaling(rows: list[ScalingRow]) -> str:
             f"{r.speedup:.2f}x (fill_ in the same rounds: {r.fill_speedup:.2f}x)"
         )
     if rows:
-        lines.append(f"thread scaling: 1 and {rows[0].threads} threads alternated round by round (1, N, N, 1, ...), medians of "
-                     f"{rows[0].rounds} calls each")
+        lines.append(
+            f"thread scaling: 1 and {rows[0].threads} threads side by side (one call of each per round, the order "
+            f"rotated every round), medians of {rows[0].rounds} calls each"
+        )
     return "\n".join(lines)
 
 
