@@ -12,21 +12,19 @@ from torch.optim.lr_scheduler, TensorBoard logging, EarlyStopping on the
 validation loss, and trainops.diagnose on the resulting curves. The "overfit"
 scenario trains a 256-wide MLP on 48 noisily labelled points: the validation
 loss turns upward within a few epochs and the diagnosis says so.
+
+The loop itself, shared with the other example, is examples/training_loop.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
 import sys
-import time
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-import trainops
+from training_loop import Result, TrainData, main as _main, train
 
 try:  # trainops.init is optional: older builds fall back to torch's default init
     from trainops.init import init_module_
@@ -59,21 +57,6 @@ N_FEATURES = 16
 N_CLASSES = 4
 N_VAL = 2048
 BATCH = 256
-MAX_NORM = 1.0
-WARMUP_FRACTION = 0.1
-
-
-@dataclass
-class Result:
-    """What a run returns (also printed by main)."""
-
-    train_loss: list[float]
-    val_loss: list[float]
-    diagnosis: trainops.Diagnosis
-    grad_summary: Any  # trainops.monitor.GradSummary
-    stopped_early: bool
-    best_epoch: int | None
-    seconds: float
 
 
 def make_data(n: int, label_noise: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,42 +86,6 @@ def make_model(hidden: int) -> nn.Module:
     )
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Linear warmup over the first 10% of steps, then cosine decay to 1% of the peak."""
-    warmup = max(1, int(WARMUP_FRACTION * total_steps))
-    peak = optimizer.param_groups[0]["lr"]  # read before LinearLR rescales it
-    return torch.optim.lr_scheduler.SequentialLR(
-        optimizer,
-        schedulers=[
-            torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup),
-            torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=max(1, total_steps - warmup), eta_min=0.01 * peak
-            ),
-        ],
-        milestones=[warmup],
-    )
-
-
-def open_writer(logdir: str | None) -> Any:
-    """A TensorBoard SummaryWriter, or None without a logdir or without tensorboard."""
-    if not logdir:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        print("tensorboard is not installed (pip install tensorboard): not logging", file=sys.stderr)
-        return None
-    return SummaryWriter(logdir)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    loss = nn.functional.cross_entropy(model(x), y).item()
-    model.train()
-    return loss
-
-
 def run(
     scenario: str = "default",
     seed: int = 0,
@@ -159,93 +106,28 @@ def run(
         The :class:`Result`.
     """
     cfg = SCENARIOS[scenario]
-    epochs = cfg.epochs if epochs is None else epochs
-    start = time.perf_counter()
     torch.manual_seed(seed)
     x_train, y_train = make_data(cfg.n_train, cfg.label_noise, torch.Generator().manual_seed(seed))
     x_val, y_val = make_data(N_VAL, cfg.label_noise, torch.Generator().manual_seed(seed + 10_000))
-
     model = make_model(cfg.hidden)
     if init_module_ is not None:
         init_module_(model, seed=seed)  # kaiming for the ReLU layers, zero biases
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(cfg.n_train / BATCH)
-    scheduler = warmup_cosine(optimizer, epochs * steps_per_epoch)
-    writer = open_writer(logdir)
-    # Clipping and monitoring from one norm pass; the records stay on the
-    # device and reach TensorBoard once per epoch (one sync per epoch).
-    monitor = trainops.GradMonitor(
-        model.named_parameters(), max_norm=MAX_NORM, per_parameter=True, writer=writer, log_every=steps_per_epoch
+    return train(
+        model,
+        optimizer,
+        TrainData(x_train, y_train, x_val, y_val),
+        epochs=cfg.epochs if epochs is None else epochs,
+        batch=BATCH,
+        patience=cfg.patience,
+        min_delta=1e-4,
+        logdir=logdir,
+        verbose=verbose,
     )
-    stopper = trainops.EarlyStopping(patience=cfg.patience, min_delta=1e-4)
-
-    train_hist: list[float] = []
-    val_hist: list[float] = []
-    for epoch in range(epochs):
-        order = torch.randperm(cfg.n_train)
-        running = torch.zeros(())  # summed on the device: no .item() per step
-        for i in range(0, cfg.n_train, BATCH):
-            idx = order[i : i + BATCH]
-            loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            monitor.step()
-            optimizer.step()
-            scheduler.step()
-            running += loss.detach() * len(idx)
-        train_loss = running.item() / cfg.n_train
-        val_loss = evaluate(model, x_val, y_val)
-        train_hist.append(train_loss)
-        val_hist.append(val_loss)
-        if writer is not None:
-            writer.add_scalar("loss/train", train_loss, epoch)
-            writer.add_scalar("loss/val", val_loss, epoch)
-            writer.add_scalar("lr", optimizer.param_groups[0]["lr"], epoch)
-        if verbose:
-            lr = optimizer.param_groups[0]["lr"]
-            print(f"epoch {epoch:3d}  train {train_loss:.4f}  val {val_loss:.4f}  lr {lr:.2e}")
-        if stopper.step(val_loss):
-            if verbose:
-                print(f"early stop: {stopper.stop_reason}")
-            break
-
-    grad_summary = monitor.summary()
-    if writer is not None:
-        writer.close()
-    diagnosis = trainops.diagnose(train_hist, val_hist)
-    result = Result(
-        train_loss=train_hist,
-        val_loss=val_hist,
-        diagnosis=diagnosis,
-        grad_summary=grad_summary,
-        stopped_early=stopper.should_stop,
-        best_epoch=stopper.best_epoch,
-        seconds=time.perf_counter() - start,
-    )
-    if verbose:
-        print(grad_summary)
-        print(diagnosis)
-        print(f"{len(train_hist)} epochs in {result.seconds:.1f} s")
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the scenario's)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1, see below)")
-    parser.add_argument(
-        "--logdir", default=None, help="TensorBoard directory (default: runs/mlp-<scenario>; '' for none)"
-    )
-    args = parser.parse_args(argv)
-    # A model this small runs fastest on one thread: with more, each tiny op
-    # pays thread wake-ups that cost more than its math (30x slower on a
-    # loaded 2-core machine).
-    torch.set_num_threads(args.threads)
-    logdir = f"runs/mlp-{args.scenario}" if args.logdir is None else args.logdir
-    run(args.scenario, seed=args.seed, epochs=args.epochs, logdir=logdir)
-    return 0
+    return _main("mlp", __doc__.splitlines()[0], SCENARIOS, run, argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ HEALTHY = {"converged", "underfitting", "overfitting"}
 
 
 def _load(name: str):
+    if EXAMPLES not in sys.path:  # as when run as a script: the examples import training_loop
+        sys.path.insert(0, EXAMPLES)
     spec = importlib.util.spec_from_file_location(f"trainops_example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
