@@ -300,6 +300,30 @@ def test_isa_variants_agree(monkeypatch):
                 assert torch.equal(r, g), isa
 
 
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
+def test_normals_streamed_into_the_output_equal_the_tile_path(isa, monkeypatch):
+    # The vector fp32 normal kernels write whole, aligned tiles of a tensor
+    # straight into it (non-temporal stores) and go through the tile elsewhere:
+    # unaligned views, a partial last tile, row and column shards. Every
+    # element must be the same either way; the baseline kernel never streams.
+    spec = InitSpec.normal(0.5, 2.0)
+    for n in (1024 + 4, 1024 + 8, 2048 + 12, 3 * 1024 + 5):  # last tiles of 1, 2, 3 and 2 (partial) blocks
+        _use_isa(monkeypatch, "baseline")
+        ref = _fill([(n,)], torch.float32, spec, seed=0)[0]
+        _use_isa(monkeypatch, isa)
+        for shift in range(5):  # storage offsets of 0..4 floats: aligned and not
+            buf = torch.full((n + 32,), float("nan"))
+            init.init_tensors_([buf[shift : shift + n]], spec, seed=0)
+            assert torch.equal(buf[shift : shift + n], ref), (n, shift)
+            assert buf[:shift].isnan().all() and buf[shift + n :].isnan().all(), (n, shift)  # nothing written past it
+    n = 3 * 1024 + 5
+    whole = ref.reshape(1, n)
+    for cols in ((0, 1027), (1027, n)):  # a column shard: other alignment, other tile edges
+        shard = torch.empty(1, cols[1] - cols[0])
+        init.init_tensors_([shard], spec, seed=0, global_shapes=[(1, n)], global_offsets=[(0, cols[0])])
+        assert torch.equal(shard, whole[:, cols[0] : cols[1]]), cols
+
+
 def test_seed_and_key_select_streams():
     a, b = torch.empty(100), torch.empty(100)
     op([a, b], [1, 1], [0.0, 1.0, 0, 0] * 2, 5, [1, 2], [], [])
