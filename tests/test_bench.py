@@ -119,10 +119,16 @@ def test_side_by_side_rotates_the_order_every_round():
     calls: list[str] = []
     fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
     befores: list[str] = []
-    ms = bench.side_by_side_ms(fns, "cpu", min_rounds=3, max_rounds=3, budget_s=0.0, before=befores.append)
+    ms = bench.side_by_side_ms(
+        fns, "cpu", min_rounds=3, max_rounds=3, budget_s=0.0, before=befores.append, rewarm_below_ms=0.0
+    )
     assert calls == list("abc") + list("abc") + list("bca") + list("cab")
     assert befores == calls
     assert set(ms) == set("abc") and all(v >= 0 for v in ms.values())
+    # Fast fns are called once more, untimed, right before each timed call.
+    calls.clear()
+    bench.side_by_side_ms(fns, "cpu", min_rounds=2, max_rounds=2, budget_s=0.0)
+    assert calls == list("abc") + list("aabbcc") + list("bbccaa")
 
 
 def test_side_by_side_medians_are_of_each_fns_own_calls():
