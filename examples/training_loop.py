@@ -38,7 +38,7 @@ class Result:
     grad_summary: Any  # trainops.monitor.GradSummary
     stopped_early: bool
     best_epoch: int | None
-    seconds: float
+    seconds: float  # wall time of the training loop (train()), not of the data and model setup
 
 
 @dataclass

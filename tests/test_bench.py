@@ -4,7 +4,6 @@ agree and every figure is derived from times measured in the run."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -83,7 +82,7 @@ def test_bench_json_records_the_build(tmp_path, capsys):
     assert data["args"]["cases"] == "10k_x_100" and data["timestamp"]
 
 
-def test_bench_init_suite_measures_thread_scaling_alternated(tmp_path, capsys, monkeypatch):
+def test_bench_init_suite_measures_thread_scaling_side_by_side(tmp_path, capsys, monkeypatch):
     from trainops import bench
 
     monkeypatch.setattr(bench, "gpt2_shapes", lambda: [(64, 32), (32,), (128,)])  # the suite's logic, not its size
@@ -131,10 +130,24 @@ def test_side_by_side_rotates_the_order_every_round():
     assert calls == list("abc") + list("aabbcc") + list("bbccaa")
 
 
-def test_side_by_side_medians_are_of_each_fns_own_calls():
+def test_side_by_side_medians_are_of_each_fns_timed_calls(monkeypatch):
+    # A fake clock: each fn's n-th call "takes" a time that says what the call
+    # was (warm-up, re-warm, timed), so the medians show which calls count.
     from trainops import bench
 
-    fns = {"short": lambda: time.sleep(0.001), "long": lambda: time.sleep(0.02)}
+    counts = {"short": 0, "long": 0}
+    timed = {"short": [3.0, 1.0, 2.0, 9.0, 4.0], "long": [30.0, 50.0, 40.0, 35.0, 90.0]}
+
+    def fake_time_ms(fn, device):
+        key = fn()
+        n = counts[key]
+        counts[key] += 1
+        if n == 0:
+            return 5.0  # warm-up: fast, so every timed call is re-warmed
+        return 1000.0 if n % 2 == 1 else timed[key][n // 2 - 1]
+
+    monkeypatch.setattr(bench, "_time_ms", fake_time_ms)
+    fns = {"short": lambda: "short", "long": lambda: "long"}
     ms = bench.side_by_side_ms(fns, "cpu", min_rounds=5, max_rounds=5, budget_s=0.0)
-    assert 1.0 <= ms["short"] < 15.0
-    assert 20.0 <= ms["long"] < 100.0
+    assert ms == {"short": 3.0, "long": 40.0}
+    assert counts == {"short": 11, "long": 11}

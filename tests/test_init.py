@@ -302,26 +302,35 @@ def test_isa_variants_agree(monkeypatch):
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2"])
 def test_normals_streamed_into_the_output_equal_the_tile_path(isa, monkeypatch):
-    # The vector fp32 normal kernels write whole, aligned tiles of a tensor
-    # straight into it (non-temporal stores) and go through the tile elsewhere:
-    # unaligned views, a partial last tile, row and column shards. Every
-    # element must be the same either way; the baseline kernel never streams.
+    # The vector fp32 normal kernels write the tiles an output holds whole and
+    # aligned straight into it (non-temporal stores), and go through the tile
+    # elsewhere: unaligned views, partial tiles, shards whose runs start
+    # mid-tile. Every element must be the same either way (the baseline kernel
+    # never streams), and nothing may be written outside the tensor.
     spec = InitSpec.normal(0.5, 2.0)
-    for n in (1024 + 4, 1024 + 8, 2048 + 12, 3 * 1024 + 5):  # last tiles of 1, 2, 3 and 2 (partial) blocks
+
+    def baseline(shape):
         _use_isa(monkeypatch, "baseline")
-        ref = _fill([(n,)], torch.float32, spec, seed=0)[0]
+        ref = _fill([shape], torch.float32, spec, seed=0)[0]
         _use_isa(monkeypatch, isa)
-        for shift in range(5):  # storage offsets of 0..4 floats: aligned and not
+        return ref
+
+    # Whole tensors: last tiles of 1, 2, 3, 4 and 16 blocks (a partial one), storage offsets of 0..4 floats.
+    for n in (1024 + 4, 1024 + 8, 1024 + 12, 1024 + 16, 1024 + 64, 3 * 1024 + 5):
+        ref = baseline((n,))
+        for shift in range(5):
             buf = torch.full((n + 32,), float("nan"))
+            assert buf.data_ptr() % 64 == 0  # so shift 0 takes the streaming path
             init.init_tensors_([buf[shift : shift + n]], spec, seed=0)
             assert torch.equal(buf[shift : shift + n], ref), (n, shift)
-            assert buf[:shift].isnan().all() and buf[shift + n :].isnan().all(), (n, shift)  # nothing written past it
-    n = 3 * 1024 + 5
-    whole = ref.reshape(1, n)
-    for cols in ((0, 1027), (1027, n)):  # a column shard: other alignment, other tile edges
-        shard = torch.empty(1, cols[1] - cols[0])
-        init.init_tensors_([shard], spec, seed=0, global_shapes=[(1, n)], global_offsets=[(0, cols[0])])
-        assert torch.equal(shard, whole[:, cols[0] : cols[1]]), cols
+            assert buf[:shift].isnan().all() and buf[shift + n :].isnan().all(), (n, shift)
+    # Shards: several runs (rows) each, starting on a tile edge or mid-tile, and a row shard.
+    rows, cols = 4, 4096
+    whole = baseline((rows, cols))
+    for (r0, r1), (c0, c1) in (((0, 4), (1024, 3072)), ((0, 4), (1024, 3088)), ((0, 4), (1027, 2051)), ((1, 3), (0, cols))):
+        shard = torch.empty(r1 - r0, c1 - c0)
+        init.init_tensors_([shard], spec, seed=0, global_shapes=[(rows, cols)], global_offsets=[(r0, c0)])
+        assert torch.equal(shard, whole[r0:r1, c0:c1]), ((r0, r1), (c0, c1))
 
 
 def test_seed_and_key_select_streams():

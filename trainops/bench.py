@@ -18,10 +18,12 @@ fraction of the floor: the same bytes at the read bandwidth of one large
 ``mul_``), measured in the same run. "vs 1 norm pass" is trainops' time over one
 ``torch.linalg.vector_norm`` pass over a buffer of the same bytes.
 
-Every time is a median of calls measured side by side: the calls a row
-compares (torch's, trainops', the references) run one each per round, the
-order rotated every round, so a shared host's changing load falls on all of
-them alike (:func:`side_by_side_ms`).
+The times a row compares (torch's, trainops', the references, the floor's
+three passes) are medians of calls measured side by side: one call of each per
+round, the order rotated every round, so a shared host's changing load falls
+on all of them alike; where one of them is fast (< 20 ms), each timed call
+follows an untimed call of its own, so all are timed warm
+(:func:`side_by_side_ms`). ".grad ms" is measured on its own, after them.
 
 ".grad ms" is the Python walk over the parameters that reads each ``.grad``
 (``torch.nn.utils`` does it too, and so must any drop-in whose kernels sit
@@ -62,7 +64,7 @@ import torch
 from . import _extension, clip
 
 CASES = ("gpt2", "resnet50", "1k_x_1k", "10k_x_100", "llama")
-K = TypeVar("K")
+_K = TypeVar("_K")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -157,59 +159,50 @@ def _time_ms(fn: Callable[[], object], device: str) -> float:
 
 
 def side_by_side_ms(
-    fns: dict[K, Callable[[], object]],
+    fns: dict[_K, Callable[[], object]],
     device: str,
     min_rounds: int = 5,
     budget_s: float = 2.0,
     max_rounds: int = 50,
-    before: Callable[[K], object] | None = None,
+    before: Callable[[_K], object] | None = None,
     rewarm_below_ms: float = 20.0,
-) -> dict[K, float]:
+) -> dict[_K, float]:
     """Median wall time in ms of each fn, measured side by side.
 
     After one warm-up call of each, every round calls each fn once, starting
     one fn later than the round before (A B C, B C A, C A B, ...): on a shared
     host the other tenants' load, which changes from second to second, then
-    falls on every fn alike, and none always runs right after the same
-    neighbour. A fn faster than ``rewarm_below_ms`` gets one untimed call just
-    before its timed one, so that it is timed warm, as in a loop of its own
-    calls, and not in the caches and allocator state its neighbour left (a
-    1,000 x 1k clip timed right after torch's took 1.5x its own steady time);
-    a slower call outweighs that. Rounds go on until there are ``min_rounds``
-    of them and ``budget_s`` seconds per fn have passed, or ``max_rounds``.
-    ``before(key)``, if given, runs untimed before each call (e.g. to set the
-    thread count).
+    falls on every fn alike, and no fn always runs first. If any warm-up call
+    took less than ``rewarm_below_ms``, every timed call is preceded by an
+    untimed call of the same fn (device-synchronised), so that all are timed
+    warm, as in a loop of their own calls, and a fast call is not timed in the
+    caches and allocator state its neighbour left (a 1,000 x 1k clip timed
+    right after torch's took ~1.5x its steady time). Rounds go on until there
+    are ``min_rounds`` of them and ``budget_s`` seconds per fn have passed, or
+    ``max_rounds``. ``before(key)``, if given, runs untimed before each call
+    (e.g. to set the thread count).
     """
+    if not fns:
+        return {}
     keys = list(fns)
 
-    def call(k: K) -> None:
+    def call(k: _K) -> float:
         if before is not None:
             before(k)
-        fns[k]()
+        return _time_ms(fns[k], device)
 
-    last: dict[K, float] = {}
-    for k in keys:
-        call(k)
-        _sync(device)
-    times: dict[K, list[float]] = {k: [] for k in keys}
+    rewarm = min([call(k) for k in keys]) < rewarm_below_ms
+    times: dict[_K, list[float]] = {k: [] for k in keys}
     start = time.perf_counter()
     rounds = 0
     while rounds < min_rounds or (time.perf_counter() - start < budget_s * len(keys) and rounds < max_rounds):
         shift = rounds % len(keys)
         for k in keys[shift:] + keys[:shift]:
-            if last.get(k, 0.0) < rewarm_below_ms:
+            if rewarm:
                 call(k)
-            if before is not None:
-                before(k)
-            last[k] = _time_ms(fns[k], device)
-            times[k].append(last[k])
+            times[k].append(call(k))
         rounds += 1
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def median_ms(fn: Callable[[], object], device: str, min_reps: int = 5, budget_s: float = 2.0) -> float:
-    """Median wall time of fn in ms after one warm-up call (device-synchronised)."""
-    return side_by_side_ms({0: fn}, device, min_rounds=min_reps, budget_s=budget_s)[0]
 
 
 def grad_walk_ms(params: list[torch.nn.Parameter], max_norm: Callable[[], float], device: str, reps: int = 30) -> float:
