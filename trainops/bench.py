@@ -328,7 +328,7 @@ class InitRow:
 
 
 def _init_case(dist_name: str, dtype_name: str, device: str):
-    """(bytes, torch loop, trainops call, fill_ loop) of one init case over GPT-2's parameters."""
+    """(bytes, torch loop, trainops call, fill_ loop, trainops uniform call) of one init case over GPT-2's parameters."""
     from . import init as tinit
 
     params = [torch.empty(s, dtype=DTYPES[dtype_name], device=device) for s in gpt2_shapes()]
@@ -346,13 +346,15 @@ def _init_case(dist_name: str, dtype_name: str, device: str):
             for p in params:
                 torch.nn.init.trunc_normal_(p, 0.0, 0.02, -0.04, 0.04)
 
-    def ours():
-        tinit.init_tensors_(params, [spec] * len(params), seed=0, keys=list(range(len(params))))
+    keys = list(range(len(params)))
 
-    uniform_spec = tinit.InitSpec.uniform(-0.04, 0.04)
+    def fused(s: tinit.InitSpec) -> Callable[[], object]:
+        """One fused trainops call initialising every parameter with s."""
+        specs = [s] * len(params)
+        return lambda: tinit.init_tensors_(params, specs, seed=0, keys=keys)
 
-    def uniform():
-        tinit.init_tensors_(params, [uniform_spec] * len(params), seed=0, keys=list(range(len(params))))
+    ours = fused(spec)
+    uniform = fused(tinit.InitSpec.uniform(-0.04, 0.04))
 
     def fill():
         for p in params:
