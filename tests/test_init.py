@@ -183,6 +183,29 @@ def test_normal_reads_every_table_slot():
     assert got[-1] == 0.0  # p = 0.5
 
 
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
+def test_vector_normals_equal_the_scalar_code_in_every_table_slot(isa, monkeypatch):
+    # The vector fp32 normal kernels look the coefficients up in short tables
+    # for the binades near p = 0.5 (AVX-512: 16 of them, E = 111 .. 126; AVX2:
+    # 8) and take the full table for a group of vectors with a lane below.
+    # Bitwise the baseline (scalar) kernel's values: every slot once, and a
+    # whole tensor of 2^21 elements, streamed, in which both paths run (about
+    # 60 lanes with p < 2^-16 and one with p = 0.5).
+    indices = list(ICDF_SLOT_INDEX.values())
+    n = 1 << 21
+    _use_isa(monkeypatch, "baseline")
+    ref_slots = _normals_at(indices, "cpu")
+    ref = torch.empty(n)
+    op([ref], [1], [0.0, 1.0, 0.0, 0.0], ICDF_SEED, [ICDF_KEY], [n], [0])
+    _use_isa(monkeypatch, isa)
+    assert torch.equal(_normals_at(indices, "cpu"), ref_slots)
+    got = torch.empty(n)
+    assert got.data_ptr() % 64 == 0
+    op([got], [1], [0.0, 1.0, 0.0, 0.0], ICDF_SEED, [ICDF_KEY], [n], [0])
+    assert torch.equal(got, ref)
+    assert (ref.abs() > 4.17).sum() > 20 and ref[ICDF_SLOT_INDEX[126]] == 0.0  # |x| > 4.17: p < 2^-16
+
+
 @CUDA
 def test_cuda_normal_equals_cpu_in_every_table_slot():
     # A random tensor reaches the deep-tail slots (p < 2^-17) too rarely to
@@ -315,8 +338,9 @@ def test_normals_streamed_into_the_output_equal_the_tile_path(isa, monkeypatch):
         _use_isa(monkeypatch, isa)
         return ref
 
-    # Whole tensors: last tiles of 1, 2, 3, 4 and 16 blocks (a partial one), storage offsets of 0..4 floats.
-    for n in (1024 + 4, 1024 + 8, 1024 + 12, 1024 + 16, 1024 + 64, 3 * 1024 + 5):
+    # Whole tensors (tiles of 768 values): last tiles of 1, 2, 3, 4 and 16 blocks, a partial block, one
+    # whole tile; storage offsets of 0..4 floats.
+    for n in (768 + 4, 768 + 8, 768 + 12, 768 + 16, 768 + 64, 3 * 768 + 5, 768):
         ref = baseline((n,))
         for shift in range(5):
             buf = torch.full((n + 32,), float("nan"))
