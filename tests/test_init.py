@@ -311,6 +311,27 @@ def test_mixed_dtype_list_equals_single_calls(spec):
         assert torch.equal(t, alone)
 
 
+def test_mixed_kinds_in_one_call_equal_single_calls():
+    # One fused call with a distribution per tensor (and dtypes mixed): each
+    # tensor gets exactly what a call of its own gives with its key.
+    specs = [
+        InitSpec.uniform(-0.3, 0.7),
+        InitSpec.normal(0.5, 2.0),
+        InitSpec.trunc_normal(0.0, 0.02, -0.03, 0.04),
+        InitSpec.constant(0.25),
+        InitSpec.normal(0.0, 0.02),
+        InitSpec.uniform(-1.0, 1.0),
+    ]
+    dtypes = [torch.float32, torch.bfloat16, torch.float64, torch.float16, torch.float32, torch.float64]
+    shapes = [(1000,), (37, 41), (3000,), (5, 7), (4096,), (33,)]
+    ts = [torch.empty(s, dtype=d) for s, d in zip(shapes, dtypes)]
+    init.init_tensors_(ts, specs, seed=9, keys=list(range(10, 16)))
+    for i, (t, spec) in enumerate(zip(ts, specs)):
+        alone = torch.empty_like(t)
+        init.init_tensors_([alone], [spec], seed=9, keys=[10 + i])
+        assert torch.equal(t, alone), spec
+
+
 def test_isa_variants_agree(monkeypatch):
     shapes = [(1000,), (37, 41), (1 << 16,)]
     _use_isa(monkeypatch, "avx512")
@@ -531,6 +552,43 @@ def test_orthogonal(shape, dtype):
     assert torch.allclose(prod, gain**2 * torch.eye(min(rows, cols), dtype=torch.float64), atol=tol)
 
 
+@pytest.mark.parametrize("shape", [(48, 32), (32, 48)])
+def test_orthogonal_sign_fix_makes_q_unique(shape, monkeypatch):
+    # A QR factorisation is unique only up to the signs of R's diagonal: (Q D,
+    # D R) is one too, for any diagonal D of +-1. With the sign fix (Q times
+    # sign(diag R), as torch.nn.init.orthogonal_ does), the matrix must not
+    # depend on which of them torch.linalg.qr returns.
+    ref = init.orthogonal_(torch.empty(shape), gain=1.3, seed=5)
+    real_qr = torch.linalg.qr
+
+    def flipped_qr(a, *args, **kwargs):
+        q, r = real_qr(a, *args, **kwargs)
+        d = torch.where(torch.arange(r.shape[-2]) % 3 == 0, -1.0, 1.0).to(q.dtype)
+        return q * d, r * d.unsqueeze(-1)
+
+    monkeypatch.setattr(torch.linalg, "qr", flipped_qr)
+    assert torch.equal(init.orthogonal_(torch.empty(shape), gain=1.3, seed=5), ref)
+
+
+def test_orthogonal_weights_of_one_shape_share_one_qr(monkeypatch):
+    # init_module_ batches the QR of every orthogonal block of one shape: a
+    # 2-layer LSTM's recurrent weights are 2 x 4 gate blocks of 8 x 8.
+    calls = []
+    real_qr = torch.linalg.qr
+
+    def counting_qr(a, *args, **kwargs):
+        calls.append(tuple(a.shape))
+        return real_qr(a, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "qr", counting_qr)
+    lstm = nn.LSTM(8, 8, num_layers=2)
+    init.init_module_(lstm, seed=0)
+    assert calls == [(8, 8, 8)]
+    for w in (lstm.weight_hh_l0, lstm.weight_hh_l1):
+        for gate in w.detach().double().split(8):
+            assert torch.allclose(gate.T @ gate, torch.eye(8, dtype=torch.float64), atol=1e-5)
+
+
 def test_sparse():
     w = init.sparse_(torch.empty(100, 40), sparsity=0.3, std=0.05, seed=1)
     assert ((w == 0).sum(0) == 30).all()
@@ -709,6 +767,41 @@ def test_auto_plan_rules():
     assert "reason" in str(p)
     fc1 = p["fc1.weight"]
     assert fc1.std == pytest.approx(math.sqrt(2.0) / math.sqrt(16))
+
+
+def test_plan_records_fans_and_groupnorm():
+    p = init.plan(Net())
+    params = dict(Net().named_parameters())
+    fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(params["fc1.weight"])
+    assert p["fc1.weight"].fan == fan_in == 16  # kaiming, fan_in
+    _, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(params["conv.weight"])
+    assert p["conv.weight"].fan == fan_out == 4 * 3 * 3  # kaiming, fan_out
+    assert p["conv.weight"].std == pytest.approx(math.sqrt(2.0 / fan_out))
+    gn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(2, 8), nn.ReLU())
+    q = init.plan(gn)
+    assert q["1.weight"].spec == InitSpec.constant(1.0) and q["1.bias"].spec == InitSpec.constant(0.0)
+    init.init_module_(gn, seed=0)
+    assert torch.equal(gn[1].weight, torch.ones(8)) and torch.equal(gn[1].bias, torch.zeros(8))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_", "xavier_uniform_",
+        "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_", "calculate_gain",
+    ],
+)
+def test_signatures_extend_torch(name):
+    # Swapping the import is enough: torch's parameters, in torch's order, with
+    # torch's kinds and defaults; anything added is keyword-only.
+    import inspect
+
+    theirs = list(inspect.signature(getattr(torch.nn.init, name)).parameters.values())
+    ours = list(inspect.signature(getattr(init, name)).parameters.values())
+    assert [(p.name, p.kind, p.default) for p in ours[: len(theirs)]] == [
+        (p.name, p.kind, p.default) for p in theirs
+    ]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in ours[len(theirs) :]), ours
 
 
 def test_plan_says_when_it_guessed():
