@@ -52,10 +52,12 @@ Values that are not bitwise equal on CPU and CUDA, and how far apart they can be
   transform (``ndtri``, or ``log_ndtr``/``exp``/``log`` in Newton's steps beyond
   30 std) is torch's per device, each within a few fp64 ulp of the exact value,
   and well conditioned there (a relative error e in the probability moves x by
-  about e / |x|). So fp32, fp16 and bf16 outputs, rounded once from fp64, are
-  equal except when the fp64 value falls within a few fp64 ulp of a rounding
-  boundary of the output dtype, and then differ by 1 ulp of that dtype; fp64
-  outputs differ by the libraries' few ulp. Not measured: no GPU yet.
+  about e / |x|). So fp32 outputs, rounded once from fp64, are equal except
+  when the fp64 value falls within a few fp64 ulp of an fp32 rounding
+  boundary, and then differ by 1 fp32 ulp; fp16 and bf16 outputs are those
+  fp32 values rounded (as everywhere else), so they differ only where the
+  fp32 ones do, by at most 1 ulp of their dtype; fp64 outputs differ by the
+  libraries' few ulp. Not measured: no GPU yet.
 * ``orthogonal_`` (and "auto"'s recurrent ``weight_hh``): the Gaussian is
   bitwise equal; the QR is LAPACK's on the CPU and cuSOLVER's on a GPU, with
   other blockings and rounding, so Q differs at rounding level, about
