@@ -2,8 +2,9 @@
 // scalar code they vectorise: every value of compute_tile, for every kind,
 // fp32 and fp64, every tile length from 1 to kInitTileBlocks blocks, counters
 // near 2^32 and 2^64, the tile path and the streaming path (aligned and not),
-// must be bitwise philox_block + dist::sample_block_k, and the streaming path
-// must write nothing past its values. Then 2^21 fp32 normals per ISA, where
+// must be bitwise philox_block + dist::sample_block_k, the streaming path
+// must write nothing past its values and the tile path nothing past the tile;
+// the fp32 normal kernels' words must be whole, padded groups. Then 2^21 fp32 normals per ISA, where
 // the AVX-512 kernel's short tables and its full-table path both run (p <
 // 2^-16 in about 60 lanes, p = 0.5 in one). ISAs the CPU lacks are skipped.
 // A plain program: exit status 0 when all pass.
@@ -95,7 +96,8 @@ int64_t check_tiles(const char* isa, TileFn<T> tile_fn, InitKind kind) {
   static T ref[kMax];
   int64_t tiles = 0;
   const uint64_t seeds[] = {0, 0x9e3779b97f4a7c15ull};
-  const uint64_t block0s[] = {0, 5, 0xffffffffull - 37, 0xffffffffffffffffull - 400};
+  // Counters that cross 2^32, and 2^64 (where they wrap).
+  const uint64_t block0s[] = {0, 5, 0xffffffffull - 37, 0xffffffffffffffffull - 100};
   for (uint64_t seed : seeds) {
     for (uint64_t block0 : block0s) {
       for (int64_t nb = 1; nb <= kTileBlocks; ++nb) {
@@ -104,12 +106,14 @@ int64_t check_tiles(const char* isa, TileFn<T> tile_fn, InitKind kind) {
         // offset 0: aligned (may stream); 1: misaligned by one element (tile path only).
         for (int offset = -1; offset <= 1; ++offset) {
           for (int64_t i = 0; i < kMax + 128; ++i) buf[i] = canary<T>();
+          for (int64_t i = kMax; i < kMax + 64; ++i) tile[i] = canary<T>();
           T* direct = offset < 0 ? nullptr : buf + 64 + offset;
           const bool wrote = tile_fn(d, seed, 3, block0, nb, tile, direct);
           CHECK(!wrote || direct != nullptr);
           const T* got = wrote ? direct : tile;
           int bad = 0;
           for (int64_t i = 0; i < n; ++i) bad += !same_bits(got[i], ref[i]);
+          for (int64_t i = kMax; i < kMax + 64; ++i) bad += !same_bits(tile[i], canary<T>());  // the tile's room
           if (wrote) {
             for (int64_t i = 0; i < 64 + offset; ++i) bad += !same_bits(buf[i], canary<T>());
             for (int64_t i = 64 + offset + n; i < kMax + 128; ++i) bad += !same_bits(buf[i], canary<T>());
@@ -158,6 +162,33 @@ int64_t check_long_normal_run(const char* isa, TileFn<float> tile_fn) {
   CHECK(deep > 20 && half > 0);
   return kBlocks * 4;
 }
+
+#if TRAINOPS_MULTI_ISA
+// The fp32 normal kernels' words: stream order (word j of block block0 + b
+// at 4 b + j), whole groups of what the kernel reads, and past philox_tile's
+// last group a padding word of the AVX-512 kernel's short tables, never
+// whatever the stack held.
+template <typename StreamWords>
+void check_stream_words(const char* isa, StreamWords stream_words, int64_t group_words, int64_t read_words) {
+  alignas(64) static uint32_t words[4 * kTileBlocks];
+  int bad = 0;
+  for (uint64_t block0 : {uint64_t{0}, uint64_t{0xffffffffull - 9}, uint64_t{0xffffffffffffffffull - 50}}) {
+    for (int64_t nb = 1; nb <= kTileBlocks; ++nb) {
+      std::memset(words, 0, sizeof(words));  // 0 would send a group to the full table
+      stream_words(77, 5, block0, nb, words);
+      const int64_t filled = (4 * nb + group_words - 1) / group_words * group_words;
+      const int64_t needed = (4 * nb + read_words - 1) / read_words * read_words;
+      for (int64_t i = 0; i < filled; ++i) {
+        const Philox4x32 w = trainops::philox_block(77, 5, block0 + static_cast<uint64_t>(i / 4));
+        bad += words[i] != w.v[i % 4];
+      }
+      for (int64_t i = filled; i < needed; ++i) bad += words[i] != 0x7fffffffu;
+    }
+  }
+  if (bad != 0) std::fprintf(stderr, "%s stream_words: %d wrong words\n", isa, bad);
+  CHECK(bad == 0);
+}
+#endif
 
 template <template <InitKind, typename> class Kernels>
 void check_isa(const char* isa) {
@@ -210,12 +241,16 @@ int main() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
     check_isa<Avx2>("avx2");
+    namespace k = trainops::cpu::avx2;
+    check_stream_words("avx2", &k::stream_words<>, 4 * k::kBlockLanes * k::kPhiloxGroups, 8);
   } else {
     std::printf("avx2: not supported by this CPU, skipped\n");
   }
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
     check_isa<Avx512>("avx512");
+    namespace k = trainops::cpu::avx512;
+    check_stream_words("avx512", &k::stream_words<>, 4 * k::kBlockLanes * k::kPhiloxGroups, 16 * k::kNormalVecs);
   } else {
     std::printf("avx512: not supported by this CPU, skipped\n");
   }

@@ -384,9 +384,10 @@ TRAINOPS_HD_INLINE T trunc_normal_from_uniform(const DistParams<T>& d, T u) {
 // looked up by the exponent's low 5 bits. Within 1.6 ulp of the float64
 // quantile of that p and non-decreasing over every fp32 p (tests/cpp/
 // test_philox.cpp); reaches |x| = 6.2303 (p = 2^-32).
-// Branch-free and one word per element: on AVX-512 (2 registers of table per
-// coefficient, one vpermt2ps each) ~26 instructions per 16 elements, about
-// half of Box-Muller's ~54.
+// Branch-free and one word per element: on AVX-512 ~26 instructions per 16
+// elements (one table lookup per coefficient: a vpermps over 16 entries for
+// the binades near p = 0.5, a vpermt2ps over all 32 otherwise; see the CPU
+// kernel), about half of Box-Muller's ~54.
 constexpr int kNormalIcdfSegments = 32;
 constexpr int kNormalIcdfTerms = TRAINOPS_NORMAL_ICDF_DEGREE + 1;
 struct alignas(64) NormalIcdfTable {
