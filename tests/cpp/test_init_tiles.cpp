@@ -3,10 +3,11 @@
 // fp32 and fp64, every tile length from 1 to kInitTileBlocks blocks, counters
 // near 2^32 and 2^64, the tile path and the streaming path (aligned and not),
 // must be bitwise philox_block + dist::sample_block_k, the streaming path
-// must write nothing past its values and the tile path nothing past the tile;
-// the fp32 normal kernels' words must be whole, padded groups. Then 2^21 fp32 normals per ISA, where
-// the AVX-512 kernel's short tables and its full-table path both run (p <
-// 2^-16 in about 60 lanes, p = 0.5 in one). ISAs the CPU lacks are skipped.
+// must write nothing past its values and the tile path nothing past the
+// tile; the fp32 normal kernels' words must be whole, padded groups. Then
+// 2^21 fp32 normals per ISA, where the AVX-512 kernel's short tables and its
+// full-table path both run (p < 2^-16 in about 60 lanes, p = 0.5 in one).
+// ISAs the CPU lacks are skipped.
 // A plain program: exit status 0 when all pass.
 #include <cstdint>
 #include <cstdio>
@@ -15,26 +16,10 @@
 #include <utility>
 #include <vector>
 
-#if defined(__x86_64__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
-
 #include "check.h"
-#include "init_kernels.h"
-#include "trainops/common.h"
-#include "trainops/distributions.h"
-#include "trainops/init_plan.h"
-#include "trainops/philox.h"
-
-namespace trainops {
-namespace cpu {
-#define TRAINOPS_KERNELS_INC "init_kernels.inc"
-#include "isa_variants.inc"
-}  // namespace cpu
-}  // namespace trainops
+// The kernels, compiled per ISA exactly as the extension compiles them (the
+// translation unit is torch-free; CMake links cpu_isa.cpp beside it).
+#include "init_isa.cpp"
 
 namespace {
 
