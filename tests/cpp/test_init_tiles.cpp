@@ -175,29 +175,16 @@ void check_stream_words(const char* isa, StreamWords stream_words, int64_t group
 }
 #endif
 
+// One kind, fp32 and fp64.
+template <template <InitKind, typename> class Kernels, InitKind K>
+int64_t check_kind(const char* isa) {
+  return check_tiles<float>(isa, Kernels<K, float>::fn, K) + check_tiles<double>(isa, Kernels<K, double>::fn, K);
+}
+
 template <template <InitKind, typename> class Kernels>
 void check_isa(const char* isa) {
-  int64_t tiles = 0;
-  for (InitKind kind : {InitKind::kUniform, InitKind::kNormal, InitKind::kTruncNormal, InitKind::kConstant}) {
-    switch (kind) {
-      case InitKind::kUniform:
-        tiles += check_tiles<float>(isa, Kernels<InitKind::kUniform, float>::fn, kind);
-        tiles += check_tiles<double>(isa, Kernels<InitKind::kUniform, double>::fn, kind);
-        break;
-      case InitKind::kNormal:
-        tiles += check_tiles<float>(isa, Kernels<InitKind::kNormal, float>::fn, kind);
-        tiles += check_tiles<double>(isa, Kernels<InitKind::kNormal, double>::fn, kind);
-        break;
-      case InitKind::kTruncNormal:
-        tiles += check_tiles<float>(isa, Kernels<InitKind::kTruncNormal, float>::fn, kind);
-        tiles += check_tiles<double>(isa, Kernels<InitKind::kTruncNormal, double>::fn, kind);
-        break;
-      default:
-        tiles += check_tiles<float>(isa, Kernels<InitKind::kConstant, float>::fn, kind);
-        tiles += check_tiles<double>(isa, Kernels<InitKind::kConstant, double>::fn, kind);
-        break;
-    }
-  }
+  const int64_t tiles = check_kind<Kernels, InitKind::kUniform>(isa) + check_kind<Kernels, InitKind::kNormal>(isa) +
+                        check_kind<Kernels, InitKind::kTruncNormal>(isa) + check_kind<Kernels, InitKind::kConstant>(isa);
   const int64_t normals = check_long_normal_run(isa, Kernels<InitKind::kNormal, float>::fn);
   std::printf("%s: %lld tiles and %lld streamed normals checked\n", isa, static_cast<long long>(tiles),
               static_cast<long long>(normals));
