@@ -4,16 +4,6 @@
 #include <type_traits>
 #include <utility>
 
-#if defined(__x86_64__)
-// GCC 12's _mm512_mul_epu32 passes an intentionally undefined vector to its
-// masked builtin, which -Wall reports as maybe-uninitialized wherever it is
-// inlined; the warning is about the header, not this code.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
-
 #include "init_kernels.h"
 #include "trainops/common.h"
 #include "trainops/distributions.h"
