@@ -60,8 +60,12 @@ if ! "$PY" -m trainops info 2>&1 | tee "$OUT_DIR/info.log"; then
 fi
 
 stamp "CUDA tests"
-# The device-parametrised CPU suites (test_clip, test_init) run on CUDA too.
+# The device-parametrised CPU suites (test_clip, test_init) run on CUDA too;
+# -k keeps their CUDA tests (every one has "cuda" in its id, or is the
+# mixed-devices check) and every test of the test_cuda_* files. Their CPU tests
+# run in CI already, and would cost this step's time budget.
 TESTS=(tests/test_cuda_build.py tests/test_cuda_clip.py tests/test_clip.py tests/test_init.py)
+SELECT="cuda or mixed_devices"
 WHEELS="${GPU_CHECK_WHEELS:-$ROOT/.gpu_wheels}"
 if ! "$PY" -c "import pytest, numpy" 2>/dev/null && compgen -G "$WHEELS/*.whl" >/dev/null; then
   echo "pytest or numpy is not installed: unpacking the wheels in $WHEELS (installed packages keep precedence)"
@@ -75,7 +79,7 @@ fi
 if ! "$PY" -c "import pytest, numpy" 2>/dev/null; then
   echo "gpu_check: TESTS NOT RUN: pytest or numpy is not installed and $WHEELS does not hold it (make gpu-wheels, then carry .gpu_wheels)"
   STATUS=1
-elif ! timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider "${TESTS[@]}" 2>&1 | tee "$OUT_DIR/tests.log"; then
+elif ! timeout 150 "$PY" -m pytest -q -rs --durations=15 -p no:cacheprovider -k "$SELECT" "${TESTS[@]}" 2>&1 | tee "$OUT_DIR/tests.log"; then
   echo "gpu_check: TESTS FAILED (log: $OUT_DIR/tests.log)"
   STATUS=1
 fi

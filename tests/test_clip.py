@@ -339,11 +339,17 @@ def test_clip_grad_value_matches_torch(device, dtype):
             assert torch.equal(a.grad.view(torch.uint8), g.view(torch.uint8))
             continue
         torch.nn.utils.clip_grad_value_([b], clip_value)
-        # Bitwise equal (signed zeros included) except NaN payloads: torch's
-        # vectorised bf16 path rewrites a NaN's bits; both keep NaN as NaN.
+        # Bitwise equal except NaN payloads (torch's vectorised bf16 path
+        # rewrites a NaN's bits; both keep NaN as NaN) and, on CUDA, the sign
+        # of a zero: with clip_value 0 trainops clamps a negative value to
+        # -0.0 on every device, as torch does on the CPU, while torch's CUDA
+        # foreach min/max (clamp_min to -0.0, then clamp_max to +0.0) picks +0.0.
         nan = a.grad.isnan()
         assert torch.equal(nan, b.grad.isnan())
-        assert torch.equal(a.grad[~nan].view(torch.uint8), b.grad[~nan].view(torch.uint8)), clip_value
+        ours, theirs = a.grad[~nan], b.grad[~nan]
+        if device != "cpu":
+            ours, theirs = ours + 0.0, theirs + 0.0  # -0.0 + 0.0 == +0.0
+        assert torch.equal(ours.view(torch.uint8), theirs.view(torch.uint8)), clip_value
 
 
 @pytest.mark.parametrize("device", device_params())

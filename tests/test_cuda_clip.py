@@ -312,6 +312,10 @@ def test_no_host_sync():
     params = _params([(1000, 100), (CHUNK + 1,), (10,)], seed=10, scale=10.0)
     bf16 = _params([(4000,)], dtype=torch.bfloat16, seed=11)
     trainops.clip_grad_norm_(params, 1.0)  # warm up (lazy init, allocator)
+    # Made before the check: torch.tensor(x, device="cuda") copies x from the
+    # host with a blocking copy, which the sync-debug mode reports.
+    norm_limit = torch.tensor(1.0, device="cuda")
+    value_limit = torch.tensor(0.1, device="cuda")
     torch.cuda.synchronize()
     previous = torch.cuda.get_sync_debug_mode()
     torch.cuda.set_sync_debug_mode("error")
@@ -325,9 +329,9 @@ def test_no_host_sync():
         trainops.clip_grad_value_(params, 0.1)
         trainops.grad_norms(params)
         # device-tensor thresholds (a clip schedule kept on the GPU) are never read on the host
-        trainops.clip_grad_norm_(params, torch.tensor(1.0, device="cuda"))
-        trainops.clip_grads_with_norm_(params, torch.tensor(1.0, device="cuda"), total)
-        trainops.clip_grad_value_(params, torch.tensor(0.1, device="cuda"))
+        trainops.clip_grad_norm_(params, norm_limit)
+        trainops.clip_grads_with_norm_(params, norm_limit, total)
+        trainops.clip_grad_value_(params, value_limit)
     finally:
         torch.cuda.set_sync_debug_mode(previous)
 
