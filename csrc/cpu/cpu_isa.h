@@ -54,9 +54,10 @@ const T& pick_isa(const T& baseline, const T& avx2, const T& avx512) {
 
 #if defined(__x86_64__)
 // The intrinsics of the ISA regions (simd.inc, init_kernels.inc).
-// GCC 12's _mm512_mul_epu32 passes an intentionally undefined vector to its
-// masked builtin, which -Wall reports as maybe-uninitialized wherever it is
-// inlined; the warning is about the header, not this code.
+// GCC 12's _mm512_mul_epu32 and AVX-512 conversions pass an intentionally
+// undefined vector to their masked builtins, which -Wall reports as
+// (maybe-)uninitialized wherever they are inlined; the warning is about the
+// header, not this code.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
