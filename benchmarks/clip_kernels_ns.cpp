@@ -82,14 +82,8 @@ int main() {
               static_cast<long long>(n));
   run("baseline", baseline::kClipKernels, d, runtime_n);
 #if TRAINOPS_MULTI_ISA
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-    run("avx2", avx2::kClipKernels, d, runtime_n);
-  }
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
-    run("avx512", avx512::kClipKernels, d, runtime_n);
-  }
+  if (cpu_isa_usable(CpuIsa::kAvx2)) run("avx2", avx2::kClipKernels, d, runtime_n);
+  if (cpu_isa_usable(CpuIsa::kAvx512)) run("avx512", avx512::kClipKernels, d, runtime_n);
 #endif
   return 0;
 }

@@ -8,14 +8,17 @@ namespace cpu {
 
 namespace {
 
+// Every feature of the region's `#pragma GCC target` (isa_variants.inc): the
+// compiler may use any of them there, and simd.inc calls F16C explicitly.
 CpuIsa detect_cpu_isa() {
 #if TRAINOPS_MULTI_ISA
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl")) {
+  const bool fma_f16c = __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  if (fma_f16c && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
     return CpuIsa::kAvx512;
   }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  if (fma_f16c && __builtin_cpu_supports("avx2")) {
     return CpuIsa::kAvx2;
   }
 #endif

@@ -22,6 +22,9 @@ enum class CpuIsa : int { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
 // Read on every call (cheap) so that tests can change the cap in-process.
 CpuIsa current_cpu_isa();
 
+// Whether the kernels of `isa` can run now (compiled in, supported, not capped).
+inline bool cpu_isa_usable(CpuIsa isa) { return static_cast<int>(isa) <= static_cast<int>(current_cpu_isa()); }
+
 // ISAs compiled into this build, e.g. "baseline,avx2,avx512".
 std::string compiled_cpu_isas();
 

@@ -210,16 +210,15 @@ struct Avx512 {
 int main() {
   check_isa<Baseline>("baseline");
 #if TRAINOPS_MULTI_ISA
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+  using trainops::cpu::CpuIsa;
+  if (trainops::cpu::cpu_isa_usable(CpuIsa::kAvx2)) {
     check_isa<Avx2>("avx2");
     namespace k = trainops::cpu::avx2;
     check_stream_words("avx2", &k::stream_words<>, 4 * k::kBlockLanes * k::kPhiloxGroups, 8);
   } else {
     std::printf("avx2: not supported by this CPU, skipped\n");
   }
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+  if (trainops::cpu::cpu_isa_usable(CpuIsa::kAvx512)) {
     check_isa<Avx512>("avx512");
     namespace k = trainops::cpu::avx512;
     check_stream_words("avx512", &k::stream_words<>, 4 * k::kBlockLanes * k::kPhiloxGroups, 16 * k::kNormalVecs);

@@ -76,14 +76,13 @@ struct Isa {
 std::vector<Isa> isas_of_this_cpu() {
   std::vector<Isa> isas = {{"baseline", &trainops_test::baseline_batch::load, &trainops_test::baseline_batch::store}};
 #if TRAINOPS_MULTI_ISA
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+  using trainops::cpu::CpuIsa;
+  if (trainops::cpu::cpu_isa_usable(CpuIsa::kAvx2)) {
     isas.push_back({"avx2", &trainops_test::avx2_batch::load, &trainops_test::avx2_batch::store});
   } else {
     std::printf("avx2: not supported by this CPU, skipped\n");
   }
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+  if (trainops::cpu::cpu_isa_usable(CpuIsa::kAvx512)) {
     isas.push_back({"avx512", &trainops_test::avx512_batch::load, &trainops_test::avx512_batch::store});
   } else {
     std::printf("avx512: not supported by this CPU, skipped\n");
