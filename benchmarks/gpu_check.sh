@@ -20,7 +20,8 @@
 #   OUT                    folder for logs and bench.json (default: /tmp/trainops_gpu_check)
 #   TORCH_CUDA_ARCH_LIST   default "9.0" here (H100/H200 only) to save build time
 #   MAX_JOBS               default: number of cores
-#   GPU_CHECK_SKIP_BUILD=1 reuse an extension already built in place
+#   GPU_CHECK_SKIP_BUILD=1 reuse an extension already built in place (the
+#                          diagnostics' variant builds then use CC/CXX as set)
 #   GPU_CHECK_WHEELS       folder of pytest wheels for a machine without pytest
 #   GPU_CHECK_DIAGNOSE=1   then also benchmarks/cuda_profile.py --kernels and
 #                          benchmarks/cuda_variants.sh (up to 4 more minutes)
@@ -51,10 +52,11 @@ stamp "environment"
   if [[ -n "${CXX:-}" ]] && grep -Iq . "$CXX" 2>/dev/null; then head -c 1500 "$CXX"; echo; fi
 } 2>&1 | tee "$OUT_DIR/environment.log"
 
-# A build that works: its first op call and (with a GPU) a CUDA norm, run in
-# a child process so that a crash (a segfault) is reported rather than fatal.
-loads() {
-  "$PY" - >"$OUT_DIR/load_check.log" 2>&1 <<'PYEOF'
+# Whether a build works: its first op call and (with a GPU) a CUDA norm, in a
+# child process so that a crash is reported rather than fatal. Exit status: 0
+# it works; 128 + n killed by signal n (a segfault: 139); else it failed.
+check_build() {  # $1: log file
+  timeout 60 "$PY" -X faulthandler - >"$1" 2>&1 <<'PYEOF'
 import torch, trainops
 torch.ops.trainops.build_info()
 assert "cuda" in trainops._extension.CLIP_DEVICES, "no CUDA kernels in this build"
@@ -64,19 +66,30 @@ if torch.cuda.is_available():
 PYEOF
 }
 
+# True when command $1 is the file $2 (links resolved).
+same_file() {
+  local path
+  path="$(command -v "$1" 2>/dev/null)" || return 1
+  [[ "$(readlink -f "$path")" == "$(readlink -f "$2")" ]]
+}
+
 if [[ "${GPU_CHECK_SKIP_BUILD:-0}" != "1" ]]; then
   # Compilers to try, in order: the environment's (CC/CXX, else torch's
-  # default), then the system's /usr/bin/gcc and g++ if they are others. On
-  # the H200 image of 2026-12-01, CXX=/opt/gcc/bin/g++ (a script running g++
-  # 13.3 with its own -B and -isystem paths) built binaries that segfaulted at
-  # their first op call, CPU-only ones too (cause not established), and
-  # /usr/bin/g++ built one that passed every test (RESULTS.md, GPU).
+  # default), then the system's /usr/bin/gcc and g++ if they are others. The
+  # second is tried only when the first fails to build or its build crashes.
+  # On the H200 image of 2026-12-01, CXX=/opt/gcc/bin/g++ (a script running
+  # g++ 13.3 with its own -B and -isystem paths) built binaries that
+  # segfaulted at their first op call, CPU-only ones too (cause not
+  # established), and /usr/bin/g++ built one that passed every test
+  # (RESULTS.md, GPU).
   COMPILERS=("${CC:-}:${CXX:-}")
-  if [[ -x /usr/bin/g++ && -x /usr/bin/gcc && "${CXX:-}" != /usr/bin/g++ ]]; then
+  if [[ -x /usr/bin/g++ && -x /usr/bin/gcc ]] && ! same_file "${CXX:-c++}" /usr/bin/g++; then
     COMPILERS+=("/usr/bin/gcc:/usr/bin/g++")
   fi
   BUILT=0
+  attempt=0
   for pair in "${COMPILERS[@]}"; do
+    attempt=$((attempt + 1))
     cc="${pair%%:*}"
     cxx="${pair#*:}"
     stamp "build (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST, MAX_JOBS=$MAX_JOBS, CXX=${cxx:-default})"
@@ -84,24 +97,37 @@ if [[ "${GPU_CHECK_SKIP_BUILD:-0}" != "1" ]]; then
     compiler_env=()
     [[ -n "$cc" ]] && compiler_env+=("CC=$cc")
     [[ -n "$cxx" ]] && compiler_env+=("CXX=$cxx")
+    log="$OUT_DIR/build_$attempt.log"
     BUILD_START=$(date +%s)
-    if ! env ${compiler_env[@]+"${compiler_env[@]}"} timeout 120 "$PY" setup.py build_ext --inplace >"$OUT_DIR/build.log" 2>&1; then
-      tail -n 40 "$OUT_DIR/build.log"
-      echo "gpu_check: build with CXX=${cxx:-default} FAILED (full log: $OUT_DIR/build.log)"
+    if ! env ${compiler_env[@]+"${compiler_env[@]}"} timeout 120 "$PY" setup.py build_ext --inplace >"$log" 2>&1; then
+      tail -n 40 "$log"
+      echo "gpu_check: build with CXX=${cxx:-default} FAILED (full log: $log)"
       continue
     fi
+    cp "$log" "$OUT_DIR/build.log"
     echo "built in $(( $(date +%s) - BUILD_START ))s"
-    if loads; then
-      BUILT=1
-      # The variant builds of the diagnostics use the same compiler.
-      if [[ -n "$cxx" ]]; then export CC="$cc" CXX="$cxx"; else unset CC CXX; fi
-      break
+    check_log="$OUT_DIR/load_check_$attempt.log"
+    rc=0
+    check_build "$check_log" || rc=$?
+    if (( rc != 0 )); then
+      tail -n 20 "$check_log"
+      if (( rc > 128 )); then
+        echo "gpu_check: the build with CXX=${cxx:-default} crashed (exit status $rc); next compiler"
+        continue
+      fi
+      # Not a crash (an assertion, a CUDA error, a timeout): no other
+      # compiler would mend it, and the tests below show more.
+      echo "gpu_check: the build with CXX=${cxx:-default} failed its check (exit status $rc)"
+      STATUS=1
     fi
-    tail -n 20 "$OUT_DIR/load_check.log"
-    echo "gpu_check: the build with CXX=${cxx:-default} does not run (exit status above); next compiler"
+    BUILT=1
+    # The variant builds of the diagnostics use the same compiler.
+    if [[ -n "$cc" ]]; then export CC="$cc"; else unset CC; fi
+    if [[ -n "$cxx" ]]; then export CXX="$cxx"; else unset CXX; fi
+    break
   done
   if [[ "$BUILT" != 1 ]]; then
-    echo "gpu_check: NO COMPILER GAVE A WORKING BUILD"
+    echo "gpu_check: NO COMPILER GAVE A BUILD THAT RUNS (logs: $OUT_DIR/build_*.log, load_check_*.log)"
     exit 1
   fi
 fi

@@ -5,7 +5,7 @@
 //   on the CPU (trainops/chunk_plan.h, 2^16 elements per chunk) and each chunk
 //   is one thread block. Chunk descriptors (pointer, length, tensor, dtype; 16
 //   bytes) travel as kernel arguments, up to kMaxChunksPerLaunch per launch:
-//   GPT-2's 1,958 chunks are one launch, 10,000 small tensors five. Nothing is
+//   GPT-2's 1,995 chunks are one launch, 10,000 small tensors five. Nothing is
 //   copied host-to-device, so there is no pinned staging buffer whose lifetime
 //   a CUDA graph would have to extend, and no launch per tensor.
 // * Norm: stage 1 writes one NormPartial per chunk (the CPU's representation,
@@ -47,7 +47,9 @@ constexpr int64_t kMaxTensors = int64_t{1} << (31 - kDTypeBits);
 // TRAINOPS_CUDA_UNROLL and TRAINOPS_CUDA_NORM_MIN_BLOCKS (the norm kernel's
 // __launch_bounds__ minimum of resident blocks per SM, which caps its
 // registers) exist for benchmarks/cuda_variants.sh, which builds and times
-// other values on a GPU; the defaults are the measured choice.
+// other values on a GPU. On an H200 (RESULTS.md, GPU) neither beat the
+// defaults on GPT-2; a minimum of 4 blocks was 9% faster on 10,000 small
+// tensors but spills (80-byte stack), and unroll 8 was slower throughout.
 #ifndef TRAINOPS_CUDA_UNROLL
 #define TRAINOPS_CUDA_UNROLL 4
 #endif
@@ -60,6 +62,7 @@ constexpr int kThreads = 256;
 constexpr int kWarpSize = 32;
 constexpr int kWarps = kThreads / kWarpSize;
 constexpr int kUnroll = TRAINOPS_CUDA_UNROLL;
+static_assert(kUnroll >= 1 && kUnroll <= 16, "fp32 folds of at most 16 terms keep the 1e-6 accuracy");
 constexpr int kVecBytes = 16;
 // Finalize: one warp per tensor (8 per block), then one block for the total.
 constexpr int kTensorWarpsPerBlock = 8;
@@ -140,7 +143,8 @@ __device__ __forceinline__ void block_sum_max(double& sum, double& mx) {
 // (one per vector lane) and folds them into fp64 after every kUnroll vectors,
 // so an fp32 accumulator adds at most kUnroll = 4 terms in fp32 (relative
 // error <= 3 * 2^-24 even when every addition rounds the same way; the CPU
-// folds every 16).
+// folds every 16). A larger TRAINOPS_CUDA_UNROLL loosens that bound to
+// (kUnroll - 1) * 2^-24; 16 is the most the 1e-6 accuracy target allows.
 template <NormKind K, typename acc_t, bool kScaled, typename T>
 __device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, double divisor,
                                  double& sum_out, double& max_out) {
@@ -302,9 +306,11 @@ __device__ __forceinline__ void narrow(int64_t& lo, int64_t& hi, int64_t step, u
 // [begin, end) of the chunks of tensor t in the sorted chunk -> tensor map
 // a[0, n), found by one warp (all lanes get the result). Each round the 32
 // lanes probe 32 evenly spaced entries for both bounds at once, narrowing each
-// range 32-fold: GPT-2's 1,958 chunks take 3 rounds of dependent loads, where
-// two binary searches took 22. On an H200 (2026-12-01) this kernel went from
-// 11.5 to 8.5 us on GPT-2, whose whole bf16 norm went from 80.1 to 77.8 us.
+// range 32-fold: GPT-2's 1,995 chunks take 3 rounds of dependent loads, where
+// two binary searches took 22. On an H200 (2026-12-01, alternated builds)
+// the fused clip op on GPT-2 bf16, not triggered, went from 80.1 to 77.8 us of
+// device time; the profiler gave this kernel 11.5 us before (one run) and
+// 8.5 us after (another).
 __device__ void warp_tensor_range(const int32_t* a, int64_t n, int64_t t, int64_t& begin,
                                   int64_t& end) {
 #ifdef TRAINOPS_CUDA_BINARY_SEARCH

@@ -4,7 +4,7 @@
 // elements; chunk boundaries depend only on the tensor sizes, never on the
 // thread count or launch grid, which is what makes every reduction over the
 // chunks reproducible. The plan is O(tensors + chunks) and never O(model size):
-// GPT-2's 124M parameters in 148 tensors make 1,958 chunks.
+// GPT-2's 124M parameters in 148 tensors make 1,995 chunks.
 //
 // Chunks are also grouped into tasks of roughly kChunkSize elements so that a
 // list of 10,000 tensors of 100 elements is processed in ~16 parallel tasks
