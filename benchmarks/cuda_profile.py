@@ -42,10 +42,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_cuda_clip import (  # noqa: E402
     CLIP,
-    bench_ms,
     clip_cases,
     copy_bandwidth_gbs,
     device_us,
+    eager_ms,
     make_params,
 )
 
@@ -137,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 row["capture_error"] = f"{type(e).__name__}: {e}"[:200]
             row["pct_copy_bw"] = 100 * moved / (copy_gbs * 1e3) / row["device_us"]
             if args.variant is None:
-                if restore is None:
-                    row["eager_ms"] = bench_ms(fn, reps=reps)
-                else:
-                    restore_ms = bench_ms(restore, reps=reps)
-                    row["eager_ms"] = bench_ms(lambda fn=fn, r=restore: (r(), fn()), reps=reps) - restore_ms
+                row["eager_ms"] = eager_ms(fn, restore, reps)
                 row["host_us"] = host_us(fn, reps=max(reps, 30))
             results.append(row)
         if args.variant is None and not clips and dtype == torch.float32:

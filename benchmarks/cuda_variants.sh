@@ -10,9 +10,9 @@
 # /tmp/trainops_variants), with the defines passed through NVCC_APPEND_FLAGS.
 #
 # Usage: bash benchmarks/cuda_variants.sh [NAME=DEFINES ...]
-#   (default: base, and bsearch = the two binary searches per tensor that
-#   the warp search of tensor_norms_kernel replaced; knobs measured before:
-#   -DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4, -DTRAINOPS_CUDA_UNROLL=8, RESULTS.md)
+#   (default: base, mb4 = -DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4 and u8 =
+#   -DTRAINOPS_CUDA_UNROLL=8; RESULTS.md, GPU, has their H200 figures, and
+#   those of the warp search against the binary search it replaced)
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +21,7 @@ PY="${PYTHON:-$(command -v python3 || command -v python)}"
 WORK="${VARIANTS_DIR:-${TMPDIR:-/tmp}/trainops_variants}"
 ROUNDS="${VARIANT_ROUNDS:-2}"
 if [[ $# -eq 0 ]]; then
-  set -- "base=" "bsearch=-DTRAINOPS_CUDA_BINARY_SEARCH"
+  set -- "base=" "mb4=-DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4" "u8=-DTRAINOPS_CUDA_UNROLL=8"
 fi
 
 names=()

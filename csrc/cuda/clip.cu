@@ -270,22 +270,6 @@ __global__ void TRAINOPS_NORM_LAUNCH_BOUNDS
   }
 }
 
-#ifdef TRAINOPS_CUDA_BINARY_SEARCH
-// (benchmarks/cuda_variants.sh: the binary search the warp search replaced.)
-__device__ int64_t lower_bound(const int32_t* a, int64_t n, int64_t v) {
-  int64_t lo = 0;
-  int64_t hi = n;
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (a[mid] < v) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  return lo;
-}
-#else
 // One round of a warp's search for the first index in a sorted [lo, hi) whose
 // value is >= v (hi if none): lane k probed q_k = min(lo + (k + 1) * step - 1,
 // hi - 1), and ge holds the lanes whose probe was >= v (a suffix of the lanes,
@@ -301,7 +285,6 @@ __device__ __forceinline__ void narrow(int64_t& lo, int64_t& hi, int64_t step, u
   lo = (j == 0) ? lo : min(lo + j * step - 1, hi - 1) + 1;
   hi = qj;
 }
-#endif
 
 // [begin, end) of the chunks of tensor t in the sorted chunk -> tensor map
 // a[0, n), found by one warp (all lanes get the result). Each round the 32
@@ -313,10 +296,6 @@ __device__ __forceinline__ void narrow(int64_t& lo, int64_t& hi, int64_t step, u
 // 8.5 us after (another).
 __device__ void warp_tensor_range(const int32_t* a, int64_t n, int64_t t, int64_t& begin,
                                   int64_t& end) {
-#ifdef TRAINOPS_CUDA_BINARY_SEARCH
-  begin = lower_bound(a, n, t);
-  end = lower_bound(a, n, t + 1);
-#else
   const int64_t lane = threadIdx.x % kWarpSize;
   int64_t lo0 = 0, hi0 = n, lo1 = 0, hi1 = n;
   while (lo0 < hi0 || lo1 < hi1) {  // warp-uniform
@@ -332,7 +311,6 @@ __device__ void warp_tensor_range(const int32_t* a, int64_t n, int64_t t, int64_
   }
   begin = lo0;
   end = lo1;
-#endif
 }
 
 // combine_partials over parts[0, n) by one warp; every lane gets the result.
