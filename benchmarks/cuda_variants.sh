@@ -9,9 +9,14 @@
 # built in parallel in copies of the sources under $VARIANTS_DIR (default
 # /tmp/trainops_variants), with the defines passed through NVCC_APPEND_FLAGS.
 #
+# Before a variant other than base is timed, the CUDA clip tests run against
+# it (from a copy of tests/ in its folder, so that its build is the one
+# imported); a variant that fails them is reported and not timed.
+#
 # Usage: bash benchmarks/cuda_variants.sh [NAME=DEFINES ...]
-#   (default: base, mb4 = -DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4 and u8 =
-#   -DTRAINOPS_CUDA_UNROLL=8; RESULTS.md, GPU, has their H200 figures, and
+#   (default: base and fused = -DTRAINOPS_CUDA_FUSED_FINALIZE=1, not yet
+#   measured; RESULTS.md, GPU, has the H200 figures of mb4 =
+#   -DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4 and u8 = -DTRAINOPS_CUDA_UNROLL=8, and
 #   those of the warp search against the binary search it replaced)
 set -uo pipefail
 
@@ -21,7 +26,7 @@ PY="${PYTHON:-$(command -v python3 || command -v python)}"
 WORK="${VARIANTS_DIR:-${TMPDIR:-/tmp}/trainops_variants}"
 ROUNDS="${VARIANT_ROUNDS:-2}"
 if [[ $# -eq 0 ]]; then
-  set -- "base=" "mb4=-DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4" "u8=-DTRAINOPS_CUDA_UNROLL=8"
+  set -- "base=" "fused=-DTRAINOPS_CUDA_FUSED_FINALIZE=1"
 fi
 
 names=()
@@ -38,7 +43,7 @@ for spec in "$@"; do
   fi
   dir="$WORK/$name"
   mkdir -p "$dir"
-  cp -r setup.py pyproject.toml csrc trainops "$dir"/
+  cp -r setup.py pyproject.toml csrc trainops tests "$dir"/
   rm -f "$dir"/trainops/_C*.so
   dirs+=("$dir")
   echo "building $name ($defs)"
@@ -48,12 +53,26 @@ for spec in "$@"; do
 done
 wait
 
+tested=()
+for i in "${!names[@]}"; do
+  tested+=(1)
+  [[ "${dirs[$i]}" == "$ROOT" ]] && continue
+  compgen -G "${dirs[$i]}/trainops/_C*.so" >/dev/null || continue
+  echo "testing ${names[$i]}"
+  if ! (cd "${dirs[$i]}" && env -u PYTHONPATH TRAINOPS_REQUIRE_EXTENSION=1 timeout 150 "$PY" -m pytest -q -x \
+          -p no:cacheprovider tests/test_cuda_clip.py 2>&1 | tail -n 15); then
+    echo "variant ${names[$i]}: TESTS FAILED, not timed"
+    tested[$i]=0
+  fi
+done
+
 for round in $(seq "$ROUNDS"); do
   for i in "${!names[@]}"; do
     if ! compgen -G "${dirs[$i]}/trainops/_C*.so" >/dev/null; then
       echo "variant ${names[$i]}: not built"
       continue
     fi
+    [[ "${tested[$i]}" == 1 ]] || continue
     PYTHONPATH="${dirs[$i]}" TRAINOPS_REQUIRE_EXTENSION=1 timeout 120 "$PY" benchmarks/cuda_profile.py \
       --variant "${names[$i]}" --reps 11 || echo "variant ${names[$i]}: RUN FAILED (round $round)"
   done

@@ -109,18 +109,34 @@ def test_sass_has_every_arch_of_the_build(cuobjdump):
         assert (elf, ptx) == (want_elf, want_ptx), (source, listed, listing)
 
 
+# Integer counters that elect the block finishing a tensor (the
+# TRAINOPS_CUDA_FUSED_FINALIZE build): a plain integer add to global memory.
+_COUNTER_ATOMIC = re.compile(r"(ATOMG|RED)\.E\.ADD(\.STRONG\.GPU)?$")
+
+
 def test_no_atomics(sass):
-    """Reductions are two-stage with a fixed combine order. Float atomics would
-    make the rounding depend on arrival order (and a float atomicAdd to shared
-    memory is a compare-and-swap loop whose opcode names no float type), so the
-    check admits none at all; the kernels need no integer ones either."""
+    """Reductions combine in a fixed order. Float atomics would make the
+    rounding depend on arrival order (and a float atomicAdd to shared memory is
+    a compare-and-swap loop whose opcode names no float type), so the check
+    admits no atomic at all but one: the integer counters of the fused norm
+    kernel, whose finishing block still combines in index order."""
     atomics = {
         (arch, sass_tools.kernel_name(name), ins.opcode)
         for (arch, name), instructions in sass.items()
         for ins in instructions
         if re.match(r"(ATOM|RED)(?!UX)", ins.opcode)
     }
-    assert not atomics
+    allowed = {a for a in atomics if a[1] == "norm_chunks_fused_kernel" and _COUNTER_ATOMIC.match(a[2])}
+    assert atomics == allowed
+
+
+def test_fused_finalize_kernel_is_built_when_asked(sass):
+    """`make cuda-check` also builds clip.cu with -DTRAINOPS_CUDA_FUSED_FINALIZE=1
+    and says so (TRAINOPS_EXPECT_FUSED_FINALIZE=1): the variant must really be
+    in that binary, and only there."""
+    names = {sass_tools.kernel_name(name) for (_, name) in sass}
+    expected = os.environ.get("TRAINOPS_EXPECT_FUSED_FINALIZE") == "1"
+    assert ("norm_chunks_fused_kernel" in names) == expected
 
 
 @pytest.mark.skipif(not _release_build(), reason="a TRAINOPS_DEBUG=1 (-O0) build")

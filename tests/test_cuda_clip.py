@@ -157,6 +157,28 @@ def test_norm_more_chunks_than_one_launch():
     torch.testing.assert_close(per.cpu(), cpu_per, rtol=2e-6, atol=0)
 
 
+@pytest.mark.parametrize("p", [2.0, INF, 0.5])
+def test_norm_tensor_across_launches_is_deterministic(p):
+    # A 5-chunk tensor whose chunks fall in two launches (chunks 1998-2002 of a
+    # 2,000-chunk launch), empty tensors between, mixed dtypes: whichever block
+    # finishes a tensor (TRAINOPS_CUDA_FUSED_FINALIZE), the results must match
+    # the oracle and be bitwise the same on every call.
+    g = torch.Generator(device="cuda").manual_seed(5)
+    shapes = [10] * 1998 + [5 * CHUNK - 3, 0, 7, 0] + [CHUNK] * 3
+    dtypes = [torch.float32, torch.bfloat16, torch.float16]
+    tensors = [
+        torch.randn(n, device="cuda", generator=g).to(dtypes[i % len(dtypes)]) for i, n in enumerate(shapes)
+    ]
+    total, per = norm_op(tensors, p, True)
+    assert_close_rel(float(total), oracle_norm(tensors, p), 1e-6)
+    _, cpu_per = norm_op([t.cpu() for t in tensors], p, True)
+    torch.testing.assert_close(per.cpu(), cpu_per, rtol=2e-6, atol=0)
+    assert float(per[1999]) == 0.0 and float(per[2001]) == 0.0
+    for _ in range(20):
+        again_total, again_per = norm_op(tensors, p, True)
+        assert torch.equal(again_total, total) and torch.equal(again_per, per)
+
+
 @pytest.mark.parametrize("p", NORM_TYPES)
 def test_norm_nonfinite(p):
     def run(values, dtype=torch.float32):

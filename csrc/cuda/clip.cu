@@ -58,6 +58,17 @@ constexpr int64_t kMaxTensors = int64_t{1} << (31 - kDTypeBits);
 #else
 #define TRAINOPS_NORM_LAUNCH_BOUNDS __launch_bounds__(kThreads)
 #endif
+// TRAINOPS_CUDA_FUSED_FINALIZE=1 (for cuda_variants.sh, unmeasured so far):
+// the norm kernel also finishes the reduction, so a norm is one memset and one
+// kernel instead of three kernels. The block that completes a tensor (an
+// integer counter per tensor, no float atomics) combines its chunk partials,
+// and the block that completes the last tensor combines the tensors: the same
+// fixed-order combines, run by whichever block arrives last, so the result is
+// still the same on every run. Written for the H200's GPT-2 bf16 no-clip case,
+// where the two finishing kernels took ~11 of 79 us of device time.
+#ifndef TRAINOPS_CUDA_FUSED_FINALIZE
+#define TRAINOPS_CUDA_FUSED_FINALIZE 0
+#endif
 constexpr int kThreads = 256;
 constexpr int kWarpSize = 32;
 constexpr int kWarps = kThreads / kWarpSize;
@@ -237,6 +248,78 @@ __device__ NormPartial chunk_partial(const T* x, int32_t n, double p) {
   return rescaled_partial(max_abs, scaled_sum);
 }
 
+// chunk_partial of n elements at data, of the DType with the given code.
+template <NormKind K>
+__device__ NormPartial chunk_partial_of(int code, const void* data, int32_t n, double p) {
+  switch (static_cast<DType>(code)) {
+    case DType::kHalf:
+      return chunk_partial<K>(static_cast<const half_bits*>(data), n, p);
+    case DType::kBFloat16:
+      return chunk_partial<K>(static_cast<const bf16_bits*>(data), n, p);
+    case DType::kFloat:
+      return chunk_partial<K>(static_cast<const float*>(data), n, p);
+    default:
+      return chunk_partial<K>(static_cast<const double*>(data), n, p);
+  }
+}
+
+// A partial written by another block of the running kernel: read through L2
+// (ld.global.cg), never from a stale L1 line.
+__device__ __forceinline__ NormPartial load_partial(const NormPartial* q) {
+  const double2 v = __ldcg(reinterpret_cast<const double2*>(q));
+  return {v.x, v.y};
+}
+
+// combine_partials over parts[0, n) by a block of kBlockThreads threads; every
+// thread gets the result. Fixed shape: threads take strided elements, warps
+// reduce by xor butterfly, warps are added in index order.
+template <int kBlockThreads>
+__device__ NormPartial block_combine(const NormPartial* parts, int64_t n, NormKind kind,
+                                     double p) {
+  constexpr int kBlockWarps = kBlockThreads / kWarpSize;
+  __shared__ double s_val[kBlockWarps];
+  __shared__ int s_nan[kBlockWarps];
+  const int warp = threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+
+  double m = 0.0;
+  bool has_nan = false;
+  for (int64_t i = threadIdx.x; i < n; i += kBlockThreads) {
+    combine_max_step(load_partial(parts + i), m, has_nan);
+  }
+  for (int off = kWarpSize / 2; off > 0; off /= 2) {
+    const double o = __shfl_xor_sync(kFullMask, m, off);
+    m = (o > m) ? o : m;
+  }
+  has_nan = __any_sync(kFullMask, has_nan);
+  if (lane == 0) {
+    s_val[warp] = m;
+    s_nan[warp] = has_nan ? 1 : 0;
+  }
+  __syncthreads();
+  m = 0.0;
+  has_nan = false;
+  for (int w = 0; w < kBlockWarps; ++w) {
+    m = (s_val[w] > m) ? s_val[w] : m;
+    has_nan = has_nan || s_nan[w] != 0;
+  }
+  __syncthreads();
+
+  double s = 0.0;
+  if (combine_needs_sum(m, has_nan, kind)) {  // uniform across the block
+    for (int64_t i = threadIdx.x; i < n; i += kBlockThreads) {
+      s += combine_term(load_partial(parts + i), m, kind, p);
+    }
+    for (int off = kWarpSize / 2; off > 0; off /= 2) s += __shfl_xor_sync(kFullMask, s, off);
+    if (lane == 0) s_val[warp] = s;
+    __syncthreads();
+    s = s_val[0];
+    for (int w = 1; w < kBlockWarps; ++w) s += s_val[w];
+    __syncthreads();  // the shared slots may be reused by the next call
+  }
+  return combine_finish(m, has_nan, s, kind);
+}
+
 // ---------------------------------------------------------------------------
 // Kernels
 
@@ -247,22 +330,7 @@ __global__ void TRAINOPS_NORM_LAUNCH_BOUNDS
     norm_chunks_kernel(const __grid_constant__ ChunkBatch batch, double p, NormPartial* parts,
                        int32_t* chunk_tensor) {
   const ChunkDesc& d = batch.chunks[blockIdx.x];
-  const int32_t n = d.length;
-  NormPartial r;
-  switch (static_cast<DType>(d.tensor_dtype & kDTypeMask)) {
-    case DType::kHalf:
-      r = chunk_partial<K>(static_cast<const half_bits*>(d.data), n, p);
-      break;
-    case DType::kBFloat16:
-      r = chunk_partial<K>(static_cast<const bf16_bits*>(d.data), n, p);
-      break;
-    case DType::kFloat:
-      r = chunk_partial<K>(static_cast<const float*>(d.data), n, p);
-      break;
-    default:
-      r = chunk_partial<K>(static_cast<const double*>(d.data), n, p);
-      break;
-  }
+  const NormPartial r = chunk_partial_of<K>(d.tensor_dtype & kDTypeMask, d.data, d.length, p);
   if (threadIdx.x == 0) {
     const int64_t c = batch.first_chunk + blockIdx.x;
     parts[c] = r;
@@ -359,50 +427,92 @@ template <typename out_t>
 __global__ void __launch_bounds__(kTotalThreads)
     total_norm_kernel(const NormPartial* tensor_parts, int64_t n, NormKind kind, double p,
                       out_t* total) {
-  constexpr int kTotalWarps = kTotalThreads / kWarpSize;
-  __shared__ double s_val[kTotalWarps];
-  __shared__ int s_nan[kTotalWarps];
-  const int warp = threadIdx.x / kWarpSize;
-  const int lane = threadIdx.x % kWarpSize;
+  const NormPartial r = block_combine<kTotalThreads>(tensor_parts, n, kind, p);
+  if (threadIdx.x == 0) *total = static_cast<out_t>(partial_to_norm(r, kind, p));
+}
 
-  double m = 0.0;
-  bool has_nan = false;
-  for (int64_t i = threadIdx.x; i < n; i += kTotalThreads) {
-    combine_max_step(tensor_parts[i], m, has_nan);
-  }
-  for (int off = kWarpSize / 2; off > 0; off /= 2) {
-    const double o = __shfl_xor_sync(kFullMask, m, off);
-    m = (o > m) ? o : m;
-  }
-  has_nan = __any_sync(kFullMask, has_nan);
-  if (lane == 0) {
-    s_val[warp] = m;
-    s_nan[warp] = has_nan ? 1 : 0;
-  }
-  __syncthreads();
-  m = 0.0;
-  has_nan = false;
-  for (int w = 0; w < kTotalWarps; ++w) {
-    m = (s_val[w] > m) ? s_val[w] : m;
-    has_nan = has_nan || s_nan[w] != 0;
-  }
-  __syncthreads();
+#if TRAINOPS_CUDA_FUSED_FINALIZE
+// Descriptors of a fused norm launch also say where the chunk lies in its
+// tensor: its index k there in the length word's bits from kPositionShift up
+// (so tensors of at most kMaxPositions chunks; the host falls back to the
+// three-kernel path beyond), and kLastChunkBit on the tensor's last chunk.
+constexpr int kPositionShift = 17;
+constexpr uint32_t kLengthMask = (1u << kPositionShift) - 1;
+constexpr int64_t kMaxPositions = int64_t{1} << (32 - kPositionShift);
+constexpr uint32_t kLastChunkBit = 1u << 31;
+static_assert(kChunkSize <= kLengthMask, "chunk lengths fit below the position bits");
+static_assert(kMaxTensors << kDTypeBits <= kLastChunkBit, "tensor and dtype fit below the last-chunk bit");
+// A tensor's counter reaches kDoneTarget when all its chunks are in: the last
+// chunk (index k) adds kDoneTarget - k, each of the k others adds 1.
+constexpr uint32_t kDoneTarget = 1u << 31;
 
-  double s = 0.0;
-  if (combine_needs_sum(m, has_nan, kind)) {  // uniform across the block
-    for (int64_t i = threadIdx.x; i < n; i += kTotalThreads) {
-      s += combine_term(tensor_parts[i], m, kind, p);
-    }
-    for (int off = kWarpSize / 2; off > 0; off /= 2) s += __shfl_xor_sync(kFullMask, s, off);
-    if (lane == 0) s_val[warp] = s;
-    __syncthreads();
-    s = s_val[0];
-    for (int w = 1; w < kTotalWarps; ++w) s += s_val[w];
-  }
+template <typename out_t>
+struct FusedFinalize {
+  NormPartial* parts;          // [chunks]
+  NormPartial* tensor_parts;   // [tensors], zeroed (an empty tensor keeps {0, 0})
+  uint32_t* tensor_done;       // [tensors], zeroed
+  uint32_t* tensors_done;      // [1], zeroed
+  uint32_t* tensor_chunks;     // [tensors], written by each tensor's last chunk
+  int64_t num_tensors;
+  uint32_t nonempty_tensors;   // > 0: the host takes the three-kernel path otherwise
+  out_t* total;
+  out_t* per;                  // nullptr: no per-tensor norms
+};
+
+// Stages 1-3 in one kernel. Every block writes its chunk's partial; the block
+// that completes a tensor combines that tensor's partials (block_combine, in
+// index order) and the block that completes the last tensor combines the
+// tensors and writes the outputs. Release: the writer's __threadfence() before
+// its atomicAdd; acquire: the finisher's __threadfence() after it, and
+// load_partial's L2 reads. grid: (chunks in this batch), block: kThreads.
+template <NormKind K, typename out_t>
+__global__ void TRAINOPS_NORM_LAUNCH_BOUNDS
+    norm_chunks_fused_kernel(const __grid_constant__ ChunkBatch batch, double p,
+                             const FusedFinalize<out_t> f) {
+  __shared__ bool s_tensor_done;
+  __shared__ bool s_all_done;
+  const ChunkDesc& d = batch.chunks[blockIdx.x];
+  const uint32_t length_word = static_cast<uint32_t>(d.length);
+  const uint32_t tensor_word = static_cast<uint32_t>(d.tensor_dtype);
+  const int32_t n = static_cast<int32_t>(length_word & kLengthMask);
+  const NormPartial r =
+      chunk_partial_of<K>(static_cast<int>(tensor_word & kDTypeMask), d.data, n, p);
+
+  const int64_t c = batch.first_chunk + blockIdx.x;
+  const int64_t t = static_cast<int64_t>((tensor_word & ~kLastChunkBit) >> kDTypeBits);
+  const uint32_t k = length_word >> kPositionShift;
+  const bool last = (tensor_word & kLastChunkBit) != 0;
   if (threadIdx.x == 0) {
-    *total = static_cast<out_t>(partial_to_norm(combine_finish(m, has_nan, s, kind), kind, p));
+    f.parts[c] = r;
+    if (last) f.tensor_chunks[t] = k + 1;
+    __threadfence();
+    const uint32_t add = last ? kDoneTarget - k : 1u;
+    s_tensor_done = atomicAdd(f.tensor_done + t, add) + add == kDoneTarget;
+  }
+  __syncthreads();
+  if (!s_tensor_done) return;  // block-uniform
+  __threadfence();
+
+  const uint32_t count = last ? k + 1 : __ldcg(f.tensor_chunks + t);
+  const NormPartial tensor_part = block_combine<kThreads>(f.parts + (c - k), count, K, p);
+  if (threadIdx.x == 0) {
+    f.tensor_parts[t] = tensor_part;
+    __threadfence();
+    s_all_done = atomicAdd(f.tensors_done, 1u) + 1u == f.nonempty_tensors;
+  }
+  __syncthreads();
+  if (!s_all_done) return;  // block-uniform
+  __threadfence();
+
+  const NormPartial all = block_combine<kThreads>(f.tensor_parts, f.num_tensors, K, p);
+  if (threadIdx.x == 0) *f.total = static_cast<out_t>(partial_to_norm(all, K, p));
+  if (f.per != nullptr) {
+    for (int64_t i = threadIdx.x; i < f.num_tensors; i += kThreads) {
+      f.per[i] = static_cast<out_t>(partial_to_norm(load_partial(f.tensor_parts + i), K, p));
+    }
   }
 }
+#endif  // TRAINOPS_CUDA_FUSED_FINALIZE
 
 // x *= coef over one chunk, 16-byte vectors where aligned. fp16/bf16 are
 // scaled in fp32 and rounded once (torch's opmath), like the CPU.
@@ -533,8 +643,10 @@ __global__ void __launch_bounds__(kThreads)
 
 // Call launch(batch, chunks_in_batch) for the plan's chunks, kMaxChunksPerLaunch
 // at a time, in plan order. Returns the number of chunks.
+// with_positions: descriptors also carry each chunk's place in its tensor
+// (norm_chunks_fused_kernel).
 template <typename Launch>
-int64_t for_each_batch(const FlatList& flat, const Launch& launch) {
+int64_t for_each_batch(const FlatList& flat, const Launch& launch, bool with_positions = false) {
   const ChunkPlan plan = make_chunk_plan(flat.numel);
   const int64_t num_chunks = static_cast<int64_t>(plan.chunks.size());
   // 32 KB: on the heap, not the host stack.
@@ -544,9 +656,18 @@ int64_t for_each_batch(const FlatList& flat, const Launch& launch) {
   for (int64_t c = 0; c < num_chunks; ++c) {
     const Chunk& ch = plan.chunks[c];
     const int64_t t = ch.tensor;
-    batch->chunks[count++] = ChunkDesc{
-        flat.chunk_ptr(ch), static_cast<int32_t>(ch.length),
-        static_cast<int32_t>((t << kDTypeBits) | static_cast<int32_t>(flat.dtype[t]))};
+    uint32_t length_word = static_cast<uint32_t>(ch.length);
+    uint32_t tensor_word = static_cast<uint32_t>((t << kDTypeBits) | static_cast<int32_t>(flat.dtype[t]));
+#if TRAINOPS_CUDA_FUSED_FINALIZE
+    if (with_positions) {
+      length_word |= static_cast<uint32_t>(ch.begin / kChunkSize) << kPositionShift;
+      if (ch.begin + ch.length == flat.numel[t]) tensor_word |= kLastChunkBit;
+    }
+#else
+    (void)with_positions;
+#endif
+    batch->chunks[count++] = ChunkDesc{flat.chunk_ptr(ch), static_cast<int32_t>(length_word),
+                                       static_cast<int32_t>(tensor_word)};
     if (count == kMaxChunksPerLaunch || c + 1 == num_chunks) {
       launch(*batch, count);
       batch->first_chunk = c + 1;
@@ -575,6 +696,90 @@ void launch_norm_chunks(const FlatList& flat, double p, NormPartial* parts, int3
   });
 }
 
+#if TRAINOPS_CUDA_FUSED_FINALIZE
+// The fused pass takes lists with at least one chunk whose tensors have at
+// most kMaxPositions chunks each (2^31 elements).
+bool fused_finalize_fits(const FlatList& flat, int64_t num_chunks) {
+  if (num_chunks == 0) return false;
+  for (int64_t n : flat.numel) {
+    if (num_chunks_of(n) > kMaxPositions) return false;
+  }
+  return true;
+}
+
+template <typename out_t>
+void launch_norm_fused(const FlatList& flat, const NormSpec& spec, const FusedFinalize<out_t>& f,
+                       cudaStream_t stream) {
+  const auto launch = [&](auto kind) {
+    constexpr NormKind K = decltype(kind)::value;
+    for_each_batch(
+        flat,
+        [&](const ChunkBatch& batch, int count) {
+          norm_chunks_fused_kernel<K, out_t><<<count, kThreads, 0, stream>>>(batch, spec.p, f);
+          TRAINOPS_CUDA_LAUNCH_CHECK();
+        },
+        /*with_positions=*/true);
+  };
+  switch (spec.kind) {
+    case NormKind::kOne:
+      launch(std::integral_constant<NormKind, NormKind::kOne>{});
+      break;
+    case NormKind::kTwo:
+      launch(std::integral_constant<NormKind, NormKind::kTwo>{});
+      break;
+    case NormKind::kInf:
+      launch(std::integral_constant<NormKind, NormKind::kInf>{});
+      break;
+    default:
+      launch(std::integral_constant<NormKind, NormKind::kP>{});
+      break;
+  }
+}
+
+// norm_pass in one memset and one kernel launch per batch (see
+// norm_chunks_fused_kernel). Workspace: chunk partials, then the zeroed
+// region (tensor partials, per-tensor counters, the tensors counter), then
+// the per-tensor chunk counts.
+std::tuple<Tensor, Tensor> fused_norm_pass(const Tensor& first, const FlatList& flat,
+                                           const NormSpec& spec, bool per_tensor,
+                                           ScalarType out_dtype, int64_t num_chunks,
+                                           cudaStream_t stream) {
+  const int64_t num_tensors = static_cast<int64_t>(flat.numel.size());
+  int64_t nonempty = 0;
+  for (int64_t n : flat.numel) nonempty += n > 0 ? 1 : 0;
+  const int64_t part_bytes = static_cast<int64_t>(sizeof(NormPartial));
+  const int64_t counter_bytes = static_cast<int64_t>(sizeof(uint32_t));
+  const int64_t zeroed_bytes = num_tensors * (part_bytes + counter_bytes) + counter_bytes;
+  Tensor workspace = empty_like_device(
+      first, {num_chunks * part_bytes + zeroed_bytes + num_tensors * counter_bytes},
+      ScalarType::Byte);
+  auto* parts = static_cast<NormPartial*>(workspace.data_ptr());
+  NormPartial* tensor_parts = parts + num_chunks;
+  auto* tensor_done = reinterpret_cast<uint32_t*>(tensor_parts + num_tensors);
+  uint32_t* tensors_done = tensor_done + num_tensors;
+  uint32_t* tensor_chunks = tensors_done + 1;
+  TRAINOPS_CUDA_CHECK(cudaMemsetAsync(tensor_parts, 0, static_cast<size_t>(zeroed_bytes), stream));
+
+  Tensor total = empty_like_device(first, {}, out_dtype);
+  Tensor per = empty_like_device(first, {per_tensor ? num_tensors : 0}, out_dtype);
+  const auto run = [&](auto* total_out, auto* per_out) {
+    using out_t = std::remove_pointer_t<decltype(total_out)>;
+    const FusedFinalize<out_t> f{parts,       tensor_parts,
+                                 tensor_done, tensors_done,
+                                 tensor_chunks, num_tensors,
+                                 static_cast<uint32_t>(nonempty), total_out,
+                                 per_tensor ? per_out : nullptr};
+    launch_norm_fused(flat, spec, f, stream);
+  };
+  if (out_dtype == ScalarType::Double) {
+    run(static_cast<double*>(total.data_ptr()), static_cast<double*>(per.data_ptr()));
+  } else {
+    run(static_cast<float*>(total.data_ptr()), static_cast<float*>(per.data_ptr()));
+  }
+  return {total, per};
+}
+#endif  // TRAINOPS_CUDA_FUSED_FINALIZE
+
 // The norm pass over a prepared list: (total, per-tensor norms or empty), in
 // the result dtype, both on the device. Three launches (chunks, tensors,
 // total), no host sync.
@@ -585,6 +790,11 @@ std::tuple<Tensor, Tensor> norm_pass(const Tensor& first, const std::vector<Tens
   int64_t num_chunks = 0;
   for (int64_t n : flat.numel) num_chunks += num_chunks_of(n);
   const int64_t num_tensors = static_cast<int64_t>(facts.size());
+#if TRAINOPS_CUDA_FUSED_FINALIZE
+  if (fused_finalize_fits(flat, num_chunks)) {
+    return fused_norm_pass(first, flat, spec, per_tensor, out_dtype, num_chunks, stream);
+  }
+#endif
 
   // Workspace, O(tensors + chunks): chunk partials, tensor partials (16 B
   // each, so they stay 16-byte aligned), then the chunk -> tensor map.

@@ -55,10 +55,13 @@ inline cudaStream_t current_stream(const Tensor& t) {
 // After every launch: a bad launch configuration fails here, not later, as
 // torch's own CUDA error (with its CUDA_LAUNCH_BLOCKING / device-side assert
 // hints), not as a trainops input error.
+// TRAINOPS_CUDA_CHECK: the same for a CUDA runtime call (e.g. cudaMemsetAsync).
 #if TRAINOPS_STABLE_ABI
 #define TRAINOPS_CUDA_LAUNCH_CHECK() STD_CUDA_KERNEL_LAUNCH_CHECK()
+#define TRAINOPS_CUDA_CHECK(EXPR) STD_CUDA_CHECK(EXPR)
 #else
 #define TRAINOPS_CUDA_LAUNCH_CHECK() C10_CUDA_KERNEL_LAUNCH_CHECK()
+#define TRAINOPS_CUDA_CHECK(EXPR) C10_CUDA_CHECK(EXPR)
 #endif
 
 }  // namespace cuda
