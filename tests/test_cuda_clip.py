@@ -179,6 +179,24 @@ def test_norm_tensor_across_launches_is_deterministic(p):
         assert torch.equal(again_total, total) and torch.equal(again_per, per)
 
 
+@pytest.mark.parametrize("p", [2.0, INF])
+def test_norm_tensor_of_many_chunks(p):
+    # 300 chunks in one tensor: more than one partial per thread in the block
+    # that combines a tensor's chunks (TRAINOPS_CUDA_FUSED_FINALIZE; 256
+    # threads) and more than one round of a warp's combine (the default).
+    g = torch.Generator(device="cuda").manual_seed(6)
+    tensors = [
+        torch.randn(300 * CHUNK - 5, device="cuda", generator=g).to(torch.bfloat16),
+        torch.randn(3, device="cuda", generator=g),
+    ]
+    total, per = norm_op(tensors, p, True)
+    assert_close_rel(float(total), oracle_norm(tensors, p), 1e-6)
+    _, cpu_per = norm_op([t.cpu() for t in tensors], p, True)
+    torch.testing.assert_close(per.cpu(), cpu_per, rtol=2e-6, atol=0)
+    again_total, again_per = norm_op(tensors, p, True)
+    assert torch.equal(again_total, total) and torch.equal(again_per, per)
+
+
 @pytest.mark.parametrize("p", NORM_TYPES)
 def test_norm_nonfinite(p):
     def run(values, dtype=torch.float32):

@@ -62,9 +62,9 @@ constexpr int64_t kMaxTensors = int64_t{1} << (31 - kDTypeBits);
 // the norm kernel also finishes the reduction, so a norm is one memset and one
 // kernel instead of three kernels. The block that completes a tensor (an
 // integer counter per tensor, no float atomics) combines its chunk partials,
-// and the block that completes the last tensor combines the tensors: the same
-// fixed-order combines, run by whichever block arrives last, so the result is
-// still the same on every run. Written for the H200's GPT-2 bf16 no-clip case,
+// and the block that completes the last tensor combines the tensors, each in
+// a fixed tree whichever block runs it, so the result is the same on every
+// run. Written for the H200's GPT-2 bf16 no-clip case,
 // where the two finishing kernels took ~11 of 79 us of device time.
 #ifndef TRAINOPS_CUDA_FUSED_FINALIZE
 #define TRAINOPS_CUDA_FUSED_FINALIZE 0
@@ -458,13 +458,18 @@ struct FusedFinalize {
   out_t* total;
   out_t* per;                  // nullptr: no per-tensor norms
 };
+static_assert(sizeof(ChunkBatch) + sizeof(double) + sizeof(FusedFinalize<double>) + 16 <= 32764,
+              "kernel parameters are limited to 32,764 bytes (16 for alignment padding)");
 
 // Stages 1-3 in one kernel. Every block writes its chunk's partial; the block
-// that completes a tensor combines that tensor's partials (block_combine, in
-// index order) and the block that completes the last tensor combines the
-// tensors and writes the outputs. Release: the writer's __threadfence() before
-// its atomicAdd; acquire: the finisher's __threadfence() after it, and
-// load_partial's L2 reads. grid: (chunks in this batch), block: kThreads.
+// that completes a tensor combines that tensor's partials and the block that
+// completes the last tensor combines the tensors and writes the outputs, both
+// with block_combine<kThreads>: a fixed tree, so the results are the same on
+// every run, though not bitwise those of the three-kernel path (a warp per
+// tensor, 512 threads for the total). Release: the writer's __threadfence()
+// before its atomicAdd; acquire: a __threadfence() in the thread that saw the
+// count complete, before the barrier, and load_partial's L2 reads.
+// grid: (chunks in this batch), block: kThreads.
 template <NormKind K, typename out_t>
 __global__ void TRAINOPS_NORM_LAUNCH_BOUNDS
     norm_chunks_fused_kernel(const __grid_constant__ ChunkBatch batch, double p,
@@ -487,22 +492,24 @@ __global__ void TRAINOPS_NORM_LAUNCH_BOUNDS
     if (last) f.tensor_chunks[t] = k + 1;
     __threadfence();
     const uint32_t add = last ? kDoneTarget - k : 1u;
-    s_tensor_done = atomicAdd(f.tensor_done + t, add) + add == kDoneTarget;
+    const bool done = atomicAdd(f.tensor_done + t, add) + add == kDoneTarget;
+    if (done) __threadfence();  // acquire, in the thread that saw the count
+    s_tensor_done = done;
   }
   __syncthreads();
   if (!s_tensor_done) return;  // block-uniform
-  __threadfence();
 
   const uint32_t count = last ? k + 1 : __ldcg(f.tensor_chunks + t);
   const NormPartial tensor_part = block_combine<kThreads>(f.parts + (c - k), count, K, p);
   if (threadIdx.x == 0) {
     f.tensor_parts[t] = tensor_part;
     __threadfence();
-    s_all_done = atomicAdd(f.tensors_done, 1u) + 1u == f.nonempty_tensors;
+    const bool done = atomicAdd(f.tensors_done, 1u) + 1u == f.nonempty_tensors;
+    if (done) __threadfence();
+    s_all_done = done;
   }
   __syncthreads();
   if (!s_all_done) return;  // block-uniform
-  __threadfence();
 
   const NormPartial all = block_combine<kThreads>(f.tensor_parts, f.num_tensors, K, p);
   if (threadIdx.x == 0) *f.total = static_cast<out_t>(partial_to_norm(all, K, p));
