@@ -58,7 +58,7 @@ for i in "${!names[@]}"; do
   tested+=(1)
   [[ "${dirs[$i]}" == "$ROOT" ]] && continue
   compgen -G "${dirs[$i]}/trainops/_C*.so" >/dev/null || continue
-  echo "testing ${names[$i]}"
+  (cd "${dirs[$i]}" && env -u PYTHONPATH "$PY" -c "import trainops; print('testing ${names[$i]}:', trainops.__file__)")
   if ! (cd "${dirs[$i]}" && env -u PYTHONPATH TRAINOPS_REQUIRE_EXTENSION=1 timeout 150 "$PY" -m pytest -q -x \
           -p no:cacheprovider tests/test_cuda_clip.py 2>&1 | tail -n 15); then
     echo "variant ${names[$i]}: TESTS FAILED, not timed"
