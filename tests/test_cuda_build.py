@@ -131,7 +131,7 @@ def test_no_atomics(sass):
 
 
 def test_fused_finalize_kernel_is_built_when_asked(sass):
-    """`make cuda-check` also builds clip.cu with -DTRAINOPS_CUDA_FUSED_FINALIZE=1
+    """`make cuda-variant-check` builds clip.cu with -DTRAINOPS_CUDA_FUSED_FINALIZE=1
     and says so (TRAINOPS_EXPECT_FUSED_FINALIZE=1): the variant must really be
     in that binary, and only there."""
     names = {sass_tools.kernel_name(name) for (_, name) in sass}
