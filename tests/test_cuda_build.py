@@ -119,7 +119,7 @@ def test_no_atomics(sass):
     rounding depend on arrival order (and a float atomicAdd to shared memory is
     a compare-and-swap loop whose opcode names no float type), so the check
     admits no atomic at all but one: the integer counters of the fused norm
-    kernel, whose finishing block still combines in index order."""
+    kernel, whose finishing blocks still combine in a fixed order."""
     atomics = {
         (arch, sass_tools.kernel_name(name), ins.opcode)
         for (arch, name), instructions in sass.items()
