@@ -16,10 +16,12 @@ TORCH_OLDEST ?= torch==2.6.0
 VENV ?= .venv
 VENV_CUDA ?= .venv-cuda
 MAX_JOBS ?= 2
-PIP_DEPS = numpy scipy pytest pytest-benchmark expecttest ninja setuptools wheel cmake tensorboard matplotlib
+# pytest worker processes (pytest-xdist); 0 runs the tests in one process.
+PYTEST_N ?= 2
+PIP_DEPS = numpy scipy pytest pytest-xdist pytest-benchmark expecttest ninja setuptools wheel cmake tensorboard matplotlib
 BENCH_ARGS ?=
 
-export MAX_JOBS
+export MAX_JOBS PYTEST_N
 # Recipes fail on the first failing command of a pipeline, too.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -44,7 +46,7 @@ bench: build
 	$(VENV)/bin/trainops bench $(BENCH_ARGS)
 
 test-python: build
-	TRAINOPS_REQUIRE_EXTENSION=1 $(VENV)/bin/python -m pytest -q tests
+	TRAINOPS_REQUIRE_EXTENSION=1 $(VENV)/bin/python -m pytest -q -n $(PYTEST_N) tests
 
 test-cpp: venv
 	$(VENV)/bin/cmake -S . -B build-cmake -DPython3_EXECUTABLE=$(abspath $(VENV))/bin/python \
@@ -59,7 +61,7 @@ test: test-python test-cpp
 $(VENV_CUDA)/.ready:
 	$(PYTHON) -m venv $(VENV_CUDA)
 	$(VENV_CUDA)/bin/pip install -q --upgrade pip
-	$(VENV_CUDA)/bin/pip install -q "$(TORCH_CUDA)" numpy pytest ninja setuptools wheel expecttest
+	$(VENV_CUDA)/bin/pip install -q "$(TORCH_CUDA)" numpy scipy pytest pytest-xdist ninja setuptools wheel expecttest
 	touch $@
 
 # The CUDA wheel (+cu130, stable ABI) is built and installed into the CUDA
@@ -99,11 +101,12 @@ wheel: venv
 	ls dist
 
 # One wheel, several torch versions: a wheel built against $(TORCH) runs the
-# smoke tests in fresh venvs with $(TORCH_CUDA) and with the oldest torch the
-# stable ABI build supports, $(TORCH_MIN); then a wheel built against
-# $(TORCH_CUDA) runs them under $(TORCH).
+# smoke tests under $(TORCH_CUDA) (in $(VENV_CUDA), which has it already; the
+# wheel is uninstalled from there afterwards) and in a fresh venv with the
+# oldest torch the stable ABI build supports, $(TORCH_MIN); then a wheel built
+# against $(TORCH_CUDA) runs them in a fresh venv with $(TORCH).
 wheel-check: venv $(VENV_CUDA)/.ready
-	SDIST_CHECK=1 scripts/wheel_check.sh $(VENV) build/wheel-check-new "$(TORCH_CUDA)" "$(TORCH_MIN)"
+	SDIST_CHECK=1 scripts/wheel_check.sh $(VENV) build/wheel-check-new $(VENV_CUDA) "$(TORCH_MIN)"
 	scripts/wheel_check.sh $(VENV_CUDA) build/wheel-check-old "$(TORCH)"
 
 # The oldest torch the package supports, $(TORCH_OLDEST): older than the stable

@@ -10,14 +10,19 @@
 # WORKDIR       scratch directory (deleted first); the wheel is left in
 #               WORKDIR/dist
 # TARGET_TORCH  pip requirement of a torch to install the wheel next to, e.g.
-#               torch==2.14.1; one fresh venv and one smoke run per target
+#               torch==2.14.1; one fresh venv and one smoke run per target.
+#               Or the path of an existing venv with that torch, pytest,
+#               pytest-xdist, numpy, scipy and expecttest (the CUDA venv that
+#               CI has made already: one install of torch fewer); the wheel
+#               replaces any trainops there, and is uninstalled afterwards
 # --fresh TORCH one fresh venv with TORCH, the build's and the tests' needs:
 #               the wheel is built there and smoke-tested there (for a torch
 #               older than the stable ABI, whose aten build serves only the
 #               torch it was built against; one download of torch, not two)
 #
 # Environment: TRAINOPS_CUDA (default 0: a +cpu wheel), TORCH_CUDA_ARCH_LIST,
-# MAX_JOBS, as for any build (see setup.py). SDIST_CHECK=1 then also builds the
+# MAX_JOBS, as for any build (see setup.py); PYTEST_N (default 2), the smoke
+# run's pytest worker processes (0: one process). SDIST_CHECK=1 then also builds the
 # sdist and installs it from source into the last target's venv (torch plus
 # setuptools and wheel: the build needs nothing else) and checks it loads; with
 # the oldest supported torch last, that also compiles against its headers.
@@ -35,7 +40,7 @@ if [ "$1" = "--fresh" ]; then
   echo "== fresh venv with $2, the build's and the tests' needs"
   python3 -m venv "$work/venv0"
   "$work/venv0/bin/pip" install -q --upgrade pip
-  "$work/venv0/bin/pip" install -q --no-cache-dir "$2" setuptools wheel ninja pytest numpy scipy expecttest
+  "$work/venv0/bin/pip" install -q --no-cache-dir "$2" setuptools wheel ninja pytest pytest-xdist numpy scipy expecttest
   build_venv=$work/venv0
   targets=(same)
 else
@@ -90,16 +95,22 @@ smoke() {  # smoke VENV: the installed wheel, from outside the source tree
     "import trainops; assert trainops._extension.LOADED, trainops._extension.LOAD_ERROR")
   (cd "$work/smoke" && "$1/bin/trainops" info)
   (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$1/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" \
-    tests/test_build.py tests/test_clip.py tests/test_init.py)
+    -n "${PYTEST_N:-2}" tests/test_build.py tests/test_clip.py tests/test_init.py)
 }
 
 n=0
 for target_torch in "${targets[@]}"; do
   n=$((n + 1))
+  fresh=1
   if [ "$target_torch" = same ]; then
     venv=$build_venv
     target_torch=$("$venv/bin/python" -c 'import torch; print("torch==" + torch.__version__)')
     echo "== the wheel, in the venv it was built in ($target_torch)"
+  elif [ -x "$target_torch/bin/python" ]; then
+    venv=$(cd "$target_torch" && pwd)
+    fresh=0
+    target_torch=$("$venv/bin/python" -c 'import torch; print("torch==" + torch.__version__)')
+    echo "== the existing venv $venv ($target_torch), then the wheel"
   else
     venv="$work/venv$n"
     echo "== fresh venv with $target_torch, then the wheel"
@@ -109,14 +120,18 @@ for target_torch in "${targets[@]}"; do
     # distribution tests and opcheck).
     # --no-cache-dir: the venv is thrown away, and a CUDA torch from PyPI would
     # leave ~3 GB of wheels in pip's cache.
-    "$venv/bin/pip" install -q --no-cache-dir "$target_torch" pytest numpy scipy expecttest
+    "$venv/bin/pip" install -q --no-cache-dir "$target_torch" pytest pytest-xdist numpy scipy expecttest
   fi
-  "$venv/bin/pip" install -q --no-deps "$wheel"
+  "$venv/bin/pip" install -q --no-deps --force-reinstall "$wheel"
   "$venv/bin/pip" check
   echo "== smoke subset under $target_torch, from outside the source tree"
   smoke "$venv"
+  if [ "$fresh" = 0 ]; then
+    "$venv/bin/pip" uninstall -q -y trainops
   # A CUDA build of torch takes ~5 GB: keep only the venv the sdist check uses.
-  if [ "$n" -lt "${#targets[@]}" ] || [ "${SDIST_CHECK:-0}" != 1 ]; then rm -rf "$venv"; fi
+  elif [ "$n" -lt "${#targets[@]}" ] || [ "${SDIST_CHECK:-0}" != 1 ]; then
+    rm -rf "$venv"
+  fi
 done
 
 if [ "${SDIST_CHECK:-0}" = 1 ]; then
@@ -135,6 +150,7 @@ if [ "${SDIST_CHECK:-0}" = 1 ]; then
   (cd "$work/smoke" && TRAINOPS_CUDA=0 "$venv/bin/pip" install -q --no-cache-dir --no-build-isolation --no-deps \
     --no-index --find-links "$work/dist" --no-binary trainops "trainops==$version")
   same_sources "$venv"
-  (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_build.py)
+  (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+    -n "${PYTEST_N:-2}" tests/test_build.py)
 fi
-rm -rf "$venv"
+if [ "$fresh" = 1 ]; then rm -rf "$venv"; fi
