@@ -30,7 +30,9 @@ copy_tree = git ls-files -z --cached --others --exclude-standard | tar --null --
 
 .PHONY: venv build bench test test-python test-cpp cuda-check cuda-variant-check wheel wheel-check oldest-torch-check gpu-wheels clean
 
-$(VENV)/.ready:
+# The venvs depend on this file: a change to what they install (e.g. a new
+# test dependency) reaches an existing venv too (pip skips what is there).
+$(VENV)/.ready: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q "$(TORCH)" $(PIP_DEPS)
@@ -58,7 +60,7 @@ test: test-python test-cpp
 
 # Compile, link and load the CUDA kernels against a CUDA build of torch; no GPU
 # needed. Built in a copy of the tree so the CPU build above is left alone.
-$(VENV_CUDA)/.ready:
+$(VENV_CUDA)/.ready: Makefile
 	$(PYTHON) -m venv $(VENV_CUDA)
 	$(VENV_CUDA)/bin/pip install -q --upgrade pip
 	$(VENV_CUDA)/bin/pip install -q "$(TORCH_CUDA)" numpy scipy pytest pytest-xdist ninja setuptools wheel expecttest

@@ -27,6 +27,7 @@
 # setuptools and wheel: the build needs nothing else) and checks it loads; with
 # the oldest supported torch last, that also compiles against its headers.
 set -euo pipefail
+workers=(-n "${PYTEST_N:-2}")  # pytest-xdist processes of every pytest run below
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ $# -lt 3 ]; then
   echo "usage: $0 BUILD_VENV WORKDIR TARGET_TORCH [TARGET_TORCH ...]" >&2
@@ -95,7 +96,7 @@ smoke() {  # smoke VENV: the installed wheel, from outside the source tree
     "import trainops; assert trainops._extension.LOADED, trainops._extension.LOAD_ERROR")
   (cd "$work/smoke" && "$1/bin/trainops" info)
   (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$1/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" \
-    -n "${PYTEST_N:-2}" tests/test_build.py tests/test_clip.py tests/test_init.py)
+    "${workers[@]}" tests/test_build.py tests/test_clip.py tests/test_init.py)
 }
 
 n=0
@@ -151,6 +152,6 @@ if [ "${SDIST_CHECK:-0}" = 1 ]; then
     --no-index --find-links "$work/dist" --no-binary trainops "trainops==$version")
   same_sources "$venv"
   (cd "$work/smoke" && TRAINOPS_REQUIRE_EXTENSION=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-    -n "${PYTEST_N:-2}" tests/test_build.py)
+    "${workers[@]}" tests/test_build.py)
 fi
 if [ "$fresh" = 1 ]; then rm -rf "$venv"; fi
