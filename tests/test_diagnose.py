@@ -234,3 +234,27 @@ def test_oscillation_after_real_progress_is_not_called_no_progress():
             assert d.kind == "lr_too_high" and d.evidence["train_improvement"] > 0.5
             assert "without net progress" not in d.advice and "stopped falling" in d.advice, d.advice
     assert found > 0
+
+
+# Found by a review (eighteenth session): overfitting that the earlier rule
+# order read as a learning-rate problem.
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("noise", [0.08, 0.12, 0.15])
+def test_memorising_with_a_noisy_near_zero_train_loss_is_early_stop(seed, noise):
+    # Train falls to ~1e-3 and bounces by 8-15% (large on the log scale);
+    # validation is 46% above its best at epoch 10.
+    t = np.arange(40)
+    rng = np.random.default_rng(seed)
+    train = np.maximum(2 * np.exp(-t / 3), 1e-3) * np.exp(rng.normal(0, noise, 40))
+    val = 1.0 + 0.5 * np.exp(-t / 4) + 0.02 * np.maximum(0, t - 10)
+    d = trainops.diagnose(train, val)
+    assert d.kind == "early_stop", (d.kind, d.advice)
+    assert "EarlyStopping" in d.advice and "improved" in d.advice
+
+
+def test_flat_train_with_validation_rising_is_early_stop_not_stuck():
+    t = np.arange(30)
+    d = trainops.diagnose(0.30 * (1 - 0.001 * t), 0.40 * np.exp(0.015 * np.maximum(0, t - 5)))
+    assert d.kind == "early_stop", (d.kind, d.advice)

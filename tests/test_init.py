@@ -1742,3 +1742,135 @@ def test_materialize_keeps_running_statistics_that_were_not_on_meta():
     m.bn.running_mean.fill_(5.0)
     init.materialize_(m, "cpu", seed=0)
     assert torch.equal(m.bn.running_mean, torch.full((3,), 5.0)) and not m.fc.weight.is_meta
+
+
+# ---------------------------------------------------------------------------
+# Eighteenth session: found by a review against torch.nn.init
+# ---------------------------------------------------------------------------
+
+_EMPTY_DRAWS = {
+    "uniform_": lambda t: init.uniform_(t),
+    "normal_": lambda t: init.normal_(t),
+    "trunc_normal_": lambda t: init.trunc_normal_(t),
+    "xavier_uniform_": lambda t: init.xavier_uniform_(t),
+    "xavier_normal_": lambda t: init.xavier_normal_(t),
+    "kaiming_uniform_": lambda t: init.kaiming_uniform_(t),
+    "kaiming_normal_": lambda t: init.kaiming_normal_(t),
+    "orthogonal_": lambda t: init.orthogonal_(t),
+    "sparse_": lambda t: init.sparse_(t, 0.5),
+}
+
+
+@pytest.mark.parametrize("fn", list(_EMPTY_DRAWS), ids=str)
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0)], ids=str)
+def test_an_empty_tensor_leaves_the_generator_alone(fn, shape):
+    # As torch.nn.init: nothing to draw, so torch's generator does not move.
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kaiming's and orthogonal's "no-op" warnings, as torch's
+        _EMPTY_DRAWS[fn](torch.empty(shape))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_an_empty_tensor_with_a_global_shape_still_draws():
+    # A rank's empty shard of a non-empty tensor draws the seed like every other
+    # rank, so that later draws stay in step across ranks.
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    init.normal_(torch.empty(0, 4), global_shape=[4, 4], global_offset=[4, 0])
+    assert not torch.equal(torch.random.get_rng_state(), state)
+
+
+def _seq(*layers: nn.Module) -> nn.Sequential:
+    return nn.Sequential(*layers)
+
+
+class _FunctionalBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        y = torch.nn.functional.layer_norm(self.conv(x), [8])
+        y = torch.nn.functional.pad(torch.nn.functional.adaptive_avg_pool2d(y, 2), (1, 1))
+        return torch.relu(y)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        _seq(nn.Conv2d(3, 8, 3), nn.SyncBatchNorm(8), nn.ReLU()),
+        _seq(nn.Conv2d(3, 8, 3), nn.InstanceNorm2d(8, affine=True), nn.ReLU()),
+        _seq(nn.Conv2d(3, 8, 3), nn.Upsample(scale_factor=2), nn.ReLU()),
+        _seq(nn.Conv2d(3, 8, 3), nn.ZeroPad2d(1), nn.AdaptiveMaxPool2d(2), nn.ReLU()),
+        _seq(nn.Linear(8, 8), nn.Softplus(), nn.Linear(8, 8)),
+        _FunctionalBlock(),
+    ]
+    + ([_seq(nn.Linear(8, 8), nn.RMSNorm(8), nn.SiLU())] if hasattr(nn, "RMSNorm") else []),
+    ids=lambda m: type(m).__name__ if not isinstance(m, nn.Sequential) else "-".join(type(c).__name__ for c in m),
+)
+def test_auto_finds_the_activation_behind_norms_pools_pads_and_resampling(model):
+    (e,) = [e for e in init.plan(model) if e.name.endswith("weight") and e.name.split(".")[0] in ("0", "conv")]
+    assert e.scheme.startswith("kaiming_normal_"), (e.scheme, e.reason)
+    assert not e.guessed and "torch.fx graph" in e.reason
+
+
+@pytest.mark.parametrize("cell", [nn.RNNCell(6, 5), nn.GRUCell(6, 5), nn.LSTMCell(6, 5)], ids=lambda c: type(c).__name__)
+def test_rnn_cells_are_planned_like_their_layers(cell):
+    gates = {"RNNCell": 1, "GRUCell": 3, "LSTMCell": 4}[type(cell).__name__]
+    p = init.plan(cell)
+    assert p["weight_hh"].scheme.startswith("orthogonal_") and p["weight_hh"].blocks == gates
+    assert p["weight_ih"].scheme.startswith("xavier_uniform_") and not p["weight_ih"].guessed
+    assert p["bias_ih"].spec == InitSpec.constant(0.0)
+    # "torch": U(-1/sqrt(hidden), 1/sqrt(hidden)) for every parameter, as reset_parameters.
+    bound = 1.0 / math.sqrt(5)
+    for e in init.plan(cell, "torch"):
+        assert e.spec == InitSpec.uniform(-bound, bound), e
+    init.init_module_(cell, "torch", seed=3)
+    for _, q in cell.named_parameters():
+        assert q.abs().max() <= bound
+
+
+@pytest.mark.parametrize("scheme", ["auto", "torch", "kaiming", "xavier", "gpt2"])
+def test_zero_size_layers_are_planned_as_no_ops(scheme):
+    # torch's reset_parameters warns "no-op" for them; the fans are 0.
+    model = nn.Sequential(nn.Linear(0, 4), nn.ReLU(), nn.Linear(4, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        applied = init.init_module_(model, scheme, seed=0)
+    assert applied["0.weight"].spec is None and applied["2.weight"].spec is None
+
+
+def test_transformer_layer_with_an_activation_module_plans_linear2_without_it():
+    # The activation module is registered after linear2, but sits between linear1 and linear2.
+    p = init.plan(nn.TransformerEncoderLayer(16, 2, 32, activation=nn.ReLU()))
+    assert p["linear1.weight"].scheme.startswith("kaiming_normal_")
+    assert p["linear2.weight"].scheme.startswith("xavier_uniform_")
+
+
+def test_gpt2_scales_the_mlp_output_of_torch_transformer_layers():
+    layer = nn.TransformerEncoderLayer(16, 2, 64)
+    p = init.plan(nn.TransformerEncoder(layer, 6, enable_nested_tensor=False), "gpt2")
+    scaled = 0.02 / math.sqrt(2 * 6)
+    assert p["layers.0.self_attn.out_proj.weight"].std == pytest.approx(scaled)
+    assert p["layers.0.linear2.weight"].std == pytest.approx(scaled)
+    assert p["layers.0.linear1.weight"].std == 0.02
+
+
+def test_init_module_seed_is_fixed_by_default_and_drawn_when_none():
+    def critic():
+        return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+
+    a, b = critic(), critic()
+    init.init_module_(a)
+    init.init_module_(b)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # documented: seed 0
+    torch.manual_seed(1)
+    init.init_module_(a, seed=None)
+    init.init_module_(b, seed=None)
+    assert not torch.equal(a[0].weight, b[0].weight)  # successive draws differ
+    torch.manual_seed(1)
+    init.init_module_(b, seed=None)
+    assert torch.equal(a[0].weight, b[0].weight)  # torch.manual_seed controls the drawn seed

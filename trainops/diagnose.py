@@ -94,7 +94,8 @@ _ADVICE = {
     "early_stop": (
         "The validation loss has turned upward since its best at epoch {epoch} ({rise:.1%} higher) "
         "while the training loss {train}: the model is overfitting. Stop and keep the checkpoint of "
-        "epoch {epoch} (trainops.EarlyStopping does this automatically)."
+        "epoch {epoch} (trainops.EarlyStopping stops the run; save a checkpoint whenever its "
+        "`improved` is True to have the best one)."
     ),
     "converged": (
         "The {what} flat{gap}: training has converged. More epochs will not help; to do better, change "
@@ -311,18 +312,23 @@ def diagnose(
     1. "nonfinite": any loss is NaN or inf.
     2. too short (< :data:`MIN_EPOCHS` epochs): provisional "underfitting".
     3. "lr_too_high": the smoothed train loss climbs well above its best so
-       far (anywhere in the run, or above epoch 0), or it oscillates with
-       epoch-to-epoch noise large against its net progress.
-    4. "stuck": the train loss improved by less than ~5% from the start.
-    5. "early_stop": validation rose significantly since its best epoch,
-       while train is not rising (falling or flat).
-    6. "lr_too_high": train rises over the tail (beyond ~5% and the noise)
+       far (anywhere in the run, or above epoch 0).
+    4. "early_stop": validation rose significantly since its best epoch,
+       while train is not rising (falling or flat) and made net progress
+       beyond its noise (a loss near zero bounces by a large fraction while
+       the model memorises: that is overfitting, not oscillation).
+    5. "lr_too_high": train oscillates with epoch-to-epoch noise large
+       against its net progress.
+    6. "stuck": the train loss improved by less than ~5% from the start.
+    7. "early_stop": as 4, for a train loss whose net progress is within its
+       noise.
+    8. "lr_too_high": train rises over the tail (beyond ~5% and the noise)
        after its best, by less than rule 3 needs: not convergence.
-    7. "underfitting": validation (or, without it, train) is still falling.
-    8. "overfitting": train still falls while validation has stalled (its
+    9. "underfitting": validation (or, without it, train) is still falling.
+    10. "overfitting": train still falls while validation has stalled (its
        best is well before the end) and the gap grew since, or the gap widens
        over the tail; or both are flat with a large gap that grew in training.
-    9. "underfitting" if train is still falling, else "converged".
+    11. "underfitting" if train is still falling, else "converged".
 
     Args:
         train_loss: training loss per epoch (list, numpy array or tensor; a
@@ -451,6 +457,21 @@ def diagnose(
     # plateau with such swings is not convergence).
     oscillating = ft.sigma > OSCILLATION_NOISE and (net < OSCILLATION_PROGRESS * ft.sigma or not ft.falling())
     evidence["train_max_climb"] = _relative(climb, scale)
+    # Validation turned upward while train is not rising (falling, flat, or
+    # bouncing around a level far below its start): overfitting, which decides
+    # before oscillation and "stuck". A training loss near zero bounces by a
+    # large fraction on the log scale while the model memorises, and a flat
+    # one with validation rising needs stopping, not a higher learning rate.
+    train_rising = ft.rising()
+    val_turned_up = (
+        fv is not None
+        and fv.rise > max(VAL_RISE, SIGNIFICANCE * fv.sigma * math.sqrt(3.0 / w))
+        and fv.best < n - 2
+        and not train_rising
+    )
+    if val_turned_up and not climbing and net >= OSCILLATION_PROGRESS * ft.sigma:
+        state = "keeps falling" if ft.falling() else "is flat"
+        return verdict("early_stop", rise=_relative(fv.rise, scale), train=state)
     if climbing or oscillating:
         best = labels[before_climb if climbing else ft.best]  # where to resume from
         how = (
@@ -468,10 +489,8 @@ def diagnose(
     if ft.drop < max(STUCK_DROP, SIGNIFICANCE * smooth_se):
         return verdict("stuck", drop=-_relative(-ft.drop, scale))
 
-    # Rising again over the tail, by less than the climb rule needs: still
-    # not convergence. Validation that turned upward decides first (below).
-    train_rising = ft.rising()
-
+    # Rising again over the tail (train_rising, above), by less than the climb
+    # rule needs: still not convergence.
     if fv is None:
         if ft.falling():
             return verdict("underfitting", what="training loss is")
@@ -479,8 +498,7 @@ def diagnose(
             return verdict("lr_too_high", how=_rising_how(ft, k, scale))
         return verdict("converged", what="training loss is", gap="")
 
-    smooth_se_v = fv.sigma * math.sqrt(3.0 / w)
-    if fv.rise > max(VAL_RISE, SIGNIFICANCE * smooth_se_v) and fv.best < n - 2 and not train_rising:
+    if val_turned_up:
         state = "keeps falling" if ft.falling() else "is flat"
         return verdict("early_stop", rise=_relative(fv.rise, scale), train=state)
     if train_rising:

@@ -32,7 +32,10 @@ Whole models: :func:`plan` says, per parameter, which scheme "auto" (or
 "kaiming", "xavier", "gpt2", "torch") picks and why; :func:`init_module_`
 applies it in one fused call per device; :func:`materialize_` allocates a model
 built on the ``meta`` device and initialises it with exactly the values
-:func:`init_module_` gives. :func:`init_tensors_` is the list entry point.
+:func:`init_module_` gives with the same seed. Their seed is fixed (0) by
+default, so separate calls on like-named modules give equal values; pass a
+seed per call, or ``seed=None`` to draw it from torch's default generator as
+the functions above do. :func:`init_tensors_` is the list entry point.
 
 Deliberate differences from torch.nn.init: the streams are not torch's (same
 distributions, different numbers); an fp32 (fp16, bf16) normal is the inverse
@@ -81,7 +84,7 @@ torch's default generator: ``manual_seed`` controls it and calls differ, but
 the values are not eager's (as with torch's own random ops under inductor); a
 ``generator=`` object is read on the host, a graph break. Tensors that hold no data
 (meta, or fake under ``FakeTensorMode``) are left alone and draw no seed, as in
-torch. Tensor subclasses with their own ``__torch_function__`` are handed every
+torch; so do tensors with no element. Tensor subclasses with their own ``__torch_function__`` are handed every
 call of the functions below that write, with the trainops function as ``func``.
 """
 
@@ -677,6 +680,8 @@ def _draw_(
     global_shape: ShapeLike | None,
     global_offset: Sequence[int] | None,
 ) -> Tensor:
+    if seed is None and math.prod(tensor.shape if global_shape is None else global_shape) == 0:
+        seed = 0  # no element to draw: leave the generator alone, as torch.nn.init does
     if (
         global_shape is None
         and global_offset is None
@@ -1112,6 +1117,8 @@ def sparse_(
     _check_spec(spec, 0)
     rows = gshape[0]
     num_zeros = int(math.ceil(sparsity * rows))
+    if seed is None and math.prod(gshape) == 0:
+        seed = 0  # no element to draw: leave the generator alone, as torch.nn.init does
     seed = _resolve_seed(seed, generator, [local])
     if distributed.is_dtensor(tensor):
         _extension.mark_written([tensor])
@@ -1146,37 +1153,47 @@ _RELU_FAMILY = (
     nn.SiLU,
     nn.Mish,
     nn.Hardswish,
+    nn.Softplus,
 )
 _SQUASH = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
-# Modules that pass the activation question through (conv -> bn -> relu).
+# Modules and functions that pass the activation question through (conv ->
+# norm -> relu, linear -> dropout -> gelu, conv -> pool/pad/upsample -> relu):
+# dropout, normalisation, pooling, padding, resampling and reshaping.
 _TRANSPARENT_MODULES = (
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
+    nn.modules.dropout._DropoutNd,
+    nn.modules.batchnorm._NormBase,  # BatchNorm*, SyncBatchNorm, InstanceNorm*
     nn.GroupNorm,
     nn.LayerNorm,
+    nn.LocalResponseNorm,
     nn.Identity,
     nn.Flatten,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-)
-_TRANSPARENT_FUNCS = {"dropout", "flatten", "reshape", "view", "contiguous", "max_pool2d", "avg_pool2d", "permute", "transpose"}
+    nn.Unflatten,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._LPPoolNd,
+    nn.modules.padding._ConstantPadNd,
+    nn.modules.padding._ReflectionPadNd,
+    nn.modules.padding._ReplicationPadNd,
+    nn.Upsample,
+    nn.PixelShuffle,
+    nn.PixelUnshuffle,
+) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+_TRANSPARENT_FUNCS = {
+    "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+    "batch_norm", "instance_norm", "layer_norm", "group_norm", "rms_norm", "local_response_norm",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "pad", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle",
+    "flatten", "unflatten", "reshape", "view", "contiguous", "permute", "transpose", "squeeze", "unsqueeze",
+}
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d) + (
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d) + (
     (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
 )
-_RNNS = (nn.RNN, nn.GRU, nn.LSTM)
+_RNNS = (nn.RNN, nn.GRU, nn.LSTM, nn.RNNCellBase)  # RNNCellBase: RNNCell, GRUCell, LSTMCell
 
 
 @dataclass
@@ -1414,7 +1431,11 @@ def _order_activations(model: nn.Module) -> dict[str, _Act | None]:
     out: dict[str, _Act | None] = {}
     for i, (name, m) in enumerate(named):
         if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
-            out[f"{name}.linear1" if name else "linear1"] = _activation_of_callable(m.activation)
+            # Its activation (module or function) sits between linear1 and
+            # linear2, whatever order the submodules were registered in.
+            prefix = f"{name}." if name else ""
+            out[prefix + "linear1"] = _activation_of_callable(m.activation)
+            out[prefix + "linear2"] = None
         if not isinstance(m, (nn.Linear,) + _CONV) or name in out:
             continue
         act = None
@@ -1633,7 +1654,11 @@ def _torch_rule(full: str, mname: str, m: nn.Module, pname: str, p: Tensor, ctx:
     return e
 
 
-_RESIDUAL_PROJ = re.compile(r"(^|\.)(c_proj|out_proj|o_proj|proj|down_proj|dense_4h_to_h)\.weight$")
+# Output projections of attention and MLP blocks by their usual names (GPT-2,
+# torch.nn.Transformer*Layer, LLaMA, T5, OPT/ViT, Megatron).
+_RESIDUAL_PROJ = re.compile(
+    r"(^|\.)(c_proj|out_proj|o_proj|proj|down_proj|dense_4h_to_h|linear2|fc2|w2|wo)\.weight$"
+)
 
 
 def _gpt2_rule(full: str, m: nn.Module, pname: str, p: Tensor, ctx: _Context) -> PlanEntry:
@@ -1750,14 +1775,18 @@ def plan(
         module: the model (may live on the meta device).
         scheme: "auto" (Linear + ReLU family -> kaiming_normal_(fan_in); Conv +
             ReLU -> kaiming_normal_(fan_out); Linear/Conv + tanh/sigmoid ->
-            xavier_uniform_ with that gain; + SELU -> LeCun normal; RNN
-            weight_hh -> orthogonal_ per gate block (GRU: 3, LSTM: 4),
+            xavier_uniform_ with that gain; + SELU -> LeCun normal; the
+            activation is found through dropout, normalisation, pooling,
+            padding, resampling and reshaping; RNN / GRU / LSTM and their
+            cells: weight_hh -> orthogonal_ per gate block (GRU: 3, LSTM: 4),
             weight_ih -> xavier_uniform_; Embedding
             -> normal(0, 0.01); biases -> zeros; norms -> ones/zeros; PReLU
             slopes -> their init value), "kaiming", "xavier", "gpt2" (normal
-            0.02, residual projections / sqrt(2 n_layers)) or "torch" (what
-            reset_parameters draws, including MultiheadAttention's, Bilinear's
-            and nn.Transformer's own rules).
+            0.02, residual projections -- c_proj, out_proj, o_proj, proj,
+            down_proj, dense_4h_to_h, linear2, fc2, w2, wo -- / sqrt(2
+            n_layers)) or "torch" (what reset_parameters draws, including
+            MultiheadAttention's, Bilinear's and nn.Transformer's own
+            rules). Parameters with no element are planned as no-ops.
         skip: parameter names (or module prefixes) to leave untouched, or a
             predicate ``(name, param) -> bool``. A name that matches nothing
             raises ``ValueError``.
@@ -1811,6 +1840,9 @@ def plan(
         if skip_fn(full, p):
             continue
         mname = full[: -len(pname) - 1] if full != pname else ""
+        if p.numel() == 0:  # as torch.nn.init on it: a no-op (its fans may be 0)
+            out.entries.append(_entry(full, p, "none (no elements)", None, "zero-element parameter: nothing to draw"))
+            continue
         entry = _parametrized_rule(scheme, mname, m, pname, p, ctx) if _is_parametrization(m) else None
         entry = entry or _old_weight_norm_rule(full, m, pname, p)
         out.entries.append(entry or _layer_rule(scheme, mname, m, pname, p, ctx))
@@ -1890,7 +1922,7 @@ def _param_order(module: nn.Module) -> dict[str, int]:
 def init_module_(
     module: nn.Module,
     scheme: str | InitPlan = "auto",
-    seed: int = 0,
+    seed: int | None = 0,
     *,
     skip: Iterable[str] | Callable[[str, Tensor], bool] | None = None,
     n_layers: int | None = None,
@@ -1900,7 +1932,16 @@ def init_module_(
     Args:
         module: the model.
         scheme: a scheme name (see :func:`plan`) or a plan from it.
-        seed: 64-bit seed; keys come from the parameter names.
+        seed: 64-bit seed; keys come from the parameter names, relative to
+            ``module``. The default, 0, is fixed: every call gives the same
+            values, on any device and any sharding, whatever
+            ``torch.manual_seed`` says. So two modules with the same
+            parameter names initialised by separate calls (the blocks of a
+            ModuleList one by one, twin critics, ensemble members) come out
+            identical unless each call gets its own seed. ``None`` draws the
+            seed from torch's default generator, as the drawing functions
+            do: ``torch.manual_seed`` then controls it and calls differ (a
+            sharded model then needs every rank's generator seeded alike).
         skip: names / prefixes / predicate of parameters to leave untouched.
         n_layers: for scheme "gpt2".
 
@@ -1912,7 +1953,10 @@ def init_module_(
 
 
 def _apply_plan(
-    module: nn.Module, the_plan: InitPlan, seed: int, skip: Iterable[str] | Callable[[str, Tensor], bool] | None
+    module: nn.Module,
+    the_plan: InitPlan,
+    seed: int | None,
+    skip: Iterable[str] | Callable[[str, Tensor], bool] | None,
 ) -> InitPlan:
     """init_module_ once it has a plan (materialize_ calls it directly, so that
     warnings point at either one's caller)."""
@@ -2193,7 +2237,7 @@ def materialize_(
     module: nn.Module,
     device: torch.device | str,
     scheme_or_plan: str | InitPlan = "auto",
-    seed: int = 0,
+    seed: int | None = 0,
     *,
     skip: Iterable[str] | Callable[[str, Tensor], bool] | None = None,
 ) -> InitPlan:
@@ -2211,7 +2255,8 @@ def materialize_(
         module: the model (parameters on the meta device; any that are not keep their values).
         device: where to allocate it.
         scheme_or_plan: a scheme name or a plan from :func:`plan`.
-        seed: 64-bit seed.
+        seed: 64-bit seed, fixed (0) by default; ``None`` draws it from
+            torch's default generator (see :func:`init_module_`).
         skip: parameters to leave uninitialised (allocated only).
 
     Returns:
