@@ -1874,3 +1874,23 @@ def test_init_module_seed_is_fixed_by_default_and_drawn_when_none():
     torch.manual_seed(1)
     init.init_module_(b, seed=None)
     assert torch.equal(a[0].weight, b[0].weight)  # torch.manual_seed controls the drawn seed
+
+
+@pytest.mark.parametrize(
+    "old, args",
+    [
+        ("uniform", ()), ("normal", ()), ("constant", (0.5,)), ("eye", ()), ("dirac", ()),
+        ("xavier_uniform", ()), ("xavier_normal", ()), ("kaiming_uniform", ()), ("kaiming_normal", ()),
+        ("orthogonal", ()), ("sparse", (0.5,)),
+    ],
+)
+def test_torch_deprecated_names_warn_and_call_the_new_ones(old, args):
+    # torch.nn.init still has them (FutureWarning): legacy code keeps working after the import swap.
+    shape = (4, 4, 3) if old == "dirac" else (4, 4)
+    with pytest.warns(FutureWarning, match=f"`nn.init.{old}` is now deprecated in favor of `nn.init.{old}_`"):
+        torch.nn.init.__dict__[old](torch.empty(shape), *args)
+    torch.manual_seed(7)
+    with pytest.warns(FutureWarning, match=f"`nn.init.{old}` is now deprecated in favor of `nn.init.{old}_`"):
+        got = getattr(init, old)(torch.empty(shape), *args)
+    torch.manual_seed(7)
+    assert torch.equal(got, getattr(init, old + "_")(torch.empty(shape), *args))

@@ -1,8 +1,9 @@
 """Counter-based weight initialisation: drop-in for ``torch.nn.init``, fused.
 
 Every function of ``torch.nn.init`` that draws or fills is here with torch's
-parameters (including ``generator=``), fans and gains, so swapping the import
-is enough::
+parameters (including ``generator=``), fans and gains, and so are torch's
+deprecated names without the trailing underscore (``xavier_uniform``, ...,
+with torch's ``FutureWarning``), so swapping the import is enough::
 
     from trainops import init
     init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
@@ -1134,6 +1135,38 @@ def sparse_(
         zero = torch.zeros_like(u, dtype=torch.bool).scatter_(0, zero_rows, True)
         local.masked_fill_(zero[row0 : row0 + local.shape[0]], 0.0)
     return tensor
+
+
+def _deprecated_alias(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """torch.nn.init's old name of ``fn`` (no trailing underscore): warns as
+    torch's does, then calls ``fn``, so legacy code keeps working after the
+    import is swapped."""
+    new_name = fn.__name__
+    old_name = new_name[:-1]
+
+    @functools.wraps(fn)
+    def alias(*args: Any, **kwargs: Any) -> Tensor:
+        warnings.warn(
+            f"`nn.init.{old_name}` is now deprecated in favor of `nn.init.{new_name}`.", FutureWarning, stacklevel=2
+        )
+        return fn(*args, **kwargs)
+
+    alias.__name__ = alias.__qualname__ = old_name
+    alias.__doc__ = f"Deprecated, as in torch.nn.init: use :func:`{new_name}`."
+    return alias
+
+
+uniform = _deprecated_alias(uniform_)
+normal = _deprecated_alias(normal_)
+constant = _deprecated_alias(constant_)
+eye = _deprecated_alias(eye_)
+dirac = _deprecated_alias(dirac_)
+xavier_uniform = _deprecated_alias(xavier_uniform_)
+xavier_normal = _deprecated_alias(xavier_normal_)
+kaiming_uniform = _deprecated_alias(kaiming_uniform_)
+kaiming_normal = _deprecated_alias(kaiming_normal_)
+orthogonal = _deprecated_alias(orthogonal_)
+sparse = _deprecated_alias(sparse_)
 
 
 # ---------------------------------------------------------------------------
