@@ -142,7 +142,7 @@ stamp "CUDA tests"
 # -k keeps their CUDA tests (every one has "cuda" in its id, or is the
 # mixed-devices check) and every test of the test_cuda_* files. Their CPU tests
 # run in CI already, and would cost this step's time budget.
-TESTS=(tests/test_cuda_build.py tests/test_cuda_clip.py tests/test_clip.py tests/test_init.py)
+TESTS=(tests/test_cuda_build.py tests/test_cuda_clip.py tests/test_clip.py tests/test_init.py tests/test_monitor.py)
 SELECT="cuda or mixed_devices"
 WHEELS="${GPU_CHECK_WHEELS:-$ROOT/.gpu_wheels}"
 if ! "$PY" -c "import pytest, numpy" 2>/dev/null && compgen -G "$WHEELS/*.whl" >/dev/null; then

@@ -443,3 +443,55 @@ def test_max_steps_bounds_the_buffers_and_logs_every_step(monkeypatch):
 def test_max_steps_validated():
     with pytest.raises(ValueError, match="max_steps"):
         GradMonitor(_model(), max_steps=1)
+
+
+def test_steps_without_gradients_are_reported_not_read_as_vanishing():
+    # step() before backward() (grads set to None by zero_grad): no gradient
+    # at all. Such steps are named and left out of the statistics.
+    model = _model()
+    mon = GradMonitor(model.named_parameters(), per_parameter=True)
+    for _ in range(3):
+        model.zero_grad(set_to_none=True)
+        mon.step()
+    _backward(model)
+    mon.step()
+    s = mon.summary()
+    assert s.no_grad_steps == [0, 1, 2]
+    assert s.percentiles["min"] > 0.0 and s.percentiles["p50"] == s.percentiles["max"]
+    assert not any("vanishing" in a for a in s.advice)
+    assert any("no gradient at all" in a for a in s.advice)
+    assert "no gradient at steps: 0, 1, 2" in str(s)
+    assert all(mean > 0.0 for _, mean, _ in s.top_parameters)
+
+
+def test_no_gradient_steps_follow_dropped_and_reset_records():
+    params = [torch.nn.Parameter(torch.ones(2))]
+    mon = GradMonitor(params, max_steps=4)
+    for step in range(6):  # steps 1 and 4 without a gradient
+        params[0].grad = None if step in (1, 4) else torch.ones(2)
+        mon.step()
+    assert mon.summary().no_grad_steps == [4]  # steps 0-1 were dropped at max_steps
+    mon.reset()
+    params[0].grad = None
+    mon.step()
+    assert mon.summary().no_grad_steps == [6]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_records_follow_a_model_moved_to_cuda_after_the_monitor_was_made():
+    # GradMonitor(model); model.cuda(): the same Parameter objects, now on the
+    # GPU. The records move with them once, instead of a sync every step.
+    model = _model()
+    mon = GradMonitor(model.parameters())
+    _backward(model)
+    mon.step()
+    model.cuda()
+    _backward(model)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        mon.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert mon.device.type == "cuda" and mon.total_norms.device.type == "cuda"
+    norms = mon.total_norms.cpu()
+    assert norms[0] > 0 and torch.allclose(norms[1], norms[0], rtol=1e-5)

@@ -83,6 +83,10 @@ class GradSummary:
         percentiles: total-norm percentiles over the steps with a finite norm,
             keyed ``"p5"`` ... ``"p99"``, plus ``"min"``, ``"max"`` and ``"mean"``.
         nonfinite_steps: step indices (0-based) whose gradient norm was NaN or inf.
+        no_grad_steps: step indices of steps when no parameter had a
+            gradient (``step()`` before ``backward()``, or every parameter
+            frozen); their norm is recorded as 0 but left out of
+            ``percentiles``.
         top_parameters: up to ``top_k`` ``(name, mean norm, max norm)`` tuples,
             largest mean norm first (empty unless ``per_parameter=True``).
         advice: sentences of advice; empty when nothing looks wrong.
@@ -94,6 +98,7 @@ class GradSummary:
     clipped_steps: int
     percentiles: dict[str, float]
     nonfinite_steps: list[int]
+    no_grad_steps: list[int] = field(default_factory=list)
     top_parameters: list[tuple[str, float, float]] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
 
@@ -111,6 +116,10 @@ class GradSummary:
             shown = ", ".join(str(s) for s in self.nonfinite_steps[:10])
             more = f" (+{len(self.nonfinite_steps) - 10} more)" if len(self.nonfinite_steps) > 10 else ""
             lines.append(f"  non-finite gradients at steps: {shown}{more}")
+        if self.no_grad_steps:
+            shown = ", ".join(str(s) for s in self.no_grad_steps[:10])
+            more = f" (+{len(self.no_grad_steps) - 10} more)" if len(self.no_grad_steps) > 10 else ""
+            lines.append(f"  no gradient at steps: {shown}{more}")
         if self.top_parameters:
             lines.append("  largest gradient norms (mean / max):")
             for name, mean, peak in self.top_parameters:
@@ -209,6 +218,9 @@ class GradMonitor:
         self.device = self.parameters[0].device if self.parameters else torch.device("cpu")
         self._steps = 0
         self._logged = 0
+        # Buffer rows of steps when no parameter had a gradient: known on the
+        # host at step(), so no device record (and no sync) is needed.
+        self._no_grad_rows: list[int] = []
         self._allocate(INITIAL_CAPACITY if self.max_steps is None else min(INITIAL_CAPACITY, self.max_steps))
 
     def _allocate(self, capacity: int) -> None:
@@ -238,6 +250,19 @@ class GradMonitor:
         self.first_step += drop
         self._logged = max(0, self._logged - drop)
         self._steps = keep
+        self._no_grad_rows = [r - drop for r in self._no_grad_rows if r >= drop]
+
+    def _follow_parameters(self) -> None:
+        """Move the records to the parameters' device when the model moved
+        after the monitor was made (``GradMonitor(model); model.cuda()``):
+        otherwise every step would copy its norm across devices, a host sync
+        on each step. One copy of the records, once."""
+        device = self.parameters[0].device
+        if device == self.device or device.type == "meta":
+            return
+        self.device = device
+        for name in ("_norms", "_clipped", "_nonfinite", "_param_norms"):
+            setattr(self, name, getattr(self, name).to(device))
 
     @property
     def steps(self) -> int:
@@ -295,6 +320,8 @@ class GradMonitor:
                 self._drop_oldest_half()
             else:
                 self._grow()
+        if self.parameters:
+            self._follow_parameters()
         i = self._steps
         present: list[int] = []
         grads: list[Tensor] = []
@@ -327,8 +354,10 @@ class GradMonitor:
                     self._param_norms[i].index_copy_(0, distributed.index_tensor(present, self.device), per)
         else:
             # Buffers start zeroed (see _allocate and reset), so a step with
-            # no gradient at all records norm 0, not clipped, finite.
+            # no gradient at all records norm 0, not clipped, finite; the
+            # summary leaves it out of the statistics.
             total = torch.zeros((), dtype=torch.float32, device=self.device)
+            self._no_grad_rows.append(i)
         self._steps += 1
         if self.writer is not None and self.log_every is not None and self._steps - self._logged >= self.log_every:
             self.flush()
@@ -392,6 +421,7 @@ class GradMonitor:
         self.first_step += self._steps
         self._steps = 0
         self._logged = 0
+        self._no_grad_rows = []
         # step() only writes the fields that apply, so reused rows must be zero.
         for buffer in (self._norms, self._clipped, self._nonfinite, self._param_norms):
             buffer.zero_()
@@ -416,7 +446,10 @@ class GradMonitor:
             self.writer.flush()
         steps = len(norms)
         nonfinite_steps = [self.first_step + j for j, bad in enumerate(nonfinite) if bad]
-        finite = sorted(v for v, bad in zip(norms, nonfinite) if not bad and math.isfinite(v))
+        no_grad = set(self._no_grad_rows)
+        finite = sorted(
+            v for j, (v, bad) in enumerate(zip(norms, nonfinite)) if not bad and j not in no_grad and math.isfinite(v)
+        )
         percentiles: dict[str, float] = {}
         if finite:
             for q in PERCENTILES:
@@ -426,7 +459,8 @@ class GradMonitor:
             percentiles["mean"] = math.fsum(finite) / len(finite)
         clipped_steps = sum(clipped) if self.max_norm is not None else 0
         clip_rate = (clipped_steps / steps if steps else 0.0) if self.max_norm is not None else None
-        top = self._top_parameters(per, nonfinite, top_k) if self.per_parameter else []
+        skipped = [bad or j in no_grad for j, bad in enumerate(nonfinite)]
+        top = self._top_parameters(per, skipped, top_k) if self.per_parameter else []
         summary = GradSummary(
             steps=steps,
             max_norm=self.max_norm,
@@ -434,20 +468,22 @@ class GradMonitor:
             clipped_steps=clipped_steps,
             percentiles=percentiles,
             nonfinite_steps=nonfinite_steps,
+            no_grad_steps=[self.first_step + j for j in self._no_grad_rows],
             top_parameters=top,
         )
         summary.advice = _advice(summary)
         return summary
 
     def _top_parameters(
-        self, per: list[list[float]], nonfinite: list[bool], top_k: int
+        self, per: list[list[float]], skipped: list[bool], top_k: int
     ) -> list[tuple[str, float, float]]:
         """(name, mean, max) of the ``top_k`` parameters with the largest mean norm.
 
-        Steps with a non-finite total are left out: one NaN would otherwise
-        make every mean NaN and hide which layer is large the rest of the time.
+        Steps with a non-finite total are left out (``skipped``): one NaN
+        would otherwise make every mean NaN and hide which layer is large the
+        rest of the time. So are steps without any gradient.
         """
-        rows = [r for r, bad in zip(per, nonfinite) if not bad]
+        rows = [r for r, bad in zip(per, skipped) if not bad]
         if not rows:
             return []
         stats = []
@@ -498,6 +534,11 @@ def _advice(s: GradSummary) -> list[str]:
                 f"a tenth of max_norm={s.max_norm:g}: clipping is not protecting against spikes at this "
                 "threshold; consider max_norm near the 99th percentile."
             )
+    if s.no_grad_steps:
+        advice.append(
+            f"{len(s.no_grad_steps)} of {s.steps} steps had no gradient at all (left out of the norm "
+            "statistics): step() ran before backward() or after zero_grad(), or every parameter is frozen."
+        )
     median = s.percentiles.get("p50")
     peak = s.percentiles.get("max")
     if s.max_norm is None and median is not None and peak is not None and median > 0 and peak > SPIKE_FACTOR * median:
