@@ -258,3 +258,26 @@ def test_flat_train_with_validation_rising_is_early_stop_not_stuck():
     t = np.arange(30)
     d = trainops.diagnose(0.30 * (1 - 0.001 * t), 0.40 * np.exp(0.015 * np.maximum(0, t - 5)))
     assert d.kind == "early_stop", (d.kind, d.advice)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("with_val", [True, False])
+def test_slow_steady_decrease_is_underfitting_not_converged(seed, with_val):
+    # -0.2% per epoch for 60 epochs with 0.5% noise: under the 5% tail change
+    # of "falling", but far beyond the noise and at the run's own pace.
+    t = np.arange(60)
+    rng = np.random.default_rng(seed)
+    train = 2.3 * np.exp(-0.002 * t) * np.exp(rng.normal(0, 0.005, 60))
+    val = 2.35 * np.exp(-0.002 * t) * np.exp(rng.normal(0, 0.005, 60)) if with_val else None
+    d = trainops.diagnose(train, val)
+    assert d.kind == "underfitting", (d.kind, d.advice)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_levelled_off_exponential_is_still_converged(seed):
+    # Its tail still falls a little (1-2%), at a small fraction of its early pace.
+    t = np.arange(40)
+    rng = np.random.default_rng(seed)
+    train = (2 * np.exp(-t / 5) + 0.5) * np.exp(rng.normal(0, 0.01, 40))
+    val = (2 * np.exp(-t / 5) + 0.55) * np.exp(rng.normal(0, 0.03, 40))
+    assert trainops.diagnose(train, val).kind == "converged"

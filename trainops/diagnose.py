@@ -66,6 +66,7 @@ STALL_EPOCHS = 3  # validation without a new (smoothed) best this long has stall
 GAP_LARGE = math.log(1.5)  # val more than 1.5x train is a large gap
 SIGNIFICANCE = 3.0  # a change counts only if it exceeds this many standard errors
 TAIL_FRACTION = 1 / 3  # trends are fit over the last third of the history
+STEADY_PACE = 0.5  # a tail falling (beyond the noise) at >= half the run's average pace is not converged
 MAX_WINDOW = 11  # smoothing window cap: longer would lag the end of the curve
 
 _ADVICE = {
@@ -260,6 +261,14 @@ class _Features:
         """Still falling: the tail change is below -FLAT and beyond the noise."""
         return self.tail < -max(FLAT, SIGNIFICANCE * self.tail_se)
 
+    def falling_steadily(self, k: int) -> bool:
+        """Falling by less than FLAT over the tail of ``k`` points, but beyond
+        the noise and at least STEADY_PACE times the run's average pace: a
+        slow, steady decrease (a learning rate too low), not a curve that has
+        levelled off (whose tail falls at a small fraction of its early pace)."""
+        pace = self.drop / max(len(self.z) - 1, 1)  # smoothed start to best, per epoch
+        return self.tail < -SIGNIFICANCE * self.tail_se and -self.tail >= STEADY_PACE * pace * (k - 1)
+
     def rising(self) -> bool:
         """Rising: the tail change is above FLAT and beyond the noise, and the
         end is above the best (a curve that fell and bounced back to where
@@ -328,7 +337,10 @@ def diagnose(
     10. "overfitting": train still falls while validation has stalled (its
        best is well before the end) and the gap grew since, or the gap widens
        over the tail; or both are flat with a large gap that grew in training.
-    11. "underfitting" if train is still falling, else "converged".
+    11. "underfitting" if train is still falling, or if the curve (validation,
+        else train) still falls by less than ~5% over the tail but beyond the
+        noise and at half the run's average pace or more (a slow, steady
+        decrease, as with a learning rate too low); else "converged".
 
     Args:
         train_loss: training loss per epoch (list, numpy array or tensor; a
@@ -496,6 +508,8 @@ def diagnose(
             return verdict("underfitting", what="training loss is")
         if train_rising:
             return verdict("lr_too_high", how=_rising_how(ft, k, scale))
+        if ft.falling_steadily(k):
+            return verdict("underfitting", what="training loss is")
         return verdict("converged", what="training loss is", gap="")
 
     if val_turned_up:
@@ -526,6 +540,8 @@ def diagnose(
         return verdict("underfitting", what="training loss is")
     if gap[-1] > GAP_LARGE and gap_growth > GAP_LARGE / 2:
         return verdict("overfitting")
+    if fv.falling_steadily(k) and not ft.rising():
+        return verdict("underfitting", what="training and validation losses are")
     note = f" with a small gap ({_relative(float(gap[-1]), scale):+.0%} val vs train)"
     if gap[-1] > GAP_LARGE:
         note = f"; validation is {_relative(float(gap[-1]), scale):.0%} above train, as it was from the start"
