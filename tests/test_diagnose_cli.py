@@ -420,3 +420,68 @@ def test_csv_with_semicolons_and_decimal_commas(tmp_path):
     path.write_text("epoch;train_loss;val_loss\n" + "".join(f"{e};{2.0 / (e + 1):.4f};{2.2 / (e + 1):.4f}\n".replace(".", ",") for e in range(10)))
     c = load_curves(str(path))
     np.testing.assert_allclose(c.train, [round(2.0 / (e + 1), 4) for e in range(10)])
+
+
+# Found by a review (eighteenth session): TensorBoard logs read silently wrong.
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_train_per_step_and_validation_per_epoch_is_refused(tmp_path, capsys):
+    # add_scalar("loss/train", l, global_step) with add_scalar("loss/val", v, epoch):
+    # pairing them would read epoch e's validation with training step e.
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    for epoch in range(30):
+        for s in range(50):
+            writer.add_scalar("loss/train", 2.0 / (1 + epoch), epoch * 50 + s)
+        writer.add_scalar("loss/val", 2.1 / (1 + epoch), epoch)
+    writer.close()
+    code, out, err = _run_cli([str(tmp_path)], capsys)
+    assert code == 1 and out == ""
+    assert "logged at steps 0..29" in err and "steps 0..1499" in err and "same step counter" in err
+
+
+def _tensorboard_file_run(logdir, train, val, first_step=0):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(logdir))
+    for e, (t, v) in enumerate(zip(train, val), start=first_step):
+        writer.add_scalar("loss/train", t, e)
+        writer.add_scalar("loss/val", v, e)
+    writer.close()
+    return max(os.listdir(logdir))  # the newest event file (time-stamped names)
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_rerun_into_the_same_directory_replaces_the_old_run(tmp_path, capsys):
+    import time
+
+    old_train, old_val, _ = _early_stop_curves()
+    old = _tensorboard_file_run(tmp_path, old_train, old_val)
+    time.sleep(1.1)  # event file names start with the time in seconds
+    new_train, new_val = [2.0, 1.5, 1.2, 1.0, 0.9, 0.85], [2.1, 1.6, 1.3, 1.1, 1.0, 0.95]
+    new = _tensorboard_file_run(tmp_path, new_train, new_val)
+    assert new != old
+    c = load_curves(str(tmp_path))
+    np.testing.assert_allclose(c.train, new_train, rtol=1e-6)
+    assert c.epochs == list(range(6))
+    assert len(c.notes) == 1 and old in c.notes[0] and new in c.notes[0] and "rerun" in c.notes[0]
+    code, out, err = _run_cli([str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "6 epochs" in out and "note: " in out
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_resumed_run_is_merged(tmp_path):
+    # A run resumed from a checkpoint writes a new event file that goes on from
+    # a later step: both files are one run, the newer values win where they overlap.
+    import time
+
+    train, val, _ = _early_stop_curves()
+    _tensorboard_file_run(tmp_path, train[:12], val[:12])
+    time.sleep(1.1)
+    _tensorboard_file_run(tmp_path, train[10:], val[10:], first_step=10)
+    c = load_curves(str(tmp_path))
+    assert c.epochs == list(range(len(train))) and not c.notes
+    np.testing.assert_allclose(c.train, train, rtol=1e-6)

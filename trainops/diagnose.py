@@ -570,6 +570,8 @@ class Curves:
         averaged_from: when a long training-only series (a per-step log) was
             averaged into :data:`TRAIN_ONLY_BINS` consecutive means, the
             number of points it had; else None.
+        notes: what the reader decided that the user should know (e.g. an
+            older run in the same directory that was left out), one line each.
     """
 
     epochs: list[int]
@@ -578,6 +580,7 @@ class Curves:
     train_name: str
     val_name: str | None
     averaged_from: int | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def _bin_long_train_only(curves: Curves) -> Curves:
@@ -593,7 +596,7 @@ def _bin_long_train_only(curves: Curves) -> Curves:
     train = np.asarray(curves.train, dtype=np.float64)
     means = [float(train[a:b].mean()) for a, b in zip(bounds[:-1], bounds[1:])]
     labels = [curves.epochs[b - 1] for b in bounds[1:]]
-    return Curves(labels, means, None, curves.train_name, None, averaged_from=n)
+    return Curves(labels, means, None, curves.train_name, None, averaged_from=n, notes=curves.notes)
 
 
 _EPOCH_NAMES = ("epoch", "epochs", "ep", "step", "steps", "global_step", "iteration", "iter", "it")
@@ -820,6 +823,27 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
     base = path if os.path.isdir(path) else os.path.dirname(path)
     series: dict[str, dict[int, float]] = {}
     run_of: dict[str, str] = {}  # series name -> the run (directory) it belongs to
+    source: dict[str, list[str]] = {}  # series name -> the files its points came from
+    replaced: dict[str, list[str]] = {}  # newer file -> the older files of a rerun it replaced
+
+    def add_points(name: str, file: str, points: dict[int, float]) -> None:
+        """Merge one file's points of a series. A later file that starts at or
+        before the first step already held is a rerun into the same directory
+        (a new run from its beginning): it replaces the older points, which
+        would otherwise splice the new run with the tail of the old one. A
+        later file that starts further on resumes the run: its values win
+        where the two overlap."""
+        if not points:
+            return
+        held = series.setdefault(name, {})
+        if held and min(points) <= min(held):
+            replaced.setdefault(file, []).extend(f for f in source.get(name, []) if f not in replaced[file])
+            held.clear()
+            source[name] = []
+        held.update(points)
+        if file not in source.setdefault(name, []):
+            source[name].append(file)
+
     for file in files:
         # Runs in subdirectories (Keras writes train/ and validation/, both
         # with tag epoch_loss) are told apart by prefixing the subdirectory.
@@ -839,11 +863,11 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
             continue
         for tag in tags.get("scalars", []):
             run_of[prefix + tag] = run
-            points = series.setdefault(prefix + tag, {})
-            for event in acc.Scalars(tag):
-                points[int(event.step)] = float(event.value)  # a rerun's later value wins
+            # Within a file, a step logged twice keeps its later value.
+            add_points(prefix + tag, file, {int(event.step): float(event.value) for event in acc.Scalars(tag)})
         for tag in tags.get("tensors", []):
             # TF2 summaries store scalars as 0-d tensors.
+            points: dict[int, float] = {}
             for event in acc.Tensors(tag):
                 try:
                     from tensorboard.util import tensor_util
@@ -852,8 +876,10 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
                 except Exception:
                     continue
                 if value.size == 1 and np.issubdtype(value.dtype, np.number):
-                    run_of[prefix + tag] = run
-                    series.setdefault(prefix + tag, {})[int(event.step)] = float(value.reshape(()))
+                    points[int(event.step)] = float(value.reshape(()))
+            if points:
+                run_of[prefix + tag] = run
+                add_points(prefix + tag, file, points)
     if not series:
         raise CurveError(f"{path}: no scalar data in the TensorBoard event files")
     names = sorted(series)
@@ -873,10 +899,19 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
     same_run = [nm for nm in names if nm != train_name and run_of[nm] == run_of[train_name]]
     val_name = _pick(same_run if val_key is None else names, "val", val_key, "tag")
     train_pts = series[train_name]
+    notes = [
+        f"{os.path.relpath(newer, base)} starts its run again from the first step: the older "
+        f"{', '.join(os.path.relpath(f, base) for f in older)} in the same directory "
+        f"{'is' if len(older) == 1 else 'are'} left out (a rerun)"
+        for newer, older in replaced.items()
+        if older and any(newer in source.get(nm, []) for nm in (train_name, val_name) if nm is not None)
+    ]
     if val_name is None:
         steps = sorted(train_pts)
-        return Curves(steps, [train_pts[s] for s in steps], None, train_name, None)
-    return _align(series[train_name], series[val_name], train_name, val_name)
+        return Curves(steps, [train_pts[s] for s in steps], None, train_name, None, notes=notes)
+    curves = _align(series[train_name], series[val_name], train_name, val_name)
+    curves.notes = notes
+    return curves
 
 
 def _align(train_pts: dict[int, float], val_pts: dict[int, float], train_name: str, val_name: str) -> Curves:
@@ -892,6 +927,17 @@ def _align(train_pts: dict[int, float], val_pts: dict[int, float], train_name: s
         False,
     )
     dense_steps = sorted(dense)
+    # The common slip: training logged against the global step and validation
+    # against the epoch. Pairing them would read epoch e's validation with
+    # training step e and drop nearly every training point: refuse instead.
+    beyond = len(dense_steps) - int(np.searchsorted(dense_steps, max(sparse), side="right"))
+    if beyond > len(dense_steps) // 2:
+        (dense_name, sparse_name) = (train_name, val_name) if sparse_is_val else (val_name, train_name)
+        raise CurveError(
+            f"tag {sparse_name!r} is logged at steps {min(sparse)}..{max(sparse)} but {dense_name!r} at "
+            f"steps {dense_steps[0]}..{dense_steps[-1]}: {beyond} of its {len(dense_steps)} points come after "
+            "the last one of the other; log both against the same step counter (e.g. the global step)"
+        )
     steps, a, b = [], [], []
     previous = None
     j = 0
@@ -922,7 +968,11 @@ def load_curves(path: str, train_key: str | None = None, val_key: str | None = N
     averaged. TensorBoard: an event file or a directory searched recursively;
     tags are matched the same way (``loss/train``, ``Loss/val``,
     ``train/epoch_loss``, ...), and a per-step training loss is averaged over
-    each validation interval. A training-only history of more than
+    each validation interval (both must be logged against the same step
+    counter: mostly disjoint step ranges raise ``CurveError``). A later event
+    file of a series that starts again from its first step is a rerun: it
+    replaces the older files (named in ``Curves.notes``); one that goes on
+    from a later step resumes the run. A training-only history of more than
     :data:`TRAIN_ONLY_MAX_POINTS` points is averaged into
     :data:`TRAIN_ONLY_BINS` consecutive means (``Curves.averaged_from``).
 
@@ -1018,6 +1068,8 @@ def run(args: argparse.Namespace) -> int:
         source = curves.train_name + ("" if curves.val_name is None else f" / {curves.val_name}")
         averaged = "" if curves.averaged_from is None else f", means of {curves.averaged_from} logged points"
         print(f"{args.path}: {len(curves.train)} epochs ({source}{averaged})")
+        for note in curves.notes:
+            print(f"note: {note}")
         print(diagnosis)
         if args.plot:
             try:
