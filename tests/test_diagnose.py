@@ -281,3 +281,12 @@ def test_levelled_off_exponential_is_still_converged(seed):
     train = (2 * np.exp(-t / 5) + 0.5) * np.exp(rng.normal(0, 0.01, 40))
     val = (2 * np.exp(-t / 5) + 0.55) * np.exp(rng.normal(0, 0.03, 40))
     assert trainops.diagnose(train, val).kind == "converged"
+
+
+def test_none_in_a_numpy_object_array_is_a_missing_epoch_as_in_a_list():
+    train, val, _ = curves.early_stop(np.random.default_rng(0), 0.0, 0.0)
+    val_list = [v if i % 2 == 0 else None for i, v in enumerate(val)]
+    from_list = trainops.diagnose(train, val_list)
+    from_array = trainops.diagnose(train, np.array(val_list, dtype=object))
+    assert from_array.kind == from_list.kind != "nonfinite"
+    assert from_array.epoch == from_list.epoch

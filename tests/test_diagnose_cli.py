@@ -485,3 +485,13 @@ def test_tensorboard_resumed_run_is_merged(tmp_path):
     c = load_curves(str(tmp_path))
     assert c.epochs == list(range(len(train))) and not c.notes
     np.testing.assert_allclose(c.train, train, rtol=1e-6)
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_csv_without_header_epoch_and_loss_columns(tmp_path, start):
+    # (epoch, loss) rows, not (train, val): the first column counts up by one.
+    train, _, _ = _early_stop_curves()
+    path = _write_csv(tmp_path / "h.csv", None, [(start + e, t) for e, t in enumerate(train)])
+    c = load_curves(path)
+    assert c.val is None and c.epochs == list(range(start, start + len(train)))
+    np.testing.assert_allclose(c.train, train, rtol=1e-12)

@@ -151,13 +151,14 @@ def _require_numpy() -> None:
 
 def _to_array(values: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(1-D float64 numpy copy, mask of missing epochs) of a list, array or
-    tensor (a tensor is copied to the host). ``None`` entries of a list are
-    missing epochs (e.g. no validation run that epoch); a list may hold 0-dim
+    tensor (a tensor is copied to the host). ``None`` entries of a list (or
+    of a numpy object array) are missing epochs (e.g. no validation run that epoch); a list may hold 0-dim
     tensors, even ones that require grad (``train_hist.append(loss)``)."""
     missing = None
     if hasattr(values, "detach") and hasattr(values, "cpu"):
         values = values.detach().cpu().double().numpy()
-    elif not isinstance(values, np.ndarray) and not isinstance(values, (str, bytes)):
+    elif not (isinstance(values, np.ndarray) and values.dtype != object) and not isinstance(values, (str, bytes)):
+        # (A numpy object array, e.g. np.array([2.6, None, 2.0]), is read as the list it holds.)
         try:
             values = list(values)
         except TypeError:
@@ -714,7 +715,19 @@ def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
         if width == 1:
             header = ["train_loss"]
         elif width == 2:
-            header = ["train_loss", "val_loss"]
+            # epoch,loss rows (a first column counting 0, 1, 2, ... or 1, 2, 3,
+            # ...) rather than train,val: no loss curve counts up by one.
+            first = []
+            for _, r in numbered:
+                try:
+                    first.append(float(r[0]))
+                except (ValueError, IndexError):
+                    first = []
+                    break
+            counts = len(first) > 2 and first[0] in (0.0, 1.0) and all(
+                b - a == 1.0 for a, b in zip(first, first[1:])
+            )
+            header = ["epoch", "train_loss"] if counts else ["train_loss", "val_loss"]
         elif width == 3:
             header = ["epoch", "train_loss", "val_loss"]
         else:
@@ -964,7 +977,8 @@ def load_curves(path: str, train_key: str | None = None, val_key: str | None = N
     CSV: a header row naming the columns (epoch/step, train loss, validation
     loss; common names such as ``loss``, ``train_loss``, ``val_loss``,
     ``valid_loss``, ``test_loss`` are recognised), or no header and 1-3
-    columns (train | train,val | epoch,train,val). Rows that share an epoch are
+    columns (train | train,val | epoch,train,val; two columns whose first
+    counts 0, 1, 2, ... or 1, 2, 3, ... are epoch,train). Rows that share an epoch are
     averaged. TensorBoard: an event file or a directory searched recursively;
     tags are matched the same way (``loss/train``, ``Loss/val``,
     ``train/epoch_loss``, ...), and a per-step training loss is averaged over
