@@ -150,6 +150,14 @@ def check_dtensor_1d(rank: int, ws: int) -> None:
         assert type(got) is torch.Tensor
         assert rel_err(got, reference.total_norm(full, p)) <= 1e-6, p
         assert _same_on_all_ranks(got)
+    # inf on rank 0, NaN on rank 1: the norm is NaN for every order, as in one
+    # process (the scaled orders dropped the NaN where another rank had inf).
+    bad = torch.zeros(2 * ws)
+    bad[0], bad[2] = math.inf, math.nan
+    bad_dt = distribute_tensor(bad, mesh, [Shard(0)])
+    for p in NORM_TYPES + [0.5]:
+        got = trainops.get_total_norm([bad_dt], p)
+        assert math.isnan(float(got)), (p, float(got))
     # Mixed with a plain tensor (local, counted once) and a Partial DTensor.
     extra = full_grads(3, [(4,)])[0]
     partial_local = extra / ws
@@ -572,6 +580,56 @@ def check_init_functions_on_dtensors(rank: int, ws: int) -> None:
     else:
         raise AssertionError("a DTensor with a global_shape was accepted")
 
+    # No seed, ranks seeded apart (e.g. manual_seed(base + rank) for dropout):
+    # every rank uses rank 0's draw, so replicas agree and shards are slices
+    # of one tensor (as torch's DTensor random ops share rank 0's RNG state).
+    for name, draw in {
+        "normal_": lambda t: init.normal_(t, 0.0, 0.02),
+        "orthogonal_": lambda t: init.orthogonal_(t),
+        "sparse_": lambda t: init.sparse_(t, 0.3),
+    }.items():
+        torch.manual_seed(1000 + rank)
+        bias = draw(distribute_tensor(torch.zeros(8 * ws, 6), mesh, [Replicate()]))
+        assert _same_on_all_ranks(bias.to_local()), name
+        torch.manual_seed(1000 + rank)
+        w = draw(distribute_tensor(torch.zeros(8 * ws, 6), mesh, [Shard(0)]))
+        assert _same_on_all_ranks(w.full_tensor()), name
+    torch.manual_seed(1000 + rank)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8 * ws), torch.nn.ReLU(), torch.nn.Linear(8 * ws, 6))
+    for mod in (model[0], model[2]):
+        mod.weight = torch.nn.Parameter(distribute_tensor(mod.weight.detach(), mesh, [Shard(0)]))
+        mod.bias = torch.nn.Parameter(distribute_tensor(mod.bias.detach(), mesh, [Replicate()]))
+    init.init_module_(model, seed=None)
+    for q in model.parameters():
+        assert _same_on_all_ranks(q.full_tensor())
+
+    # A Partial placement: each rank writing the values would make the sum
+    # world-size times them (torch's in-place init refuses too).
+    from torch.distributed.tensor import DTensor, Partial
+
+    partial = DTensor.from_local(torch.zeros(3), mesh, [Partial()], run_check=False)
+    try:
+        init.uniform_(partial, 0.0, 1.0, seed=1)
+    except ValueError as e:
+        assert "Partial" in str(e)
+    else:
+        raise AssertionError("a Partial DTensor was initialised")
+    assert torch.equal(partial.to_local(), torch.zeros(3))
+
+    # A strided shard that holds rows 0-1 and 4-5 of 8 (2 ranks) is not one
+    # block at an offset: refused rather than drawn as rows 0-3.
+    try:
+        from torch.distributed.tensor.placement_types import _StridedShard
+    except ImportError:
+        return
+    strided = distribute_tensor(torch.zeros(4 * ws, 3), mesh, [_StridedShard(0, split_factor=2)])
+    try:
+        init.normal_(strided, seed=3)
+    except NotImplementedError as e:
+        assert "not one" in str(e) and "block" in str(e)
+    else:
+        raise AssertionError("a non-contiguous strided shard was initialised")
+
 
 def check_process_group_edge_cases(rank: int, ws: int) -> None:
     """Cases a cold review found (seventh session): a rank without gradients,
@@ -654,3 +712,11 @@ def check_fsdp2_over_tensor_parallel(rank: int, ws: int) -> None:
     per = trainops.grad_norms(list(model.parameters()))
     for g, t in zip(per, full):
         assert rel_err(g, reference.tensor_norm64(t, 2.0)) <= 2e-6
+
+    # Its (_StridedShard, Shard) weights are one block per rank: init_module_
+    # draws them (the strided-shard check lets them through) as the unsharded model.
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8))
+    trainops.init.init_module_(ref, "auto", seed=9)
+    trainops.init.init_module_(model, "auto", seed=9)
+    _assert_same_values(model, ref)

@@ -89,7 +89,10 @@ def mark_replicated(*tensors: Tensor) -> None:
     Marking a parameter covers its ``.grad``: the clipping functions read the
     mark from the parameter, and every gradient that backward accumulates into
     it is marked too, so ``get_total_norm`` over the gradients sees it (a
-    gradient assigned by hand is not: mark it, or pass the parameters).
+    gradient assigned by hand is not: mark it, or pass the parameters). The
+    mark is an attribute of the tensor: ``copy.deepcopy`` of a model (an EMA
+    or teacher copy) does not carry it (torch's ``Parameter.__deepcopy__``
+    copies no attributes), so mark the copy's parameters again.
 
     Args:
         tensors: parameters or plain tensors.
@@ -356,8 +359,11 @@ def norms(
     Returns:
         (total, per_tensor or None) as plain tensors on the first local shard's
         device, identical on every rank: float64 if any tensor is float64, else
-        float32. A rank that holds no tensor at all returns float32 (it cannot
-        know the others' dtype without a host sync); the value is the same.
+        float32. The dtype is decided from this rank's tensors (the others'
+        would need a host sync): with a process group, a rank whose tensors
+        are all float32 or lower (or that holds none) returns float32 while a
+        rank holding a float64 one returns float64; the value is the same,
+        rounded to float32 there.
 
     Orders 1 and 2 all-reduce the sums of ``norm ** p`` (float64 holds them
     for any fp32/fp16/bf16 norm); inf all-reduces the max; any other p takes
@@ -395,7 +401,10 @@ def norms(
                 for group in groups:
                     dist.all_reduce(scale, op=dist.ReduceOp.MAX, group=group)
                 terms = torch.where(scale > 0, payload / torch.where(scale > 0, scale, 1.0), 0.0)
-                terms = torch.where(torch.isinf(scale), torch.isinf(payload).to(torch.float64), terms).pow(p)
+                # Where another rank's entry is inf, this rank's finite entry
+                # counts 0 and its inf 1; its NaN stays NaN (MAX dropped it from scale).
+                at_inf = torch.where(torch.isnan(payload), math.nan, torch.isinf(payload).to(torch.float64))
+                terms = torch.where(torch.isinf(scale), at_inf, terms).pow(p)
                 for group in groups:
                     dist.all_reduce(terms, op=dist.ReduceOp.SUM, group=group)
                 payload = torch.where(torch.isnan(terms), math.nan, scale * terms.pow(1.0 / p))

@@ -24,6 +24,12 @@ Extra keyword-only arguments of the drawing functions:
   omitted it is drawn from ``generator`` (or torch's default CPU generator),
   so ``torch.manual_seed`` controls it and successive calls differ. A draw
   from a CUDA generator stays on the device (the kernel reads it: no sync).
+  For a DTensor, the draw of the rank at coordinate 0 of each mesh dimension
+  is broadcast along it (one small collective per mesh dimension), so every
+  rank uses the same seed even when the ranks' generators are seeded apart,
+  as torch's DTensor random ops share rank 0's RNG state. A DTensor with a
+  ``Partial`` placement, or a strided shard that is not one block of the
+  global tensor, is refused (``ValueError`` / ``NotImplementedError``).
 * ``key``: 64-bit stream key (default 0); tensors that share a seed need
   different keys. :func:`key_of` turns a parameter name into one.
 * ``global_shape`` / ``global_offset``: the shard's place in the whole tensor
@@ -257,12 +263,17 @@ Seed = Union[int, Tensor]
 
 
 def _resolve_seed(
-    seed: int | Tensor | None, generator: torch.Generator | None, tensors: Sequence[Tensor] = ()
+    seed: int | Tensor | None,
+    generator: torch.Generator | None,
+    tensors: Sequence[Tensor] = (),
+    dtensors: Sequence[Tensor] = (),
 ) -> Seed:
     """The seed to draw with: ``seed``, else one drawn from ``generator`` (or
     torch's default one). ``tensors`` that hold no data (meta, or fake under
     FakeTensorMode) draw nothing and, as in torch.nn.init, leave the generator
-    alone; the seed is then irrelevant.
+    alone; the seed is then irrelevant. A drawn seed for ``dtensors`` (the
+    DTensors being initialised) is made the same on every rank of their
+    meshes (:func:`_agree_seed`).
 
     A Python int on the host, or a one-element int64 tensor where reading the
     draw back would sync or break a graph: a CUDA generator's draw stays on
@@ -281,7 +292,36 @@ def _resolve_seed(
         return _combine_words(torch.randint(0, 1 << 32, (2,), dtype=torch.int64))
     if tensors and not any(map(_holds_data, tensors)):
         return 0
-    return _draw_seed(generator if generator is not None else torch.default_generator)
+    drawn = _draw_seed(generator if generator is not None else torch.default_generator)
+    return _agree_seed(drawn, dtensors) if dtensors else drawn
+
+
+def _agree_seed(seed: Seed, dtensors: Sequence[Tensor]) -> Seed:
+    """Rank 0's seed on every rank of the DTensors' meshes.
+
+    A seed drawn on each rank from its own generator differs when the ranks
+    are seeded apart (``torch.manual_seed(base + rank)`` for dropout or data
+    order): replicated parameters would then differ between ranks, and shards
+    would not be slices of one tensor. As torch's DTensor random ops share
+    rank 0's RNG state, the seed of the rank at coordinate 0 of each mesh
+    dimension is broadcast along it (one small collective per mesh dimension,
+    at initialisation only)."""
+    meshes: list[Any] = []
+    for t in dtensors:
+        if distributed.is_dtensor(t) and all(t.device_mesh is not m for m in meshes):
+            meshes.append(t.device_mesh)
+    if not meshes or not torch.distributed.is_initialized():
+        return seed
+    for mesh in meshes:
+        for dim in range(mesh.ndim):
+            group = mesh.get_group(dim)
+            if torch.distributed.get_world_size(group) == 1:
+                continue
+            device = distributed.group_device(group)
+            value = seed.reshape(1).to(device) if isinstance(seed, Tensor) else torch.tensor([seed], dtype=torch.int64, device=device)
+            torch.distributed.broadcast(value, src=torch.distributed.get_global_rank(group, 0), group=group)
+            seed = int(value.item()) if not isinstance(seed, Tensor) else value.reshape(())
+    return seed
 
 
 def _draw_seed(gen: torch.Generator) -> Seed:
@@ -638,6 +678,14 @@ def _init_dtensors_(
             locals_.append(local)
         else:
             locals_.append(t)
+    if seed is None and not torch.compiler.is_compiling():
+        # Drawn here, where the DTensors are known, so that every rank uses rank 0's.
+        # (Checks first: a refused call leaves the generator alone.)
+        for i, (t, sp) in enumerate(zip(locals_, specs)):
+            _check_tensor(t, i)
+            _check_spec(sp, i)
+            _check_uniform_fits(sp, t.dtype, i)
+        seed = _resolve_seed(None, generator, locals_, dtensors=tensors)
     _init_tensors(locals_, specs, seed, keys, shapes, offsets, generator)
     # The DTensors themselves (init_tensors_ marked the shards), once the call
     # has passed its checks: a refused call bumps nothing.
@@ -1077,7 +1125,7 @@ def orthogonal_(
     _orthogonal_batch(
         [tensor_local],
         [gain],
-        _resolve_seed(seed, generator, [tensor_local]),
+        _resolve_seed(seed, generator, [tensor_local], dtensors=[tensor]),
         [0 if key is None else key],
         global_shape,
         [global_offset],
@@ -1120,7 +1168,7 @@ def sparse_(
     num_zeros = int(math.ceil(sparsity * rows))
     if seed is None and math.prod(gshape) == 0:
         seed = 0  # no element to draw: leave the generator alone, as torch.nn.init does
-    seed = _resolve_seed(seed, generator, [local])
+    seed = _resolve_seed(seed, generator, [local], dtensors=[tensor])
     if distributed.is_dtensor(tensor):
         _extension.mark_written([tensor])
     init_tensors_([local], spec, seed=seed, keys=[key], global_shapes=[gshape], global_offsets=[goffset])
@@ -1973,8 +2021,8 @@ def init_module_(
             ModuleList one by one, twin critics, ensemble members) come out
             identical unless each call gets its own seed. ``None`` draws the
             seed from torch's default generator, as the drawing functions
-            do: ``torch.manual_seed`` then controls it and calls differ (a
-            sharded model then needs every rank's generator seeded alike).
+            do: ``torch.manual_seed`` then controls it and calls differ (for
+            a sharded model, rank 0's draw, broadcast over the mesh).
         skip: names / prefixes / predicate of parameters to leave untouched.
         n_layers: for scheme "gpt2".
 
@@ -2049,6 +2097,8 @@ def _apply_plan(
         add(v, unit, key_of(site.v_name))
     if tensors:
         sharded = any(g is not None for g, _ in layouts)
+        if seed is None and sharded and not torch.compiler.is_compiling():
+            seed = _resolve_seed(None, None, tensors, dtensors=[p for p, _, _ in draws] + [p for p, _ in ortho_entries])
         _init_tensors(  # (the zero-init warning was given above, by name)
             tensors,
             specs,
@@ -2247,8 +2297,50 @@ def _shard_layout(p: Tensor) -> tuple[Tensor, tuple[int, ...] | None, tuple[int,
         return p, None, None
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
-    _, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+    if distributed.has_partial(p):
+        # Each rank would write the full values into a partial sum: the tensor
+        # would hold world-size times them (torch's in-place init refuses too).
+        raise ValueError(
+            f"cannot initialise a DTensor with a Partial placement ({p.placements}): its value is the sum "
+            "of the ranks' local tensors; redistribute it to Replicate or Shard first"
+        )
+    local_shape, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+    _check_one_block(p, tuple(local_shape), tuple(offset))
     return p._local_tensor, tuple(p.shape), tuple(offset)
+
+
+def _check_one_block(p: Tensor, local_shape: tuple[int, ...], offset: tuple[int, ...]) -> None:
+    """Refuse a DTensor whose local shard is not one block of the global
+    tensor at ``offset``, which the kernels' (global shape, offset) layout
+    cannot describe: a strided shard (``_StridedShard``) can hold rows 0-1
+    and 4-5 of 8. FSDP2 over tensor parallelism stacks one on a Shard of the
+    same dimension, which is one block again: that passes. Checked by running
+    the placements' own split on index vectors, without communication."""
+    strided = [d for d, pl in enumerate(p.placements) if type(pl).__name__ == "_StridedShard"]
+    if not strided:
+        return
+    mesh = p.device_mesh
+    coordinate = mesh.get_coordinate()
+    if coordinate is None:  # this rank is not in the mesh: it holds nothing
+        return
+    for dim in {p.placements[d].dim for d in strided}:
+        # The global indices along ``dim``, shaped so that the placements split
+        # them along their own dimension, as distribute_tensor splits the data.
+        held = torch.arange(p.shape[dim]).reshape([-1 if d == dim else 1 for d in range(p.dim())])
+        for mesh_dim, pl in enumerate(p.placements):
+            if getattr(pl, "dim", None) != dim or not hasattr(pl, "_split_tensor"):
+                continue
+            chunks, _ = pl._split_tensor(held, mesh.size(mesh_dim), with_padding=False)
+            held = chunks[coordinate[mesh_dim]] if coordinate[mesh_dim] < len(chunks) else held.narrow(dim, 0, 0)
+        held = held.reshape(-1)
+        expected = torch.arange(offset[dim], offset[dim] + local_shape[dim])
+        if not torch.equal(held, expected):
+            raise NotImplementedError(
+                f"this DTensor's placements {p.placements} give rank {torch.distributed.get_rank()} "
+                f"elements {held.tolist()[:8]}{'...' if held.numel() > 8 else ''} of dimension {dim}, not one "
+                "block: trainops.init draws a shard as one block at its offset. Initialise the tensor with "
+                "other placements (e.g. Shard) and redistribute it"
+            )
 
 
 def _on_meta(t: Tensor) -> bool:
