@@ -1006,3 +1006,116 @@ def test_fp16_subnormals_with_flush_denormal():
         assert torch.equal(p.grad, ref) and p.grad.abs().min() > 0
     finally:
         torch.set_flush_denormal(False)
+
+
+# ---------------------------------------------------------------------------
+# Eighteenth session: found by a review against torch.nn.utils
+# ---------------------------------------------------------------------------
+
+
+def _functional_step(module, max_norm=0.2, clip_value=0.05):
+    def step(g):
+        g = g.clone()
+        p = torch.nn.Parameter(torch.zeros(g.shape, dtype=g.dtype))
+        p.grad = g
+        module.clip_grad_norm_([p], max_norm)
+        module.clip_grad_value_([p], clip_value)
+        module.clip_grads_with_norm_([p], 0.01, torch.tensor(1.0))
+        return g
+
+    return step
+
+
+def test_torch_func_functionalize_of_the_in_place_functions_matches_torch():
+    # C++ functionalization has no rule for a custom op that mutates a list:
+    # the in-place functions take torch's ops under it, as torch.nn.utils does.
+    from torch.func import functionalize
+
+    x = torch.randn(5, generator=torch.Generator().manual_seed(0)) * 3
+    want = functionalize(_functional_step(torch.nn.utils))(x)
+    got = functionalize(_functional_step(trainops))(x)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    gm = torch.fx.experimental.proxy_tensor.make_fx(functionalize(_functional_step(trainops)))(x)
+    torch.testing.assert_close(gm(x), want, rtol=1e-6, atol=0)
+
+
+def test_vmap_over_norms_and_clipping_matches_torch():
+    # Per-sample norms (DP-SGD style): no batching rule for the fused ops, so torch's ops run.
+    from torch.func import vmap
+
+    x = torch.randn(4, 7, generator=torch.Generator().manual_seed(1))
+    for p in (2.0, 1.0, math.inf, 0.5):
+        want = vmap(lambda t: torch.nn.utils.get_total_norm([t], p, foreach=False))(x)
+        torch.testing.assert_close(vmap(lambda t: trainops.get_total_norm([t], p))(x), want, rtol=1e-6, atol=0)
+
+    def clip_each(module):
+        def f(t):
+            p = torch.nn.Parameter(torch.zeros_like(t))
+            p.grad = t.clone()
+            total = module.clip_grad_norm_([p], 1.0, foreach=False)
+            return p.grad, total
+
+        return f
+
+    g_want, t_want = vmap(clip_each(torch.nn.utils))(x)
+    g_got, t_got = vmap(clip_each(trainops))(x)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-6, atol=0)
+    torch.testing.assert_close(t_got, t_want, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize(
+    "dtype, beyond", [(torch.float16, 65504.5), (torch.float16, 65519.0), (torch.bfloat16, 3.39e38), (torch.float32, 3.4028235e38 * (1 + 2e-8))]
+)
+def test_clip_value_just_beyond_the_dtype_range_clamps_nothing(device, dtype, beyond):
+    # Rounded to nearest the bound would be the dtype's max, turning +-inf into finite values.
+    g = torch.tensor([math.inf, -math.inf, 1.0, math.nan], dtype=dtype, device=device)
+    p = torch.nn.Parameter(torch.zeros_like(g))
+    p.grad = g.clone()
+    trainops.clip_grad_value_([p], beyond)
+    assert torch.equal(p.grad.view(torch.uint8 if dtype != torch.float32 else torch.int32), g.view(torch.uint8 if dtype != torch.float32 else torch.int32))
+
+
+def test_fallback_clip_value_beyond_a_dtype_range_clamps_nothing_of_it(monkeypatch):
+    # Devices without a kernel (or no extension): torch's clamp_ would raise for
+    # the fp16 tensor after clamping the fp32 one.
+    monkeypatch.setattr(_extension, "CLIP_DEVICES", frozenset())
+    monkeypatch.setattr(_extension, "_warned_devices", set())
+    a = torch.nn.Parameter(torch.zeros(3))
+    a.grad = torch.tensor([1e6, -1e6, 1.0])
+    b = torch.nn.Parameter(torch.zeros(3, dtype=torch.float16))
+    b.grad = torch.tensor([1.0, 2.0, math.inf], dtype=torch.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainops.clip_grad_value_([a, b], 1e5)
+    assert torch.equal(a.grad, torch.tensor([1e5, -1e5, 1.0]))
+    assert torch.equal(b.grad, torch.tensor([1.0, 2.0, math.inf], dtype=torch.float16))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: torch.randn(3).to_sparse(),  # TypeError
+        lambda: torch.ones(1).expand(3),  # ValueError: elements share memory
+    ],
+    ids=["sparse", "expanded"],
+)
+@pytest.mark.parametrize("call", ["clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_"])
+def test_a_refused_call_bumps_no_version_counter(bad, call):
+    # A caller that catches the error and goes on must not get a spurious
+    # "modified by an inplace operation" at backward (torch raises before any bump).
+    a = torch.randn(3, requires_grad=True)
+    z = (a * a).sum()
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = a.detach()  # shares a's version counter
+    q = torch.nn.Parameter(torch.zeros(3))
+    q.grad = bad()
+    run = {
+        "clip_grad_norm_": lambda: trainops.clip_grad_norm_([p, q], 1.0),
+        "clip_grad_value_": lambda: trainops.clip_grad_value_([p, q], 0.1),
+        "clip_grads_with_norm_": lambda: trainops.clip_grads_with_norm_([p, q], 1.0, torch.tensor(10.0)),
+    }[call]
+    with pytest.raises((TypeError, ValueError)):
+        run()
+    assert p.grad._version == 0
+    z.backward()  # no spurious in-place error

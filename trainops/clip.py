@@ -32,8 +32,12 @@
   (it then clamps nothing of that dtype; torch raises for fp16 above 65504), and
   does nothing when no parameter has a gradient (torch raises).
 * In-place writes bump the gradients' autograd version counters, as torch's
-  ops do, but an inference-mode gradient is written without torch's error.
-* ``foreach`` is accepted for compatibility; the fused kernel is always used.
+  ops do (after the write: a call that raises bumps nothing), but an
+  inference-mode gradient is written without torch's error.
+* ``foreach`` is accepted for compatibility; the fused kernel is always used,
+  except under ``torch.func`` transforms (``functionalize``, ``vmap``,
+  ``grad``), which have no rule for the fused ops: there torch's ops run (as
+  on a device without a kernel, without the warning).
 * The in-place functions expect every gradient once, as ``module.parameters()``
   yields them: a tensor listed twice in one call (or views that overlap) is
   written by parallel tasks at once, so its result is unspecified (torch
@@ -65,6 +69,7 @@ from typing import Any, Union
 
 import torch
 from torch import Tensor
+from torch._C._functorch import is_functorch_wrapped_tensor
 
 from . import _extension, distributed
 
@@ -246,8 +251,21 @@ def _device_norm(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Ten
     """(total, per-tensor) norm of validated tensors on one device."""
     if _has_kernel(tensors[0].device):
         return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
+    return _torch_norms(tensors, p)
+
+
+def _torch_norms(tensors: list[Tensor], p: float) -> tuple[Tensor, Tensor]:
+    """(total, per-tensor) norm by torch ops, with trainops' dtype rule."""
     per = _fallback_norms(tensors, p)
     return torch.linalg.vector_norm(per, p), per
+
+
+def _under_transform(tensors: list[Tensor]) -> bool:
+    """Tensors wrapped by torch.func (``functionalize``, ``vmap``, ``grad``):
+    the fused ops have no kernel for those wrappers (functionalization of an
+    op that mutates a list, a batching rule), so the error paths take torch's
+    ops, which every transform supports. Checked only after an op refused."""
+    return isinstance(tensors[0], Tensor) and is_functorch_wrapped_tensor(tensors[0])
 
 
 _OP_ERRORS = (ValueError, NotImplementedError, RuntimeError)
@@ -282,6 +300,9 @@ def _norms_and_shards(
         except _OP_ERRORS:
             if not distributed.has_dtensor(tensors):
                 _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
+                if _under_transform(tensors) and not _spans_devices(tensors):
+                    total, per = _torch_norms(tensors, p)
+                    return total, per if per_tensor else None, None
                 if not _spans_devices(tensors):
                     raise
                 return (*_grouped_norms(tensors, p, per_tensor), None)  # not offered to the op again
@@ -308,6 +329,9 @@ def _local_norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Ten
             return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
         except _OP_ERRORS:
             _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
+            if _under_transform(tensors) and not _spans_devices(tensors):
+                total, per = _torch_norms(tensors, p)
+                return total, per if per_tensor else None
             if not _spans_devices(tensors):
                 raise
     else:
@@ -362,7 +386,19 @@ def _apply_in_place(
     None: torch ops (``fallback``) on every device, after the same checks."""
     if not tensors:
         return
-    _extension.mark_written(tensors)  # the tensors the caller sees (DTensors, not their shards)
+    _write_in_place(tensors, op, fallback, linear)
+    # After the write (a refused call bumps nothing), on the tensors the caller
+    # sees (DTensors, not their shards).
+    _extension.mark_written(tensors)
+
+
+def _write_in_place(
+    tensors: list[Tensor],
+    op: Callable[[list[Tensor]], None] | None,
+    fallback: Callable[[list[Tensor]], None],
+    linear: bool,
+) -> None:
+    """:func:`_apply_in_place` without the version bump."""
     if distributed.is_dtensor(tensors[0]):
         tensors = _local_shards(tensors, linear)
     if op is None:
@@ -381,6 +417,9 @@ def _apply_in_place(
                 tensors = _local_shards(tensors, linear)
             else:
                 _check_tensors(tensors, writable=True)  # raises the precise error (sparse, meta, ...)
+                if _under_transform(tensors) and not _spans_devices(tensors):
+                    fallback(tensors)
+                    return
                 if not _spans_devices(tensors):
                     raise
         if _fast_path(tensors) and not _spans_devices(tensors):
@@ -555,10 +594,12 @@ def clip_grad_norm_(
     fused = not isinstance(max_norm, Tensor) and not error_if_nonfinite and process_group is None
     if grads and fused and _fast_path(grads):
         try:  # one fused call: norm, then scale by the device-side coefficient
-            _extension.mark_written(grads)
-            return torch.ops.trainops.multi_tensor_clip_grad_norm_(grads, max_norm, p)
+            total = torch.ops.trainops.multi_tensor_clip_grad_norm_(grads, max_norm, p)
         except _OP_ERRORS:
             pass  # DTensors, several devices, bad input: the general path sorts it out
+        else:
+            _extension.mark_written(grads)  # after the op: a refused call bumps nothing
+            return total
     total_norm, shards = _total_norm(grads, p, error_if_nonfinite, process_group, parameters)
     _scale_by_norm(grads if shards is None else shards, max_norm, total_norm)
     return total_norm
@@ -590,7 +631,10 @@ def clip_grad_value_(
     def fallback(group: list[Tensor]) -> None:
         bound = clip_value.to(group[0].device) if isinstance(clip_value, Tensor) else clip_value
         for g in group:
-            g.clamp_(min=-bound, max=bound)
+            # A bound beyond the dtype's range clamps nothing of it, as the
+            # kernels do (torch's clamp_ would raise, after the earlier writes).
+            if isinstance(bound, Tensor) or bound <= torch.finfo(g.dtype).max:
+                g.clamp_(min=-bound, max=bound)
 
     def op(group: list[Tensor]) -> None:
         torch.ops.trainops.multi_tensor_clamp_(group, clip_value)

@@ -7,8 +7,10 @@
 // lets the compiler vectorise the CPU loops that call them.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define TRAINOPS_HD __host__ __device__ __forceinline__
@@ -112,10 +114,23 @@ TRAINOPS_HD half_bits float_to_half(float f) {
   return half_bits{static_cast<uint16_t>(out | sign)};
 }
 
+// The largest finite value of each 16/32-bit element type.
+constexpr double kHalfMax = 65504.0;
+constexpr double kBFloat16Max = 3.3895313892515355e38;
+constexpr double kFloatMax = 3.4028234663852886e38;
+
 // A clamp bound v as the element type d represents it: torch converts the
 // Python scalar of clamp_/clip_grad_value_ to the tensor's dtype before
-// comparing. The CPU and CUDA clamp kernels both take their bounds from here.
+// comparing. A bound beyond the type's largest finite value (where torch
+// raises) becomes +-inf and clamps nothing of that type: rounded to nearest
+// (65504.5 -> 65504 in fp16) it would turn +-inf gradients into finite ones.
+// The CPU and CUDA clamp kernels both take their bounds from here.
 inline double clamp_bound_in(DType d, double v) {
+  const double max = d == DType::kHalf ? kHalfMax
+                     : d == DType::kBFloat16 ? kBFloat16Max
+                     : d == DType::kFloat ? kFloatMax
+                                          : std::numeric_limits<double>::max();
+  if (std::fabs(v) > max) return std::copysign(std::numeric_limits<double>::infinity(), v);
   switch (d) {
     case DType::kHalf:
       return half_to_float(float_to_half(static_cast<float>(v)));
