@@ -593,7 +593,10 @@ def check_init_functions_on_dtensors(rank: int, ws: int) -> None:
         assert _same_on_all_ranks(bias.to_local()), name
         torch.manual_seed(1000 + rank)
         w = draw(distribute_tensor(torch.zeros(8 * ws, 6), mesh, [Shard(0)]))
-        assert _same_on_all_ranks(w.full_tensor()), name
+        torch.manual_seed(1000)  # rank 0's generator: the seed every rank used
+        assert torch.equal(w.full_tensor(), draw(torch.zeros(8 * ws, 6))), name
+        torch.manual_seed(1000)
+        assert torch.equal(bias.to_local(), draw(torch.zeros(8 * ws, 6))), name
     torch.manual_seed(1000 + rank)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8 * ws), torch.nn.ReLU(), torch.nn.Linear(8 * ws, 6))
     for mod in (model[0], model[2]):
@@ -626,9 +629,20 @@ def check_init_functions_on_dtensors(rank: int, ws: int) -> None:
     try:
         init.normal_(strided, seed=3)
     except NotImplementedError as e:
-        assert "not one" in str(e) and "block" in str(e)
+        assert "not one block" in str(e)
     else:
         raise AssertionError("a non-contiguous strided shard was initialised")
+    # 3 rows: rank 0 holds rows 0 and 2 (not one block), rank 1 row 1 (one
+    # block). Every rank refuses, so none waits in the seed's broadcast.
+    if ws == 2:
+        odd = DTensor.from_local(torch.zeros(2 if rank == 0 else 1, 3), mesh, [_StridedShard(0, split_factor=2)],
+                                 run_check=False, shape=torch.Size([3, 3]), stride=(3, 1))
+        try:
+            init.normal_(odd)
+        except NotImplementedError:
+            pass
+        else:
+            raise AssertionError(f"rank {rank} drew a shard that another rank refuses")
 
 
 def check_process_group_edge_cases(rank: int, ws: int) -> None:

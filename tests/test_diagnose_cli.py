@@ -495,3 +495,41 @@ def test_csv_without_header_epoch_and_loss_columns(tmp_path, start):
     c = load_curves(path)
     assert c.val is None and c.epochs == list(range(start, start + len(train)))
     np.testing.assert_allclose(c.train, train, rtol=1e-12)
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_rerun_that_has_not_logged_validation_yet_drops_the_old_validation(tmp_path):
+    # The new run's training loss must not pair with the old run's validation loss.
+    import time
+
+    old_train, old_val, _ = _early_stop_curves()
+    _tensorboard_file_run(tmp_path, old_train, old_val)
+    time.sleep(1.1)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    for e in range(8):
+        writer.add_scalar("loss/train", 2.0 - 0.1 * e, e)
+    writer.close()
+    c = load_curves(str(tmp_path))
+    assert c.val is None and c.epochs == list(range(8)) and len(c.notes) == 1
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_validation_per_step_with_train_per_epoch_is_refused(tmp_path, capsys):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    for epoch in range(30):
+        writer.add_scalar("loss/train", 2.0 / (1 + epoch), epoch)
+        writer.add_scalar("loss/val", 2.1 / (1 + epoch), 50 * epoch + 49)
+    writer.close()
+    code, out, err = _run_cli([str(tmp_path)], capsys)
+    assert code == 1 and "same step counter" in err
+
+
+def test_csv_without_header_step_and_loss_columns(tmp_path):
+    train, _, _ = _early_stop_curves()
+    path = _write_csv(tmp_path / "s.csv", None, [(10 * (e + 1), t) for e, t in enumerate(train)])
+    c = load_curves(path)
+    assert c.val is None and c.epochs == [10 * (e + 1) for e in range(len(train))]

@@ -460,6 +460,12 @@ def test_steps_without_gradients_are_reported_not_read_as_vanishing():
     assert s.percentiles["min"] > 0.0 and s.percentiles["p50"] == s.percentiles["max"]
     assert not any("vanishing" in a for a in s.advice)
     assert any("no gradient at all" in a for a in s.advice)
+    clipping = GradMonitor(model.named_parameters(), max_norm=1e-9)
+    model.zero_grad(set_to_none=True)
+    clipping.step()
+    _backward(model)
+    clipping.step()
+    assert clipping.summary().clip_rate == 1.0  # of the steps that had gradients
     assert "no gradient at steps: 0, 1, 2" in str(s)
     assert all(mean > 0.0 for _, mean, _ in s.top_parameters)
 
@@ -487,11 +493,27 @@ def test_records_follow_a_model_moved_to_cuda_after_the_monitor_was_made():
     mon.step()
     model.cuda()
     _backward(model)
+    mon.step()  # moves the records: one copy from the host, which syncs once
+    assert mon.device.type == "cuda" and mon.total_norms.device.type == "cuda"
+    _backward(model)
     torch.cuda.set_sync_debug_mode("error")
     try:
-        mon.step()
+        mon.step()  # then no sync per step
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert mon.device.type == "cuda" and mon.total_norms.device.type == "cuda"
     norms = mon.total_norms.cpu()
-    assert norms[0] > 0 and torch.allclose(norms[1], norms[0], rtol=1e-5)
+    assert norms[0] > 0 and torch.allclose(norms[1:], norms[0].expand(2), rtol=1e-5)
+
+
+def test_records_made_on_the_meta_device_follow_the_materialised_model():
+    # GradMonitor(meta_model), then to_empty with swapped parameters (the same
+    # Python objects, torch.__future__.set_swap_module_params_on_conversion):
+    # the meta records hold nothing; they start again as zeros where the
+    # parameters are.
+    params = [torch.nn.Parameter(torch.empty(3, device="meta"))]
+    mon = GradMonitor(params)
+    torch.utils.swap_tensors(params[0], torch.nn.Parameter(torch.ones(3)))
+    params[0].grad = torch.full((3,), 2.0)
+    mon.step()
+    assert mon.device == torch.device("cpu")
+    torch.testing.assert_close(mon.total_norms, torch.tensor([math.sqrt(12.0)]))

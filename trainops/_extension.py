@@ -168,7 +168,8 @@ def mark_written(tensors: list[torch.Tensor]) -> None:
 
     torch's own in-place ops do it in their ADInplaceOrView kernel; the compiled
     ops here cannot (the stable ABI has no such kernel), so the Python API calls
-    this before each call of an op that writes. Without it, a graph that saved
+    this around each call of an op that writes (the clip functions after the
+    write, so that a refused call bumps nothing). Without it, a graph that saved
     one of these tensors, or a tensor sharing its version counter (``.detach()``,
     views), would silently use the new values at backward instead of raising
     "modified by an inplace operation". ~50 ns per tensor. Skipped while

@@ -716,7 +716,8 @@ def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
             header = ["train_loss"]
         elif width == 2:
             # epoch,loss rows (a first column counting 0, 1, 2, ... or 1, 2, 3,
-            # ...) rather than train,val: no loss curve counts up by one.
+            # ..., or steps 0, 10, 20, ...) rather than train,val: no loss
+            # curve counts up in equal integer steps.
             first = []
             for _, r in numbered:
                 try:
@@ -724,8 +725,12 @@ def _load_csv(path: str, train_key: str | None, val_key: str | None) -> Curves:
                 except (ValueError, IndexError):
                     first = []
                     break
-            counts = len(first) > 2 and first[0] in (0.0, 1.0) and all(
-                b - a == 1.0 for a, b in zip(first, first[1:])
+            step = first[1] - first[0] if len(first) > 2 else 0.0
+            counts = (
+                step >= 1.0
+                and step.is_integer()
+                and first[0] in (0.0, 1.0, step)
+                and all(b - a == step for a, b in zip(first, first[1:]))
             )
             header = ["epoch", "train_loss"] if counts else ["train_loss", "val_loss"]
         elif width == 3:
@@ -836,26 +841,29 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
     base = path if os.path.isdir(path) else os.path.dirname(path)
     series: dict[str, dict[int, float]] = {}
     run_of: dict[str, str] = {}  # series name -> the run (directory) it belongs to
-    source: dict[str, list[str]] = {}  # series name -> the files its points came from
+    dir_of: dict[str, str] = {}  # series name -> the directory prefix of its files
+    files_in: dict[str, list[str]] = {}  # directory prefix -> its files read so far
     replaced: dict[str, list[str]] = {}  # newer file -> the older files of a rerun it replaced
 
-    def add_points(name: str, file: str, points: dict[int, float]) -> None:
-        """Merge one file's points of a series. A later file that starts at or
-        before the first step already held is a rerun into the same directory
-        (a new run from its beginning): it replaces the older points, which
+    def add_file(prefix: str, file: str, points_of: dict[str, dict[int, float]]) -> None:
+        """Merge one file's series into those of its directory. A later file
+        in which any series starts at or before the first step already held
+        is a rerun into the same directory (a new run from its beginning): it
+        replaces every series of the older files there (a new run that has
+        not logged validation yet must not pair with the old run's), which
         would otherwise splice the new run with the tail of the old one. A
         later file that starts further on resumes the run: its values win
         where the two overlap."""
-        if not points:
-            return
-        held = series.setdefault(name, {})
-        if held and min(points) <= min(held):
-            replaced.setdefault(file, []).extend(f for f in source.get(name, []) if f not in replaced[file])
-            held.clear()
-            source[name] = []
-        held.update(points)
-        if file not in source.setdefault(name, []):
-            source[name].append(file)
+        points_of = {name: pts for name, pts in points_of.items() if pts}
+        restart = any(series.get(name) and min(pts) <= min(series[name]) for name, pts in points_of.items())
+        if restart and files_in.get(prefix):
+            replaced[file] = list(files_in[prefix])
+            for name in [nm for nm, d in dir_of.items() if d == prefix]:
+                series[name] = {}
+        for name, pts in points_of.items():
+            series.setdefault(name, {}).update(pts)
+            dir_of[name] = prefix
+        files_in.setdefault(prefix, []).append(file)
 
     for file in files:
         # Runs in subdirectories (Keras writes train/ and validation/, both
@@ -874,10 +882,11 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
             # one point each) into a subdirectory of its own: a summary, not a
             # run. (Lightning writes hparams into the run's own file: kept.)
             continue
+        points_of: dict[str, dict[int, float]] = {}
         for tag in tags.get("scalars", []):
             run_of[prefix + tag] = run
             # Within a file, a step logged twice keeps its later value.
-            add_points(prefix + tag, file, {int(event.step): float(event.value) for event in acc.Scalars(tag)})
+            points_of[prefix + tag] = {int(event.step): float(event.value) for event in acc.Scalars(tag)}
         for tag in tags.get("tensors", []):
             # TF2 summaries store scalars as 0-d tensors.
             points: dict[int, float] = {}
@@ -892,7 +901,9 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
                     points[int(event.step)] = float(value.reshape(()))
             if points:
                 run_of[prefix + tag] = run
-                add_points(prefix + tag, file, points)
+                points_of[prefix + tag] = points
+        add_file(prefix, file, points_of)
+    series = {name: pts for name, pts in series.items() if pts}
     if not series:
         raise CurveError(f"{path}: no scalar data in the TensorBoard event files")
     names = sorted(series)
@@ -912,12 +923,13 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
     same_run = [nm for nm in names if nm != train_name and run_of[nm] == run_of[train_name]]
     val_name = _pick(same_run if val_key is None else names, "val", val_key, "tag")
     train_pts = series[train_name]
+    used_dirs = {dir_of[nm] for nm in (train_name, val_name) if nm is not None}
     notes = [
         f"{os.path.relpath(newer, base)} starts its run again from the first step: the older "
         f"{', '.join(os.path.relpath(f, base) for f in older)} in the same directory "
         f"{'is' if len(older) == 1 else 'are'} left out (a rerun)"
         for newer, older in replaced.items()
-        if older and any(newer in source.get(nm, []) for nm in (train_name, val_name) if nm is not None)
+        if any(newer in files_in[d] for d in used_dirs)
     ]
     if val_name is None:
         steps = sorted(train_pts)
@@ -943,13 +955,15 @@ def _align(train_pts: dict[int, float], val_pts: dict[int, float], train_name: s
     # The common slip: training logged against the global step and validation
     # against the epoch. Pairing them would read epoch e's validation with
     # training step e and drop nearly every training point: refuse instead.
+    # (Or the other way round: most of the sparser series after the last point of the denser.)
     beyond = len(dense_steps) - int(np.searchsorted(dense_steps, max(sparse), side="right"))
-    if beyond > len(dense_steps) // 2:
+    sparse_beyond = sum(1 for s in sparse if s > dense_steps[-1])
+    if beyond > len(dense_steps) // 2 or sparse_beyond > len(sparse) // 2:
         (dense_name, sparse_name) = (train_name, val_name) if sparse_is_val else (val_name, train_name)
         raise CurveError(
             f"tag {sparse_name!r} is logged at steps {min(sparse)}..{max(sparse)} but {dense_name!r} at "
-            f"steps {dense_steps[0]}..{dense_steps[-1]}: {beyond} of its {len(dense_steps)} points come after "
-            "the last one of the other; log both against the same step counter (e.g. the global step)"
+            f"steps {dense_steps[0]}..{dense_steps[-1]}: most of one's points come after the last one of "
+            "the other; log both against the same step counter (e.g. the global step)"
         )
     steps, a, b = [], [], []
     previous = None
@@ -978,7 +992,7 @@ def load_curves(path: str, train_key: str | None = None, val_key: str | None = N
     loss; common names such as ``loss``, ``train_loss``, ``val_loss``,
     ``valid_loss``, ``test_loss`` are recognised), or no header and 1-3
     columns (train | train,val | epoch,train,val; two columns whose first
-    counts 0, 1, 2, ... or 1, 2, 3, ... are epoch,train). Rows that share an epoch are
+    counts up in equal integer steps from 0, 1 or the step are epoch,train). Rows that share an epoch are
     averaged. TensorBoard: an event file or a directory searched recursively;
     tags are matched the same way (``loss/train``, ``Loss/val``,
     ``train/epoch_loss``, ...), and a per-step training loss is averaged over

@@ -26,10 +26,14 @@ Extra keyword-only arguments of the drawing functions:
   from a CUDA generator stays on the device (the kernel reads it: no sync).
   For a DTensor, the draw of the rank at coordinate 0 of each mesh dimension
   is broadcast along it (one small collective per mesh dimension), so every
-  rank uses the same seed even when the ranks' generators are seeded apart,
-  as torch's DTensor random ops share rank 0's RNG state. A DTensor with a
-  ``Partial`` placement, or a strided shard that is not one block of the
-  global tensor, is refused (``ValueError`` / ``NotImplementedError``).
+  rank of the DTensor's mesh uses the same seed even when the ranks'
+  generators are seeded apart, as torch's DTensor random ops share rank 0's
+  RNG state. Not under ``torch.compile``, and not beyond that mesh: a DTensor
+  replicated over other ranks by other means (DDP over a data-parallel
+  dimension outside its mesh) needs those ranks' generators seeded alike, or
+  a seed. A DTensor with a ``Partial`` placement, or a strided shard that is
+  not one block of the global tensor, is refused (``ValueError`` /
+  ``NotImplementedError``).
 * ``key``: 64-bit stream key (default 0); tensors that share a seed need
   different keys. :func:`key_of` turns a parameter name into one.
 * ``global_shape`` / ``global_offset``: the shard's place in the whole tensor
@@ -91,7 +95,8 @@ torch's default generator: ``manual_seed`` controls it and calls differ, but
 the values are not eager's (as with torch's own random ops under inductor); a
 ``generator=`` object is read on the host, a graph break. Tensors that hold no data
 (meta, or fake under ``FakeTensorMode``) are left alone and draw no seed, as in
-torch; so do tensors with no element. Tensor subclasses with their own ``__torch_function__`` are handed every
+torch; the functions above also draw none for a tensor with no element
+(:func:`init_tensors_` draws one for a list whatever it holds). Tensor subclasses with their own ``__torch_function__`` are handed every
 call of the functions below that write, with the trainops function as ``func``.
 """
 
@@ -313,6 +318,8 @@ def _agree_seed(seed: Seed, dtensors: Sequence[Tensor]) -> Seed:
     if not meshes or not torch.distributed.is_initialized():
         return seed
     for mesh in meshes:
+        if mesh.get_coordinate() is None:  # not in this mesh: it holds nothing of these tensors
+            continue
         for dim in range(mesh.ndim):
             group = mesh.get_group(dim)
             if torch.distributed.get_world_size(group) == 1:
@@ -681,10 +688,15 @@ def _init_dtensors_(
     if seed is None and not torch.compiler.is_compiling():
         # Drawn here, where the DTensors are known, so that every rank uses rank 0's.
         # (Checks first: a refused call leaves the generator alone.)
+        if keys is not None and len(keys) != n:
+            raise ValueError(f"got {n} tensors but {len(keys)} keys")
         for i, (t, sp) in enumerate(zip(locals_, specs)):
             _check_tensor(t, i)
             _check_spec(sp, i)
             _check_uniform_fits(sp, t.dtype, i)
+            if shapes[i] is not None:
+                o = list(offsets[i]) if offsets[i] is not None else [0] * t.dim()
+                _check_shard_layout(i, list(t.shape), list(shapes[i]), o)
         seed = _resolve_seed(None, generator, locals_, dtensors=tensors)
     _init_tensors(locals_, specs, seed, keys, shapes, offsets, generator)
     # The DTensors themselves (init_tensors_ marked the shards), once the call
@@ -2310,12 +2322,15 @@ def _shard_layout(p: Tensor) -> tuple[Tensor, tuple[int, ...] | None, tuple[int,
 
 
 def _check_one_block(p: Tensor, local_shape: tuple[int, ...], offset: tuple[int, ...]) -> None:
-    """Refuse a DTensor whose local shard is not one block of the global
-    tensor at ``offset``, which the kernels' (global shape, offset) layout
-    cannot describe: a strided shard (``_StridedShard``) can hold rows 0-1
-    and 4-5 of 8. FSDP2 over tensor parallelism stacks one on a Shard of the
-    same dimension, which is one block again: that passes. Checked by running
-    the placements' own split on index vectors, without communication."""
+    """Refuse a DTensor whose local shards are not each one block of the
+    global tensor, which the kernels' (global shape, offset) layout cannot
+    describe: a strided shard (``_StridedShard``) can hold rows 0-1 and 4-5
+    of 8. FSDP2 over tensor parallelism stacks one on a Shard of the same
+    dimension, which is one block again: that passes. Checked by running the
+    placements' own split on index vectors, without communication, for every
+    rank's coordinate (so that all ranks refuse together: a rank that went on
+    would wait in the seed's broadcast), and this rank's block against its
+    offset."""
     strided = [d for d, pl in enumerate(p.placements) if type(pl).__name__ == "_StridedShard"]
     if not strided:
         return
@@ -2323,29 +2338,51 @@ def _check_one_block(p: Tensor, local_shape: tuple[int, ...], offset: tuple[int,
     coordinate = mesh.get_coordinate()
     if coordinate is None:  # this rank is not in the mesh: it holds nothing
         return
-    for dim in {p.placements[d].dim for d in strided}:
-        # The global indices along ``dim``, shaped so that the placements split
-        # them along their own dimension, as distribute_tensor splits the data.
-        held = torch.arange(p.shape[dim]).reshape([-1 if d == dim else 1 for d in range(p.dim())])
-        for mesh_dim, pl in enumerate(p.placements):
-            if getattr(pl, "dim", None) != dim or not hasattr(pl, "_split_tensor"):
-                continue
-            chunks, _ = pl._split_tensor(held, mesh.size(mesh_dim), with_padding=False)
-            held = chunks[coordinate[mesh_dim]] if coordinate[mesh_dim] < len(chunks) else held.narrow(dim, 0, 0)
-        held = held.reshape(-1)
-        expected = torch.arange(offset[dim], offset[dim] + local_shape[dim])
-        if not torch.equal(held, expected):
+    for dim in sorted({p.placements[d].dim for d in strided}):
+        sizes = tuple(mesh.size(m) for m in range(mesh.ndim))
+        blocks = _blocks_along(p.shape[dim], dim, p.dim(), tuple(p.placements), sizes)
+        mine = blocks[tuple(coordinate)]
+        if mine is None or (local_shape[dim] and mine != (offset[dim], local_shape[dim])):
             raise NotImplementedError(
-                f"this DTensor's placements {p.placements} give rank {torch.distributed.get_rank()} "
-                f"elements {held.tolist()[:8]}{'...' if held.numel() > 8 else ''} of dimension {dim}, not one "
-                "block: trainops.init draws a shard as one block at its offset. Initialise the tensor with "
-                "other placements (e.g. Shard) and redistribute it"
+                f"this DTensor's placements {tuple(p.placements)} give some rank elements of dimension {dim} "
+                "that are not one block: trainops.init draws a shard as one block at its offset. Initialise "
+                "the tensor with other placements (e.g. Shard) and redistribute it"
             )
 
 
+@functools.lru_cache(maxsize=256)
+def _blocks_along(size: int, dim: int, ndim: int, placements: tuple[Any, ...], mesh_sizes: tuple[int, ...]) -> dict:
+    """Per mesh coordinate: (first, length) of the global indices of dimension
+    ``dim`` that the placements give it, or None for all coordinates when some
+    coordinate's indices are not one block. Cached: FSDP2 over tensor
+    parallelism gives many parameters the same few layouts."""
+    import itertools
+
+    out: dict[tuple[int, ...], tuple[int, int] | None] = {}
+    one_block = True
+    for coordinate in itertools.product(*(range(n) for n in mesh_sizes)):
+        # The global indices, shaped so that the placements split them along
+        # their own dimension, as distribute_tensor splits the data.
+        held = torch.arange(size).reshape([-1 if d == dim else 1 for d in range(ndim)])
+        for mesh_dim, pl in enumerate(placements):
+            if getattr(pl, "dim", None) != dim or not hasattr(pl, "_split_tensor"):
+                continue
+            chunks, _ = pl._split_tensor(held, mesh_sizes[mesh_dim], with_padding=False)
+            c = coordinate[mesh_dim]
+            held = chunks[c] if c < len(chunks) else held.narrow(dim, 0, 0)
+        held = held.reshape(-1)
+        n = held.numel()
+        if n and not torch.equal(held, torch.arange(int(held[0]), int(held[0]) + n)):
+            one_block = False
+        out[coordinate] = (int(held[0]) if n else 0, n)
+    return out if one_block else dict.fromkeys(out)
+
+
 def _on_meta(t: Tensor) -> bool:
-    """On the meta device (for a DTensor: its local shard, FSDP2's meta init)."""
-    return _shard_layout(t)[0].device.type == "meta"
+    """On the meta device (for a DTensor: its local shard, FSDP2's meta init).
+    Asked of every tensor, including ones not to be written: no layout checks."""
+    local = t._local_tensor if distributed.is_dtensor(t) else t
+    return local.device.type == "meta"
 
 
 def _zero_row(weight: Tensor, row: int) -> None:

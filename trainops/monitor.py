@@ -83,13 +83,13 @@ class GradSummary:
         percentiles: total-norm percentiles over the steps with a finite norm,
             keyed ``"p5"`` ... ``"p99"``, plus ``"min"``, ``"max"`` and ``"mean"``.
         nonfinite_steps: step indices (0-based) whose gradient norm was NaN or inf.
-        no_grad_steps: step indices of steps when no parameter had a
-            gradient (``step()`` before ``backward()``, or every parameter
-            frozen); their norm is recorded as 0 but left out of
-            ``percentiles``.
         top_parameters: up to ``top_k`` ``(name, mean norm, max norm)`` tuples,
             largest mean norm first (empty unless ``per_parameter=True``).
         advice: sentences of advice; empty when nothing looks wrong.
+        no_grad_steps: step indices of steps when no parameter had a
+            gradient (``step()`` before ``backward()``, or every parameter
+            frozen); their norm is recorded as 0 but left out of
+            ``percentiles``, ``clip_rate`` and ``top_parameters``.
     """
 
     steps: int
@@ -98,9 +98,9 @@ class GradSummary:
     clipped_steps: int
     percentiles: dict[str, float]
     nonfinite_steps: list[int]
-    no_grad_steps: list[int] = field(default_factory=list)
     top_parameters: list[tuple[str, float, float]] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
+    no_grad_steps: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"GradMonitor: {self.steps} steps"]
@@ -256,13 +256,17 @@ class GradMonitor:
         """Move the records to the parameters' device when the model moved
         after the monitor was made (``GradMonitor(model); model.cuda()``):
         otherwise every step would copy its norm across devices, a host sync
-        on each step. One copy of the records, once."""
+        on each step. One copy of the records, once (a copy from the host,
+        which syncs once); records made on the meta device hold nothing and
+        start again as zeros."""
         device = self.parameters[0].device
         if device == self.device or device.type == "meta":
             return
+        was_meta = self.device.type == "meta"
         self.device = device
         for name in ("_norms", "_clipped", "_nonfinite", "_param_norms"):
-            setattr(self, name, getattr(self, name).to(device))
+            old = getattr(self, name)
+            setattr(self, name, torch.zeros_like(old, device=device) if was_meta else old.to(device))
 
     @property
     def steps(self) -> int:
@@ -458,7 +462,8 @@ class GradMonitor:
             percentiles["max"] = finite[-1]
             percentiles["mean"] = math.fsum(finite) / len(finite)
         clipped_steps = sum(clipped) if self.max_norm is not None else 0
-        clip_rate = (clipped_steps / steps if steps else 0.0) if self.max_norm is not None else None
+        with_grads = steps - len(no_grad)
+        clip_rate = (clipped_steps / with_grads if with_grads else 0.0) if self.max_norm is not None else None
         skipped = [bad or j in no_grad for j, bad in enumerate(nonfinite)]
         top = self._top_parameters(per, skipped, top_k) if self.per_parameter else []
         summary = GradSummary(
