@@ -1836,9 +1836,9 @@ def test_rnn_cells_are_planned_like_their_layers(cell):
 @pytest.mark.parametrize("scheme", ["auto", "torch", "kaiming", "xavier", "gpt2"])
 def test_zero_size_layers_are_planned_as_no_ops(scheme):
     # torch's reset_parameters warns "no-op" for them; the fans are 0.
-    model = nn.Sequential(nn.Linear(0, 4), nn.ReLU(), nn.Linear(4, 0))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # torch's own "no-op" warnings, building the layers
+        model = nn.Sequential(nn.Linear(0, 4), nn.ReLU(), nn.Linear(4, 0))
         applied = init.init_module_(model, scheme, seed=0)
     assert applied["0.weight"].spec is None and applied["2.weight"].spec is None
 
