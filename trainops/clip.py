@@ -205,7 +205,22 @@ def _group_by_device(tensors: list[Tensor]) -> dict[torch.device, list[Tensor]]:
     return groups
 
 
-def _has_kernel(device: torch.device) -> bool:
+def _wrapped_by_torch_func(t: Tensor) -> bool:
+    """Wrapped by a torch.func transform (``functionalize``, ``vmap``,
+    ``grad``). Never under torch.compile, which traces the fused ops itself
+    (and cannot trace this check)."""
+    return not torch.compiler.is_compiling() and is_functorch_wrapped_tensor(t)
+
+
+def _has_kernel(group: list[Tensor]) -> bool:
+    """A trainops kernel serves this one-device group. Not on a device
+    without one (said once, with a warning), nor for tensors wrapped by
+    torch.func (``functionalize``, ``vmap``, ``grad``), which have no rule for
+    the fused ops (functionalization of an op that mutates a list, a batching
+    rule): torch's ops run for those, as torch.nn.utils runs them."""
+    if _wrapped_by_torch_func(group[0]):
+        return False
+    device = group[0].device
     if device.type in _extension.CLIP_DEVICES:
         return True
     _extension.warn_fallback("trainops", device.type, "falling back to torch.nn.utils for them (slower)")
@@ -242,6 +257,8 @@ def _fast_path(tensors: list[Tensor]) -> bool:
     first = tensors[0]
     if not isinstance(first, Tensor) or distributed.is_dtensor(first):
         return False  # DTensor dispatch of an unknown op is slow: go to the local shards directly
+    if _wrapped_by_torch_func(first):
+        return False  # torch's ops (see _has_kernel)
     if first.is_meta:
         raise ValueError("tensor 0 is a meta tensor: it holds no data, so there is nothing to clip")
     return first.device.type in _extension.CLIP_DEVICES
@@ -249,23 +266,10 @@ def _fast_path(tensors: list[Tensor]) -> bool:
 
 def _device_norm(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Tensor, Tensor]:
     """(total, per-tensor) norm of validated tensors on one device."""
-    if _has_kernel(tensors[0].device):
+    if _has_kernel(tensors):
         return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
-    return _torch_norms(tensors, p)
-
-
-def _torch_norms(tensors: list[Tensor], p: float) -> tuple[Tensor, Tensor]:
-    """(total, per-tensor) norm by torch ops, with trainops' dtype rule."""
     per = _fallback_norms(tensors, p)
     return torch.linalg.vector_norm(per, p), per
-
-
-def _under_transform(tensors: list[Tensor]) -> bool:
-    """Tensors wrapped by torch.func (``functionalize``, ``vmap``, ``grad``):
-    the fused ops have no kernel for those wrappers (functionalization of an
-    op that mutates a list, a batching rule), so the error paths take torch's
-    ops, which every transform supports. Checked only after an op refused."""
-    return isinstance(tensors[0], Tensor) and is_functorch_wrapped_tensor(tensors[0])
 
 
 _OP_ERRORS = (ValueError, NotImplementedError, RuntimeError)
@@ -300,9 +304,6 @@ def _norms_and_shards(
         except _OP_ERRORS:
             if not distributed.has_dtensor(tensors):
                 _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
-                if _under_transform(tensors) and not _spans_devices(tensors):
-                    total, per = _torch_norms(tensors, p)
-                    return total, per if per_tensor else None, None
                 if not _spans_devices(tensors):
                     raise
                 return (*_grouped_norms(tensors, p, per_tensor), None)  # not offered to the op again
@@ -329,9 +330,6 @@ def _local_norms(tensors: list[Tensor], p: float, per_tensor: bool) -> tuple[Ten
             return torch.ops.trainops.multi_tensor_norm(tensors, p, per_tensor)
         except _OP_ERRORS:
             _check_tensors(tensors)  # raises the precise error (sparse, meta, ...)
-            if _under_transform(tensors) and not _spans_devices(tensors):
-                total, per = _torch_norms(tensors, p)
-                return total, per if per_tensor else None
             if not _spans_devices(tensors):
                 raise
     else:
@@ -417,17 +415,14 @@ def _write_in_place(
                 tensors = _local_shards(tensors, linear)
             else:
                 _check_tensors(tensors, writable=True)  # raises the precise error (sparse, meta, ...)
-                if _under_transform(tensors) and not _spans_devices(tensors):
-                    fallback(tensors)
-                    return
                 if not _spans_devices(tensors):
                     raise
         if _fast_path(tensors) and not _spans_devices(tensors):
             op(tensors)
             return
     _check_tensors(tensors, writable=True)  # every device group validated before any is written
-    for device, group in _group_by_device(tensors).items():
-        (op if _has_kernel(device) else fallback)(group)
+    for group in _group_by_device(tensors).values():
+        (op if _has_kernel(group) else fallback)(group)
 
 
 def _scale_by_norm(grads: list[Tensor], max_norm: float | Tensor, total_norm: Tensor | float) -> None:

@@ -482,9 +482,13 @@ def diagnose(
         and fv.best < n - 2
         and not train_rising
     )
-    if val_turned_up and not climbing and net >= OSCILLATION_PROGRESS * ft.sigma:
+
+    def early_stop() -> Diagnosis:
         state = "keeps falling" if ft.falling() else "is flat"
         return verdict("early_stop", rise=_relative(fv.rise, scale), train=state)
+
+    if val_turned_up and not climbing and net >= OSCILLATION_PROGRESS * ft.sigma:
+        return early_stop()
     if climbing or oscillating:
         best = labels[before_climb if climbing else ft.best]  # where to resume from
         how = (
@@ -514,8 +518,7 @@ def diagnose(
         return verdict("converged", what="training loss is", gap="")
 
     if val_turned_up:
-        state = "keeps falling" if ft.falling() else "is flat"
-        return verdict("early_stop", rise=_relative(fv.rise, scale), train=state)
+        return early_stop()
     if train_rising:
         return verdict("lr_too_high", how=_rising_how(ft, k, scale))
     if fv.falling():
@@ -541,7 +544,7 @@ def diagnose(
         return verdict("underfitting", what="training loss is")
     if gap[-1] > GAP_LARGE and gap_growth > GAP_LARGE / 2:
         return verdict("overfitting")
-    if fv.falling_steadily(k) and not ft.rising():
+    if fv.falling_steadily(k):
         return verdict("underfitting", what="training and validation losses are")
     note = f" with a small gap ({_relative(float(gap[-1]), scale):+.0%} val vs train)"
     if gap[-1] > GAP_LARGE:
@@ -961,7 +964,7 @@ def _align(train_pts: dict[int, float], val_pts: dict[int, float], train_name: s
     if beyond > len(dense_steps) // 2 or sparse_beyond > len(sparse) // 2:
         (dense_name, sparse_name) = (train_name, val_name) if sparse_is_val else (val_name, train_name)
         raise CurveError(
-            f"tag {sparse_name!r} is logged at steps {min(sparse)}..{max(sparse)} but {dense_name!r} at "
+            f"{sparse_name!r} is logged at steps {min(sparse)}..{max(sparse)} but {dense_name!r} at "
             f"steps {dense_steps[0]}..{dense_steps[-1]}: most of one's points come after the last one of "
             "the other; log both against the same step counter (e.g. the global step)"
         )

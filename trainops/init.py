@@ -106,6 +106,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import math
 import re
 import warnings
@@ -592,8 +593,11 @@ def _init_tensors(
     global_shapes: Sequence[ShapeLike | None] | None = None,
     global_offsets: Sequence[Sequence[int] | None] | None = None,
     generator: torch.Generator | None = None,
+    dtensors: Sequence[Tensor] = (),
 ) -> list[Tensor]:
-    """init_tensors_ without its zero-init warning (init_module_ warns by parameter name)."""
+    """init_tensors_ without its zero-init warning (init_module_ warns by parameter name).
+    ``dtensors``: the DTensors whose local shards ``tensors`` holds: a seed
+    drawn for them is rank 0's (:func:`_agree_seed`)."""
     if any(distributed.is_dtensor(t) for t in tensors):
         return _init_dtensors_(tensors, specs, seed, keys, global_shapes, global_offsets, generator)
     keys = list(range(len(tensors))) if keys is None else [_to_i64(k) for k in keys]
@@ -626,7 +630,7 @@ def _init_tensors(
                     )
                 _check_shard_layout(i, list(t.shape), g, o)
                 layouts[i] = (g, o)
-    seed = _resolve_seed(seed, generator, tensors)
+    seed = _resolve_seed(seed, generator, tensors, dtensors)
 
     for device, idx in groups.items():
         ts = [tensors[i] for i in idx]
@@ -685,20 +689,7 @@ def _init_dtensors_(
             locals_.append(local)
         else:
             locals_.append(t)
-    if seed is None and not torch.compiler.is_compiling():
-        # Drawn here, where the DTensors are known, so that every rank uses rank 0's.
-        # (Checks first: a refused call leaves the generator alone.)
-        if keys is not None and len(keys) != n:
-            raise ValueError(f"got {n} tensors but {len(keys)} keys")
-        for i, (t, sp) in enumerate(zip(locals_, specs)):
-            _check_tensor(t, i)
-            _check_spec(sp, i)
-            _check_uniform_fits(sp, t.dtype, i)
-            if shapes[i] is not None:
-                o = list(offsets[i]) if offsets[i] is not None else [0] * t.dim()
-                _check_shard_layout(i, list(t.shape), list(shapes[i]), o)
-        seed = _resolve_seed(None, generator, locals_, dtensors=tensors)
-    _init_tensors(locals_, specs, seed, keys, shapes, offsets, generator)
+    _init_tensors(locals_, specs, seed, keys, shapes, offsets, generator, dtensors=tensors)
     # The DTensors themselves (init_tensors_ marked the shards), once the call
     # has passed its checks: a refused call bumps nothing.
     _extension.mark_written(tensors)
@@ -741,7 +732,7 @@ def _draw_(
     global_shape: ShapeLike | None,
     global_offset: Sequence[int] | None,
 ) -> Tensor:
-    if seed is None and math.prod(tensor.shape if global_shape is None else global_shape) == 0:
+    if seed is None and (tensor.numel() if global_shape is None else math.prod(global_shape)) == 0:
         seed = 0  # no element to draw: leave the generator alone, as torch.nn.init does
     if (
         global_shape is None
@@ -2109,8 +2100,6 @@ def _apply_plan(
         add(v, unit, key_of(site.v_name))
     if tensors:
         sharded = any(g is not None for g, _ in layouts)
-        if seed is None and sharded and not torch.compiler.is_compiling():
-            seed = _resolve_seed(None, None, tensors, dtensors=[p for p, _, _ in draws] + [p for p, _ in ortho_entries])
         _init_tensors(  # (the zero-init warning was given above, by name)
             tensors,
             specs,
@@ -2118,6 +2107,7 @@ def _apply_plan(
             keys,
             [g for g, _ in layouts] if sharded else None,
             [o for _, o in layouts] if sharded else None,
+            dtensors=[p for p, _, _ in draws] + [p for p, _ in ortho_entries] if sharded else (),
         )
     # As nn.Embedding.reset_parameters: the padding row starts at zero.
     drawn_by_spec = {id(d[0]) for d in draws}
@@ -2356,8 +2346,6 @@ def _blocks_along(size: int, dim: int, ndim: int, placements: tuple[Any, ...], m
     ``dim`` that the placements give it, or None for all coordinates when some
     coordinate's indices are not one block. Cached: FSDP2 over tensor
     parallelism gives many parameters the same few layouts."""
-    import itertools
-
     out: dict[tuple[int, ...], tuple[int, int] | None] = {}
     one_block = True
     for coordinate in itertools.product(*(range(n) for n in mesh_sizes)):

@@ -113,13 +113,9 @@ class GradSummary:
             pct = "  ".join(f"{k}={v:.4g}" for k, v in self.percentiles.items())
             lines.append(f"  total norm: {pct}")
         if self.nonfinite_steps:
-            shown = ", ".join(str(s) for s in self.nonfinite_steps[:10])
-            more = f" (+{len(self.nonfinite_steps) - 10} more)" if len(self.nonfinite_steps) > 10 else ""
-            lines.append(f"  non-finite gradients at steps: {shown}{more}")
+            lines.append(f"  non-finite gradients at steps: {_some(self.nonfinite_steps)}")
         if self.no_grad_steps:
-            shown = ", ".join(str(s) for s in self.no_grad_steps[:10])
-            more = f" (+{len(self.no_grad_steps) - 10} more)" if len(self.no_grad_steps) > 10 else ""
-            lines.append(f"  no gradient at steps: {shown}{more}")
+            lines.append(f"  no gradient at steps: {_some(self.no_grad_steps)}")
         if self.top_parameters:
             lines.append("  largest gradient norms (mean / max):")
             for name, mean, peak in self.top_parameters:
@@ -127,6 +123,12 @@ class GradSummary:
         for sentence in self.advice:
             lines.append(f"  advice: {sentence}")
         return "\n".join(lines)
+
+
+def _some(steps: list[int], shown: int = 10) -> str:
+    """The first ``shown`` step numbers, and how many more there are."""
+    more = f" (+{len(steps) - shown} more)" if len(steps) > shown else ""
+    return ", ".join(str(s) for s in steps[:shown]) + more
 
 
 def _named_params(parameters: ParamsArg) -> tuple[list[str], list[Tensor]]:
@@ -451,9 +453,9 @@ class GradMonitor:
         steps = len(norms)
         nonfinite_steps = [self.first_step + j for j, bad in enumerate(nonfinite) if bad]
         no_grad = set(self._no_grad_rows)
-        finite = sorted(
-            v for j, (v, bad) in enumerate(zip(norms, nonfinite)) if not bad and j not in no_grad and math.isfinite(v)
-        )
+        # Steps left out of the statistics: a non-finite total, or no gradient at all.
+        skipped = [bad or j in no_grad for j, bad in enumerate(nonfinite)]
+        finite = sorted(v for v, skip in zip(norms, skipped) if not skip and math.isfinite(v))
         percentiles: dict[str, float] = {}
         if finite:
             for q in PERCENTILES:
@@ -464,7 +466,6 @@ class GradMonitor:
         clipped_steps = sum(clipped) if self.max_norm is not None else 0
         with_grads = steps - len(no_grad)
         clip_rate = (clipped_steps / with_grads if with_grads else 0.0) if self.max_norm is not None else None
-        skipped = [bad or j in no_grad for j, bad in enumerate(nonfinite)]
         top = self._top_parameters(per, skipped, top_k) if self.per_parameter else []
         summary = GradSummary(
             steps=steps,
