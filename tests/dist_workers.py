@@ -572,6 +572,23 @@ def check_init_functions_on_dtensors(rank: int, ws: int) -> None:
             assert draw(d) is d
             assert d._version > before, name
             assert torch.equal(d.full_tensor(), want), (name, placement)
+    # The fills that draw nothing place their ones by global index (torch's
+    # eye_ raises on a DTensor; its dirac_ writes a shard's ones at local
+    # indices).
+    fills = {
+        "eye_": (lambda t: init.eye_(t), (8 * ws, 6)),
+        "eye_ wide": (lambda t: init.eye_(t), (3, 4 * ws + 1)),
+        "dirac_": (lambda t: init.dirac_(t), (4 * ws, 2 * ws, 3, 3)),
+        "dirac_ groups": (lambda t: init.dirac_(t, groups=2), (4 * ws, 3, 5)),
+    }
+    for name, (fill, shape) in fills.items():
+        want = fill(torch.full(shape, 7.0))
+        for placement in (Shard(0), Shard(1), Replicate()):
+            d = distribute_tensor(torch.full(shape, 7.0), mesh, [placement])
+            before = d._version
+            assert fill(d) is d
+            assert d._version > before, name
+            assert torch.equal(d.full_tensor(), want), (name, placement)
     d = distribute_tensor(torch.zeros(8 * ws, 6), mesh, [Shard(0)])
     try:
         init.normal_(d, seed=1, global_shape=(8 * ws, 6))

@@ -669,9 +669,42 @@ def test_single_tensor_calls_equal_the_list_entry_point(fn, spec, dtype):
 def test_fills_and_passthroughs():
     assert (init.ones_(torch.empty(3, 3)) == 1).all()
     assert (init.constant_(torch.empty(5), 2.5) == 2.5).all()
-    assert torch.equal(init.eye_(torch.empty(3, 4)), torch.eye(3, 4))
-    assert torch.equal(init.dirac_(torch.empty(4, 4, 3)), torch.nn.init.dirac_(torch.empty(4, 4, 3)))
     assert init.calculate_gain("tanh") == torch.nn.init.calculate_gain("tanh")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
+def test_eye_and_dirac_match_torch(dtype):
+    for shape in [(3, 4), (4, 3), (5, 5), (1, 7), (0, 3)]:
+        ours = init.eye_(torch.full(shape, 7, dtype=dtype))
+        assert torch.equal(ours, torch.nn.init.eye_(torch.full(shape, 7, dtype=dtype))), shape
+    for shape, groups in [((4, 4, 3), 1), ((6, 2, 3, 3), 3), ((6, 2, 3, 3), 2), ((8, 4, 5, 4, 3), 2), ((3, 16, 5, 5), 1)]:
+        ours = init.dirac_(torch.full(shape, 7, dtype=dtype), groups)
+        assert torch.equal(ours, torch.nn.init.dirac_(torch.full(shape, 7, dtype=dtype), groups)), (shape, groups)
+    for call, match in [
+        (lambda: init.eye_(torch.empty(3)), "2 dimensions"),
+        (lambda: init.dirac_(torch.empty(3, 3)), "3, 4, or 5"),
+        (lambda: init.dirac_(torch.empty(3, 3, 3), 2), "divisible by groups"),
+        (lambda: init.dirac_(torch.empty(4, 3, 3), 4, global_shape=(6, 3, 3), global_offset=(2, 0, 0)), "divisible"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_eye_and_dirac_shards_are_slices_of_the_whole():
+    # A shard's ones sit at global indices, wherever its block lies.
+    whole = torch.eye(7, 5)
+    for offset, size in [((2, 1), (3, 3)), ((0, 3), (7, 2)), ((5, 0), (2, 5)), ((6, 4), (1, 1))]:
+        shard = init.eye_(torch.full(size, 9.0), global_shape=(7, 5), global_offset=offset)
+        assert torch.equal(shard, whole[offset[0] : offset[0] + size[0], offset[1] : offset[1] + size[1]]), offset
+    whole = torch.nn.init.dirac_(torch.empty(8, 4, 5, 4, 3), 2)
+    size = (3, 2, 3, 2, 2)
+    for offset in [(0, 0, 0, 0, 0), (3, 1, 2, 0, 1), (5, 2, 1, 2, 0)]:
+        shard = init.dirac_(torch.full(size, 9.0), 2, global_shape=whole.shape, global_offset=offset)
+        assert torch.equal(shard, whole[tuple(slice(o, o + n) for o, n in zip(offset, size))]), offset
+    with pytest.raises(ValueError, match="does not fit"):
+        init.eye_(torch.empty(3, 3), global_shape=(2, 3))
+    meta = torch.empty(4, 4, 3, device="meta")
+    assert init.dirac_(meta) is meta and init.eye_(torch.empty(2, 2, device="meta")).is_meta
 
 
 def test_zero_init_of_weight_warns():

@@ -908,14 +908,70 @@ def zeros_(tensor: Tensor) -> Tensor:
     return tensor.zero_()
 
 
-def eye_(tensor: Tensor) -> Tensor:
-    """Identity matrix in a 2-D tensor (torch.nn.init.eye_; draws nothing)."""
-    return torch.nn.init.eye_(tensor)
+@torch.no_grad()
+def eye_(
+    tensor: Tensor, *, global_shape: ShapeLike | None = None, global_offset: Sequence[int] | None = None
+) -> Tensor:
+    """Identity matrix in a 2-D tensor (as torch.nn.init.eye_; draws nothing).
+
+    A shard (``global_shape`` / ``global_offset``, or a DTensor's placements)
+    gets its slice of the global identity: the ones where the global row and
+    column indices agree. (torch's ``eye_`` raises on a sharded DTensor.)
+    """
+    if tensor.ndimension() != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    local, _, offset = _drop_in_layout(tensor, global_shape, global_offset, "trainops.init.eye_")
+    row0, col0 = offset or (0, 0)
+    local.zero_()
+    # local[i, j] is global (row0 + i, col0 + j): ones where j = i + row0 - col0.
+    local.diagonal(row0 - col0).fill_(1)
+    if distributed.is_dtensor(tensor):
+        _extension.mark_written([tensor])
+    return tensor
 
 
-def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
-    """Dirac delta in a 3/4/5-D tensor (torch.nn.init.dirac_; draws nothing)."""
-    return torch.nn.init.dirac_(tensor, groups)
+@torch.no_grad()
+def dirac_(
+    tensor: Tensor,
+    groups: int = 1,
+    *,
+    global_shape: ShapeLike | None = None,
+    global_offset: Sequence[int] | None = None,
+) -> Tensor:
+    """Dirac delta in a 3/4/5-D tensor (as torch.nn.init.dirac_; draws nothing).
+
+    Output channel ``g * out_per_group + d`` of each group ``g`` passes input
+    channel ``d`` through at the kernel's centre, for ``d`` below
+    ``min(out_per_group, in_channels)``. A shard (``global_shape`` /
+    ``global_offset``, or a DTensor's placements) gets the ones that fall in
+    its block, at global indices. (torch's ``dirac_`` writes a sharded
+    DTensor's ones at local indices, so the whole is wrong.)
+    """
+    dims = tensor.ndimension()
+    if dims not in (3, 4, 5):
+        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    local, gshape, offset = _drop_in_layout(tensor, global_shape, global_offset, "trainops.init.dirac_")
+    sizes = gshape or tuple(tensor.shape)
+    offset = offset or (0,) * dims
+    if sizes[0] % groups != 0:
+        raise ValueError("dim 0 must be divisible by groups")
+    if local.is_meta:
+        return tensor
+    per_group = sizes[0] // groups
+    channels = torch.arange(min(per_group, sizes[1]))
+    rows = (torch.arange(groups).unsqueeze(1) * per_group + channels).reshape(-1)
+    cols = channels.repeat(groups)
+    # The global index of every one, per dimension; kept where it is in this block.
+    where = [rows, cols] + [torch.full_like(rows, s // 2) for s in sizes[2:]]
+    inside = torch.ones_like(rows, dtype=torch.bool)
+    for idx, o, n in zip(where, offset, local.shape):
+        inside &= (idx >= o) & (idx < o + n)
+    local.zero_()
+    index = tuple((idx[inside] - o).to(local.device) for idx, o in zip(where, offset))
+    local.index_put_(index, torch.ones((), dtype=local.dtype, device=local.device))
+    if distributed.is_dtensor(tensor):
+        _extension.mark_written([tensor])
+    return tensor
 
 
 # The std of each scheme, in one place for the API functions and the plans
