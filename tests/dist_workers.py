@@ -635,6 +635,18 @@ def check_init_functions_on_dtensors(rank: int, ws: int) -> None:
     else:
         raise AssertionError("a Partial DTensor was initialised")
     assert torch.equal(partial.to_local(), torch.zeros(3))
+    # So are fills that would make the sum world-size times the value; a zero
+    # fill is right as it is.
+    for fill in (init.ones_, lambda t: init.constant_(t, 2.0), init.eye_):
+        partial = DTensor.from_local(torch.zeros(3, 3), mesh, [Partial()], run_check=False)
+        try:
+            fill(partial)
+        except ValueError as e:
+            assert "Partial" in str(e)
+        else:
+            raise AssertionError("a Partial DTensor was filled")
+    partial = DTensor.from_local(torch.ones(3, 3), mesh, [Partial()], run_check=False)
+    assert torch.equal(init.constant_(partial, 0.0).full_tensor(), torch.zeros(3, 3))
 
     # A strided shard that holds rows 0-1 and 4-5 of 8 (2 ranks) is not one
     # block at an offset: refused rather than drawn as rows 0-3.

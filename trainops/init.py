@@ -887,16 +887,22 @@ def _warn_zero(tensor: Tensor, what: str, which: str = "", stacklevel: int = 5) 
 @_overridable
 @torch.no_grad()
 def constant_(tensor: Tensor, val: float) -> Tensor:
-    """Fill ``tensor`` with ``val`` (warns when zero-filling a >= 2-D weight)."""
+    """Fill ``tensor`` with ``val`` (warns when zero-filling a >= 2-D weight).
+
+    A DTensor with a ``Partial`` placement is refused unless ``val`` is 0 (its
+    value is the ranks' sum, so torch's fill gives world-size times ``val``)."""
     if float(val) == 0.0:
         _warn_zero(tensor, "constant_")
+    else:
+        _refuse_partial(tensor)
     return tensor.fill_(val)
 
 
 @_overridable
 @torch.no_grad()
 def ones_(tensor: Tensor) -> Tensor:
-    """Fill ``tensor`` with ones."""
+    """Fill ``tensor`` with ones (a ``Partial`` DTensor is refused, as in ``constant_``)."""
+    _refuse_partial(tensor)
     return tensor.fill_(1.0)
 
 
@@ -2355,16 +2361,21 @@ def _shard_layout(p: Tensor) -> tuple[Tensor, tuple[int, ...] | None, tuple[int,
         return p, None, None
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
+    _refuse_partial(p)
+    local_shape, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+    _check_one_block(p, tuple(local_shape), tuple(offset))
+    return p._local_tensor, tuple(p.shape), tuple(offset)
+
+
+def _refuse_partial(p: Tensor) -> None:
+    """Each rank would write the full values into a partial sum: the DTensor
+    would hold world-size times them (torch's random in-place ops refuse too;
+    its fills do not)."""
     if distributed.has_partial(p):
-        # Each rank would write the full values into a partial sum: the tensor
-        # would hold world-size times them (torch's in-place init refuses too).
         raise ValueError(
             f"cannot initialise a DTensor with a Partial placement ({p.placements}): its value is the sum "
             "of the ranks' local tensors; redistribute it to Replicate or Shard first"
         )
-    local_shape, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
-    _check_one_block(p, tuple(local_shape), tuple(offset))
-    return p._local_tensor, tuple(p.shape), tuple(offset)
 
 
 def _check_one_block(p: Tensor, local_shape: tuple[int, ...], offset: tuple[int, ...]) -> None:
