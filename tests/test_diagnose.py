@@ -96,6 +96,35 @@ def test_too_short_history_says_so(n):
     assert "too short" in str(d)
 
 
+def test_short_history_that_diverges_is_certain():
+    # Too few epochs for a trend, but a loss that more than doubles is not noise.
+    d = diagnose([2.3, 2.0, 4.5, 30.0], [2.4, 2.1, 5.0, 40.0], epochs=[1, 2, 3, 4])
+    assert d.kind == "lr_too_high" and not d.too_short
+    assert d.epoch == 2  # where to resume from: the lowest loss before the climb
+    assert "doubled" in d.advice and d.evidence["train_max_climb"] == pytest.approx(14.0)
+    assert diagnose([1.0, 2.5]).kind == "lr_too_high"
+    # A rise below a doubling, or losses that are not all positive, stay "too short".
+    for train in ([2.3, 4.0, 3.0, 2.5], [2.3, 2.0, 1.8], [-1.0, 0.5, 3.0]):
+        d = diagnose(train)
+        assert d.too_short and d.kind == "underfitting" and d.epoch is None, train
+
+
+def test_lowest_validation_epoch_is_named_when_smoothing_moves_the_best():
+    # A lone low validation epoch (7) before the smoothed minimum (~10): the
+    # verdict's epoch is the smoothed one; the raw lowest, which EarlyStopping
+    # keeps, is in the evidence and the advice.
+    train = [2.0 * 0.9**i for i in range(24)]
+    val = [2.0 - 0.1 * i for i in range(11)] + [1.0 + 0.05 * i for i in range(1, 14)]
+    val[7] = 0.9
+    d = diagnose(train, val)
+    assert d.kind == "early_stop"
+    assert d.evidence["val_lowest_epoch"] == 7 and d.epoch != 7
+    assert "lowest single validation loss was at epoch 7" in d.advice
+    val[7] = 1.3
+    d = diagnose(train, val)
+    assert d.evidence["val_lowest_epoch"] == d.epoch and "lowest single" not in d.advice
+
+
 def test_minimum_length_is_judged():
     d = diagnose([2.3, 2.3, 2.3, 2.3, 2.3])
     assert not d.too_short and d.kind == "stuck"

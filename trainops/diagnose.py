@@ -117,7 +117,9 @@ class Diagnosis:
         kind: one of :data:`KINDS`.
         epoch: for "nonfinite" the first epoch with a NaN/inf loss; otherwise
             the best epoch (lowest smoothed validation loss, or training loss
-            without validation). In the caller's epoch labels (``epochs=``),
+            without validation; the raw lowest, which EarlyStopping keeps,
+            can lie a few epochs away on a noisy curve: it is in
+            ``evidence["val_lowest_epoch"]``). In the caller's epoch labels (``epochs=``),
             0-based positions by default.
         advice: one or two sentences saying what to do.
         evidence: the numbers behind the verdict (relative changes as
@@ -125,7 +127,9 @@ class Diagnosis:
         too_short: True when the history has fewer than :data:`MIN_EPOCHS`
             epochs and every loss is finite; the kind is then a provisional
             "underfitting" (keep training). A NaN or inf loss is certain at
-            any length: kind "nonfinite", too_short False.
+            any length (kind "nonfinite", too_short False), and so is a
+            positive training loss that more than doubled above an earlier
+            epoch's (kind "lr_too_high", too_short False).
     """
 
     kind: str
@@ -320,7 +324,9 @@ def diagnose(
     docs/toolkit.md for the thresholds):
 
     1. "nonfinite": any loss is NaN or inf.
-    2. too short (< :data:`MIN_EPOCHS` epochs): provisional "underfitting".
+    2. too short (< :data:`MIN_EPOCHS` epochs): "lr_too_high" if a positive
+       train loss already more than doubled above an earlier epoch's (a
+       divergence needs no trend fit), else a provisional "underfitting".
     3. "lr_too_high": the smoothed train loss climbs well above its best so
        far (anywhere in the run, or above epoch 0).
     4. "early_stop": validation rose significantly since its best epoch,
@@ -394,6 +400,21 @@ def diagnose(
 
     if n < MIN_EPOCHS:
         evidence.update({"min_epochs": MIN_EPOCHS, "train_first": float(train[0]), "train_last": float(train[-1])})
+        if float(train.min()) > 0.0:
+            # Too few epochs for a trend, but a doubling of an epoch's mean
+            # loss is never noise (as OBVIOUS_CLIMB below).
+            z = np.log(train)
+            before = np.minimum.accumulate(z)
+            at = int(np.argmax(z - before))
+            climb = float(z[at] - before[at])
+            if climb > OBVIOUS_CLIMB:
+                low = int(np.argmin(z[: at + 1]))
+                evidence.update({"rule": "lr_too_high", "train_max_climb": _relative(climb, "log")})
+                how = (
+                    f"more than doubled within {n} epochs ({math.exp(climb):.3g}x its level of epoch "
+                    f"{labels[low]} by epoch {labels[at]})"
+                )
+                return Diagnosis("lr_too_high", labels[low], _ADVICE["lr_too_high"].format(how=how), evidence)
         advice = (
             f"Only {n} epoch{'s' if n != 1 else ''}: too short to judge (at least {MIN_EPOCHS} needed). "
             "Keep training and diagnose again."
@@ -427,6 +448,7 @@ def diagnose(
             {
                 "val_best": float(val[fv.best]),
                 "val_best_epoch": labels[fv.best],
+                "val_lowest_epoch": labels[int(np.argmin(val))],
                 "val_end": float(val[-k:].mean()),
                 "val_rise_from_best": _relative(fv.rise, scale),
                 "val_tail_change": _relative(fv.tail, scale),
@@ -439,7 +461,12 @@ def diagnose(
 
     def verdict(kind: str, **fmt: Any) -> Diagnosis:
         evidence["rule"] = kind
-        return Diagnosis(kind, best, _ADVICE[kind].format(epoch=best, **fmt), evidence)
+        advice = _ADVICE[kind].format(epoch=best, **fmt)
+        lowest = evidence.get("val_lowest_epoch", best)
+        if kind in ("early_stop", "overfitting") and lowest != best:
+            # The checkpoint EarlyStopping's `improved` saves last is the raw lowest.
+            advice += f" (The lowest single validation loss was at epoch {lowest}; its checkpoint serves as well.)"
+        return Diagnosis(kind, best, advice, evidence)
 
     # Smoothed values average ~w/1.5 points (median then mean): the standard
     # error of a difference of two of them is about sigma * sqrt(3 / w).
