@@ -18,6 +18,12 @@
 #   measured; RESULTS.md, GPU, has the H200 figures of mb4 =
 #   -DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4 and u8 = -DTRAINOPS_CUDA_UNROLL=8, and
 #   those of the warp search against the binary search it replaced)
+#
+# VARIANTS_DEADLINE (seconds since the epoch, optional): every step's timeout
+# is cut to end by then, and steps that would start after it are skipped
+# (gpu_check.sh gives the whole script 240 s this way).
+# GPU_CHECK_PYDEPS (optional): a folder of unpacked Python packages (pytest,
+# numpy) that gpu_check.sh made for a machine without them.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +31,31 @@ cd "$ROOT"
 PY="${PYTHON:-$(command -v python3 || command -v python)}"
 WORK="${VARIANTS_DIR:-${TMPDIR:-/tmp}/trainops_variants}"
 ROUNDS="${VARIANT_ROUNDS:-2}"
+DEPS="${GPU_CHECK_PYDEPS:+:$GPU_CHECK_PYDEPS}"
+
+# Seconds a step may take: $1, cut to the deadline; 0 when it has passed.
+budget() {
+  local left=$1
+  if [[ -n "${VARIANTS_DEADLINE:-}" ]]; then
+    left=$(( VARIANTS_DEADLINE - $(date +%s) ))
+    (( left > $1 )) && left=$1
+    (( left < 0 )) && left=0
+  fi
+  echo "$left"
+}
+
+# Runs "$@" under timeout with budget $1, or says it was skipped.
+timed() {
+  local limit
+  limit=$(budget "$1")
+  shift
+  if (( limit <= 0 )); then
+    echo "cuda_variants: past the deadline, skipped: $*"
+    return 124
+  fi
+  timeout "$limit" "$@"
+}
+
 if [[ $# -eq 0 ]]; then
   set -- "base=" "fused=-DTRAINOPS_CUDA_FUSED_FINALIZE=1"
 fi
@@ -48,7 +79,7 @@ for spec in "$@"; do
   dirs+=("$dir")
   echo "building $name ($defs)"
   (cd "$dir" && NVCC_APPEND_FLAGS="$defs" TRAINOPS_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" \
-     MAX_JOBS=$jobs_each timeout 300 "$PY" setup.py build_ext --inplace >"$dir/build.log" 2>&1 \
+     MAX_JOBS=$jobs_each timed 300 "$PY" setup.py build_ext --inplace >"$dir/build.log" 2>&1 \
      || { echo "variant $name: BUILD FAILED"; tail -n 20 "$dir/build.log"; }) &
 done
 wait
@@ -58,8 +89,10 @@ for i in "${!names[@]}"; do
   tested+=(1)
   [[ "${dirs[$i]}" == "$ROOT" ]] && continue
   compgen -G "${dirs[$i]}/trainops/_C*.so" >/dev/null || continue
-  (cd "${dirs[$i]}" && env -u PYTHONPATH "$PY" -c "import trainops; print('testing ${names[$i]}:', trainops.__file__)")
-  if ! (cd "${dirs[$i]}" && env -u PYTHONPATH TRAINOPS_REQUIRE_EXTENSION=1 timeout 150 "$PY" -m pytest -q -x \
+  # Only the variant's folder (the current one) and the unpacked packages:
+  # not the repository root that gpu_check.sh puts on PYTHONPATH.
+  (cd "${dirs[$i]}" && PYTHONPATH="${DEPS#:}" "$PY" -c "import trainops; print('testing ${names[$i]}:', trainops.__file__)")
+  if ! (cd "${dirs[$i]}" && PYTHONPATH="${DEPS#:}" TRAINOPS_REQUIRE_EXTENSION=1 timed 150 "$PY" -m pytest -q -x \
           -p no:cacheprovider tests/test_cuda_clip.py 2>&1 | tail -n 15); then
     echo "variant ${names[$i]}: TESTS FAILED, not timed"
     tested[$i]=0
@@ -73,7 +106,7 @@ for round in $(seq "$ROUNDS"); do
       continue
     fi
     [[ "${tested[$i]}" == 1 ]] || continue
-    PYTHONPATH="${dirs[$i]}" TRAINOPS_REQUIRE_EXTENSION=1 timeout 120 "$PY" benchmarks/cuda_profile.py \
+    PYTHONPATH="${dirs[$i]}$DEPS" TRAINOPS_REQUIRE_EXTENSION=1 timed 120 "$PY" benchmarks/cuda_profile.py \
       --variant "${names[$i]}" --reps 11 || echo "variant ${names[$i]}: RUN FAILED (round $round)"
   done
 done

@@ -252,15 +252,17 @@ def test_changing_sets_of_gradients_do_not_sync_on_cuda():
     params = list(model.parameters())
     _backward(model)
     mon.step()
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for k in range(len(params)):
-            _backward(model)
-            params[k].grad = None  # a new pattern each step: a cache miss
+    for k in range(len(params)):
+        # The backward's input is copied from the host with a blocking copy,
+        # which the sync-debug mode reports: only the step is checked.
+        _backward(model)
+        params[k].grad = None  # a new pattern each step: a cache miss
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
             mon.step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
 
 
 def test_float64_gradients_return_float64_total():
@@ -517,3 +519,19 @@ def test_records_made_on_the_meta_device_follow_the_materialised_model():
     mon.step()
     assert mon.device == torch.device("cpu")
     torch.testing.assert_close(mon.total_norms, torch.tensor([math.sqrt(12.0)]))
+
+
+def test_monitor_made_before_materialize_says_so():
+    # materialize_ (like to_empty and fully_shard) makes new parameter objects:
+    # a monitor made before it holds the meta ones, which it cannot measure.
+    from trainops import init
+
+    with torch.device("meta"):
+        model = nn.Linear(4, 2)
+    mon = GradMonitor(model)
+    init.materialize_(model, "cpu")
+    model(torch.ones(1, 4)).sum().backward()
+    with pytest.raises(RuntimeError, match="make the monitor after them"):
+        mon.step()
+    mon = GradMonitor(model)  # made after: works
+    assert mon.step() > 0
