@@ -339,6 +339,29 @@ def test_tensorboard_errors(tmp_path, capsys):
     _one_line_error(code, err)
 
 
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_file_damaged_in_the_middle_is_an_error(tmp_path, capsys):
+    # TensorBoard's reader stops quietly at a record that fails its checksum:
+    # without the check the verdict would be on a shorter history.
+    train, val, _ = _early_stop_curves()
+    _tensorboard_run(tmp_path / "run", train, val)
+    (name,) = os.listdir(tmp_path / "run")
+    data = (tmp_path / "run" / name).read_bytes()
+    for where in (len(data) // 3, len(data) // 2 + 3):  # in a record's header or its payload, by chance
+        damaged = tmp_path / f"damaged{where}" / name
+        damaged.parent.mkdir()
+        damaged.write_bytes(data[:where] + b"\xff" * 20 + data[where + 20 :])
+        code, _, err = _run_cli([str(damaged.parent)], capsys)
+        _one_line_error(code, err)
+        assert "damaged" in err
+    # A last record cut short (a run still writing) is read up to it.
+    cut = tmp_path / "cut" / name
+    cut.parent.mkdir()
+    cut.write_bytes(data[:-7])
+    c = load_curves(str(cut.parent))  # the lost record is the last epoch's grad/total_norm
+    assert len(c.train) == len(train) and c.val is not None and len(c.val) == len(val)
+
+
 def test_load_curves_raises_curve_error(tmp_path):
     with pytest.raises(CurveError):
         load_curves(str(tmp_path / "absent.csv"))

@@ -859,6 +859,43 @@ def _run_root(prefix: str) -> str:
     return "/".join(parts)
 
 
+def _check_records(file: str) -> None:
+    """Refuse an event file with a damaged record before its end.
+
+    TensorBoard's reader stops at the first record that fails its checksum
+    without an error (it takes it for the end of a file still being written),
+    so a file damaged in the middle would silently give a shorter history and
+    a confident verdict on it. The records are walked by their length headers
+    (each with its own checksum) to count the complete ones, and compared with
+    the count the reader gets through. Only a last record cut short, which a
+    run still writing leaves, is accepted."""
+    import struct
+
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+
+    try:
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+    except ImportError:  # a tensorboard without its stub: the length checksums go unchecked
+        masked_crc32c = None
+    complete = 0
+    with open(file, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = 0
+        while pos + 12 <= size:
+            f.seek(pos)
+            header = f.read(12)
+            if masked_crc32c is not None and struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+                raise CurveError(f"{file}: damaged record header at byte {pos}: the data after it cannot be read")
+            end = pos + 12 + struct.unpack("<Q", header[:8])[0] + 4
+            if end > size:
+                break  # the last record, cut short: a run still writing
+            complete += 1
+            pos = end
+    read = sum(1 for _ in RawEventFileLoader(file).Load())
+    if read < complete:
+        raise CurveError(f"{file}: record {read + 1} of {complete} is damaged: the data after it cannot be read")
+
+
 def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> Curves:
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -906,6 +943,7 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
             acc.Reload()
         except Exception as exc:  # tensorboard raises assorted errors on corrupt records
             raise CurveError(f"{file}: not a readable TensorBoard event file ({type(exc).__name__})") from None
+        _check_records(file)
         tags = acc.Tags()
         if _holds_hparams(acc) and all(len(acc.Scalars(tag)) <= 1 for tag in tags.get("scalars", [])):
             # SummaryWriter.add_hparams writes its metrics (e.g. "hparam/loss",
