@@ -262,7 +262,15 @@ class GradMonitor:
         which syncs once); records made on the meta device hold nothing and
         start again as zeros."""
         device = self.parameters[0].device
-        if device == self.device or device.type == "meta":
+        if device.type == "meta":
+            # Nothing to measure. Most likely the model was materialised after
+            # the monitor was made (materialize_, to_empty, fully_shard): that
+            # makes new parameter objects, and the monitor holds the old ones.
+            raise RuntimeError(
+                "GradMonitor: its parameters are on the meta device. materialize_, to_empty and fully_shard "
+                "replace a model's parameters with new ones; make the monitor after them, as an optimizer"
+            )
+        if device == self.device:
             return
         was_meta = self.device.type == "meta"
         self.device = device
