@@ -10,7 +10,7 @@
   and free of spurious overflow/underflow; torch's CPU norm is off by 1e-3..1e-2
   on 1e8-element tensors.
 * The total norm of fp16/bf16 gradients is returned in float32 (torch returns
-  fp16/bf16, which overflows to inf above 65504). It is float64 if any gradient
+  fp16, which overflows to inf above 65504, or bf16, rounded to 8 bits). It is float64 if any gradient
   is float64, else float32.
 * An empty tensor in the list is fine for every norm type (torch raises for
   norm_type=inf).

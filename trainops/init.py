@@ -325,7 +325,7 @@ def _agree_seed(seed: Seed, dtensors: Sequence[Tensor]) -> Seed:
             group = mesh.get_group(dim)
             if torch.distributed.get_world_size(group) == 1:
                 continue
-            device = distributed.group_device(group)
+            device = torch.device(mesh.device_type)  # the mesh's (the current CUDA device for "cuda")
             value = seed.reshape(1).to(device) if isinstance(seed, Tensor) else torch.tensor([seed], dtype=torch.int64, device=device)
             torch.distributed.broadcast(value, src=torch.distributed.get_global_rank(group, 0), group=group)
             seed = int(value.item()) if not isinstance(seed, Tensor) else value.reshape(())
