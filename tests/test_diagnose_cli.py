@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -360,6 +361,31 @@ def test_tensorboard_file_damaged_in_the_middle_is_an_error(tmp_path, capsys):
     cut.write_bytes(data[:-7])
     c = load_curves(str(cut.parent))  # the lost record is the last epoch's grad/total_norm
     assert len(c.train) == len(train) and c.val is not None and len(c.val) == len(val)
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_file_still_being_written_is_not_damaged(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from trainops.diagnose import _check_records
+
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(50):
+        writer.add_scalar("loss/train", 1.0 / (step + 1), step)
+    writer.flush()
+    (name,) = os.listdir(tmp_path)
+    before = (tmp_path / name).read_bytes()  # read, then the run writes on, then the reader loads
+    for step in range(50, 80):
+        writer.add_scalar("loss/train", 1.0 / (step + 1), step)
+    writer.add_histogram("weights", torch.arange(10.0), 80)  # the last records need not be scalars
+    writer.add_text("note", "done", 80)
+    writer.close()
+    acc = EventAccumulator(str(tmp_path / name), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    _check_records(name, before, acc)
+    _check_records(name, (tmp_path / name).read_bytes(), acc)
+    assert len(load_curves(str(tmp_path)).train) == 80
 
 
 def test_load_curves_raises_curve_error(tmp_path):
