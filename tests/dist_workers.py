@@ -647,6 +647,13 @@ def check_init_functions_on_dtensors(rank: int, ws: int) -> None:
             raise AssertionError("a Partial DTensor was filled")
     partial = DTensor.from_local(torch.ones(3, 3), mesh, [Partial()], run_check=False)
     assert torch.equal(init.constant_(partial, 0.0).full_tensor(), torch.zeros(3, 3))
+    # A Partial whose reduction of equal values is the value holds what is written.
+    for op in ("avg", "max", "min"):
+        partial = DTensor.from_local(torch.zeros(4, 3), mesh, [Partial(op)], run_check=False)
+        assert torch.equal(init.ones_(partial).full_tensor(), torch.ones(4, 3)), op
+        assert torch.equal(init.eye_(partial).full_tensor(), torch.eye(4, 3)), op
+        want = init.normal_(torch.empty(4, 3), seed=7)
+        assert torch.equal(init.normal_(partial, seed=7).full_tensor(), want), op
 
     # A strided shard that holds rows 0-1 and 4-5 of 8 (2 ranks) is not one
     # block at an offset: refused rather than drawn as rows 0-3.

@@ -707,6 +707,15 @@ def test_eye_and_dirac_shards_are_slices_of_the_whole():
     assert init.dirac_(meta) is meta and init.eye_(torch.empty(2, 2, device="meta")).is_meta
 
 
+def test_eye_and_dirac_under_fake_tensors():
+    # As torch's: no data-dependent shapes (tracing and FakeTensorMode take them).
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        assert init.dirac_(torch.empty(6, 2, 3, 3), 3).shape == (6, 2, 3, 3)
+        assert init.eye_(torch.empty(3, 4)).shape == (3, 4)
+
+
 def test_zero_init_of_weight_warns():
     with pytest.warns(UserWarning, match="symmetry"):
         init.zeros_(torch.empty(4, 4))

@@ -889,8 +889,9 @@ def _warn_zero(tensor: Tensor, what: str, which: str = "", stacklevel: int = 5) 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill ``tensor`` with ``val`` (warns when zero-filling a >= 2-D weight).
 
-    A DTensor with a ``Partial`` placement is refused unless ``val`` is 0 (its
-    value is the ranks' sum, so torch's fill gives world-size times ``val``)."""
+    A DTensor with a sum ``Partial`` placement is refused unless ``val`` is 0
+    (its value is the ranks' sum, so torch's fill gives world-size times
+    ``val``); ``avg``, ``max`` and ``min`` ones are filled."""
     if float(val) == 0.0:
         _warn_zero(tensor, "constant_")
     else:
@@ -901,7 +902,7 @@ def constant_(tensor: Tensor, val: float) -> Tensor:
 @_overridable
 @torch.no_grad()
 def ones_(tensor: Tensor) -> Tensor:
-    """Fill ``tensor`` with ones (a ``Partial`` DTensor is refused, as in ``constant_``)."""
+    """Fill ``tensor`` with ones (a sum ``Partial`` DTensor is refused, as in ``constant_``)."""
     _refuse_partial(tensor)
     return tensor.fill_(1.0)
 
@@ -964,17 +965,19 @@ def dirac_(
     if local.is_meta:
         return tensor
     per_group = sizes[0] // groups
-    channels = torch.arange(min(per_group, sizes[1]))
-    rows = (torch.arange(groups).unsqueeze(1) * per_group + channels).reshape(-1)
-    cols = channels.repeat(groups)
-    # The global index of every one, per dimension; kept where it is in this block.
-    where = [rows, cols] + [torch.full_like(rows, s // 2) for s in sizes[2:]]
-    inside = torch.ones_like(rows, dtype=torch.bool)
-    for idx, o, n in zip(where, offset, local.shape):
-        inside &= (idx >= o) & (idx < o + n)
+    centre = [n // 2 for n in sizes[2:]]
+    # The local index of every one that falls in this block (Python ints: no
+    # data-dependent shapes, so fake tensors and torch.compile take it too).
+    ones = [
+        [i - o for i, o in zip([g * per_group + d, d, *centre], offset)]
+        for g in range(groups)
+        for d in range(min(per_group, sizes[1]))
+    ]
+    ones = [idx for idx in ones if all(0 <= i < n for i, n in zip(idx, local.shape))]
     local.zero_()
-    index = tuple((idx[inside] - o).to(local.device) for idx, o in zip(where, offset))
-    local.index_put_(index, torch.ones((), dtype=local.dtype, device=local.device))
+    if ones:
+        index = torch.tensor(ones, dtype=torch.long, device=local.device).t()
+        local.index_put_(tuple(index), torch.ones((), dtype=local.dtype, device=local.device))
     if distributed.is_dtensor(tensor):
         _extension.mark_written([tensor])
     return tensor
@@ -2367,14 +2370,24 @@ def _shard_layout(p: Tensor) -> tuple[Tensor, tuple[int, ...] | None, tuple[int,
     return p._local_tensor, tuple(p.shape), tuple(offset)
 
 
+# Reductions of identical values that give the value back: a Partial DTensor
+# with one of these holds what every rank writes.
+_IDEMPOTENT_REDUCTIONS = ("avg", "max", "min")
+
+
 def _refuse_partial(p: Tensor) -> None:
-    """Each rank would write the full values into a partial sum: the DTensor
-    would hold world-size times them (torch's random in-place ops refuse too;
-    its fills do not)."""
-    if distributed.has_partial(p):
+    """Refuse a DTensor with a Partial placement whose reduction is a sum (or
+    a p-norm): each rank writes the full values into its local part, so the
+    DTensor would hold world-size times them (torch's fills do so). An
+    ``avg``, ``max`` or ``min`` Partial holds the values, as they are the same
+    on every rank."""
+    if distributed.is_dtensor(p) and any(
+        isinstance(pl, distributed.Partial) and getattr(pl, "reduce_op", "sum") not in _IDEMPOTENT_REDUCTIONS
+        for pl in p.placements
+    ):
         raise ValueError(
-            f"cannot initialise a DTensor with a Partial placement ({p.placements}): its value is the sum "
-            "of the ranks' local tensors; redistribute it to Replicate or Shard first"
+            f"cannot initialise a DTensor with a Partial placement ({p.placements}): its value is a reduction "
+            "(a sum) of the ranks' local tensors; redistribute it to Replicate or Shard first"
         )
 
 
