@@ -57,8 +57,8 @@ stamp "environment"
 
 # Whether a build works: its first op call and (with a GPU) a CUDA norm, in a
 # child process so that a crash is reported rather than fatal. Exit status: 0
-# it works; else it failed, and the log holds "gpu_check: loaded" only if the
-# build loaded and ran its first op (a failure after that is no compiler's).
+# it works; 128 + n killed by signal n (a segfault: 139); else it failed. The
+# log holds "gpu_check: loaded" if the build loaded and ran its first op.
 check_build() {  # $1: log file
   timeout 60 "$PY" -X faulthandler - >"$1" 2>&1 <<'PYEOF'
 import torch, trainops
@@ -119,12 +119,13 @@ if [[ "${GPU_CHECK_SKIP_BUILD:-0}" != "1" ]]; then
     check_build "$check_log" || rc=$?
     if (( rc != 0 )); then
       tail -n 20 "$check_log"
-      if ! grep -q "gpu_check: loaded" "$check_log"; then
+      if (( rc > 128 )) || ! grep -q "gpu_check: loaded" "$check_log"; then
         echo "gpu_check: the build with CXX=${cxx:-default} does not load or crashed (exit status $rc); next compiler"
         continue
       fi
-      # It loaded and ran an op, then failed (an assertion, a CUDA error, a
-      # timeout): no other compiler would mend it; the tests below show more.
+      # It loaded and ran an op, then failed without crashing (an assertion,
+      # a CUDA error, a timeout): no other compiler would mend it; the tests
+      # below show more.
       echo "gpu_check: the build with CXX=${cxx:-default} failed its check (exit status $rc)"
       STATUS=1
     fi
@@ -156,11 +157,15 @@ if ! "$PY" -c "import pytest, numpy" 2>/dev/null && compgen -G "$WHEELS/*.whl" >
   # Unpacked outside $OUT_DIR, which may be copied back from the machine.
   # cuda_variants.sh adds GPU_CHECK_PYDEPS to its own PYTHONPATH.
   export GPU_CHECK_PYDEPS="${TMPDIR:-/tmp}/trainops_gpu_pydeps"
-  echo "pytest or numpy is not installed: unpacking the wheels in $WHEELS to $GPU_CHECK_PYDEPS (installed packages keep precedence)"
+  echo "pytest or numpy is not installed: unpacking the wheels in $WHEELS to $GPU_CHECK_PYDEPS (but for packages already installed)"
   "$PY" - "$WHEELS" "$GPU_CHECK_PYDEPS" <<'PYEOF'
-import glob, sys, zipfile
+import glob, importlib.util, os, sys, zipfile
+# PYTHONPATH comes before site-packages: a wheel of a package that is
+# installed would shadow it, so those are skipped.
 for wheel in sorted(glob.glob(sys.argv[1] + "/*.whl")):  # pure-Python wheels: unpacking is installing
-    zipfile.ZipFile(wheel).extractall(sys.argv[2])
+    name = os.path.basename(wheel).split("-")[0].lower()
+    if importlib.util.find_spec(name) is None:
+        zipfile.ZipFile(wheel).extractall(sys.argv[2])
 PYEOF
   export PYTHONPATH="$PYTHONPATH:$GPU_CHECK_PYDEPS"
 fi
