@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -360,7 +361,28 @@ def test_tensorboard_file_damaged_in_the_middle_is_an_error(tmp_path, capsys):
     cut.parent.mkdir()
     cut.write_bytes(data[:-7])
     c = load_curves(str(cut.parent))  # the lost record is the last epoch's grad/total_norm
-    assert len(c.train) == len(train) and c.val is not None and len(c.val) == len(val)
+    assert len(c.train) == len(train) and c.val is not None and len(c.val) == len(val) and not c.notes
+    # A damaged end with nothing readable after it (a run that stopped while
+    # writing) is read up to the damage, with a note.
+    for label, blob in [("zeros", data + bytes(4096)), ("garbled", data[:-10] + bytes(10)), ("junk", data + b"\x07" * 100)]:
+        torn = tmp_path / label / name
+        torn.parent.mkdir()
+        torn.write_bytes(blob)
+        c = load_curves(str(torn.parent))
+        assert len(c.train) == len(train) and len(c.notes) == 1 and "stopped while writing" in c.notes[0], label
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_damaged_file_replaced_by_a_rerun_is_left_out(tmp_path):
+    train, val, _ = _early_stop_curves()
+    _tensorboard_run(tmp_path, train, val)
+    (old,) = os.listdir(tmp_path)
+    data = (tmp_path / old).read_bytes()
+    (tmp_path / old).write_bytes(data[: len(data) // 2] + b"\xff" * 20 + data[len(data) // 2 + 20 :])
+    time.sleep(1.1)  # event file names carry the second they were made
+    _tensorboard_run(tmp_path, train[:30], val[:30])  # a rerun into the same directory
+    c = load_curves(str(tmp_path))
+    assert len(c.train) == 30 and any("rerun" in note for note in c.notes)
 
 
 @pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")

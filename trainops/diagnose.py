@@ -859,28 +859,38 @@ def _run_root(prefix: str) -> str:
     return "/".join(parts)
 
 
-def _check_records(file: str, data: bytes, acc: Any) -> None:
-    """Refuse an event file with a damaged record before its end.
+# How far past an unreadable spot the damaged-record check looks for a record
+# that reads (a record the reader never got to).
+_RESYNC_BYTES = 1 << 16
+
+
+def _check_records(file: str, data: bytes, acc: Any) -> str | None:
+    """Refuse an event file with readable records after a damaged one.
 
     ``data``: the file's bytes, read before TensorBoard's reader ``acc``
     loaded it (a run still writing only adds to what the reader then sees).
     The reader stops at the first record that fails its checksum without an
     error: it takes it for the end of a file still being written. A file
     damaged in the middle would so give a shorter history and a confident
-    verdict on it. The records are walked by their
-    length headers; then the last complete record that holds a scalar or
-    tensor value is checked (its checksums) and looked up in what the reader
-    loaded: the reader got there only if no record before it was damaged.
-    Only a last record cut short, which a run still writing leaves, is
-    accepted. Checksums are computed for the last records only: TensorBoard's
-    pure-Python CRC32C runs at ~6 MB/s, and the reader already checked the rest."""
+    verdict on it: that raises :class:`CurveError`. A damaged end with nothing
+    readable after it (a run that stopped while writing: zero bytes, a last
+    record cut short or garbled) is what the reader already read up to: that
+    returns a note, and a whole file None.
+
+    The records are walked by their length headers. What follows the walk's
+    end must be zeros, a record still being written (a header that reads), or
+    bytes in which no record reads. Then the last complete record that reads
+    and holds a scalar or tensor value is looked up in what the reader
+    loaded: it got there only if no record before it was damaged. Checksums
+    are computed only near the end: TensorBoard's pure-Python CRC32C runs at
+    ~6 MB/s, and the reader checked the rest."""
     import struct
 
     try:
         from tensorboard.compat.proto import event_pb2
         from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
     except ImportError:  # another tensorboard layout: not checked
-        return
+        return None
 
     def length_at(at: int) -> int:
         return struct.unpack_from("<Q", data, at)[0]
@@ -888,30 +898,50 @@ def _check_records(file: str, data: bytes, acc: Any) -> None:
     def crc_ok(at: int, n: int) -> bool:  # data[at:at+n] followed by its masked CRC32C
         return struct.unpack_from("<I", data, at + n)[0] == masked_crc32c(data[at : at + n])
 
-    damaged = CurveError(f"{file}: a damaged record: TensorBoard's reader stops there, and the data after it is lost")
+    def reads(at: int) -> bool:  # a whole record at byte ``at``, both checksums right
+        if at + 16 > len(data):
+            return False
+        n = length_at(at)
+        return at + 16 + n <= len(data) and crc_ok(at, 8) and crc_ok(at + 12, n)
+
+    def damaged(at: int) -> CurveError:
+        return CurveError(
+            f"{file}: a damaged record at byte {at}, with readable records after it: TensorBoard's reader "
+            "stops there, so the data after it would be lost"
+        )
+
     starts = []
     pos = 0
-    while pos + 12 <= len(data) and pos + 16 + length_at(pos) <= len(data):
+    zero_header = bytes(12)  # never a record: an empty record's checksum is not zero
+    while pos + 16 <= len(data) and pos + 16 + length_at(pos) <= len(data) and data[pos : pos + 12] != zero_header:
         starts.append(pos)
         pos += 16 + length_at(pos)
-    if pos + 12 <= len(data) and not crc_ok(pos, 8):
-        raise damaged  # the cut-short last record's length is itself damaged
+    torn = None
+    if pos < len(data):
+        rest = len(data) - pos
+        if not any(data[pos:]):
+            torn = f"{rest} zero bytes after its last record"
+        elif not (pos + 12 <= len(data) and crc_ok(pos, 8)):  # else a record still being written
+            if rest > _RESYNC_BYTES or any(reads(q) for q in range(pos + 1, len(data) - 15)):
+                raise damaged(pos)
+            torn = f"its last {rest} bytes are not a record"
     tags = acc.Tags()
     for at in reversed(starts[-1000:]):
+        if not reads(at):
+            torn = torn or "its last records are damaged"
+            continue
         n = length_at(at)
-        if not (crc_ok(at, 8) and crc_ok(at + 12, n)):
-            raise damaged  # the last complete records must read, or the walk went astray
         event = event_pb2.Event.FromString(data[at + 12 : at + 12 + n])
         for value in event.summary.value:
             kind = "scalars" if value.HasField("simple_value") else "tensors" if value.HasField("tensor") else None
             if kind is None:
                 continue
-            if value.tag not in tags.get(kind, []):
-                raise damaged
-            events = acc.Scalars(value.tag) if kind == "scalars" else acc.Tensors(value.tag)
+            loaded = value.tag in tags.get(kind, [])
+            events = (acc.Scalars(value.tag) if kind == "scalars" else acc.Tensors(value.tag)) if loaded else []
             if all(e.step != event.step for e in events):
-                raise damaged
-            return
+                raise damaged(min((q for q in starts if q < at and not reads(q)), default=0))
+            return None if torn is None else f"{torn}: read up to them (a run that stopped while writing?)"
+    return None if torn is None else f"{torn}: read up to them (a run that stopped while writing?)"
 
 
 def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> Curves:
@@ -929,6 +959,8 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
     dir_of: dict[str, str] = {}  # series name -> the directory prefix of its files
     files_in: dict[str, list[str]] = {}  # directory prefix -> its files read so far
     replaced: dict[str, list[str]] = {}  # newer file -> the older files of a rerun it replaced
+    damaged: dict[str, CurveError] = {}  # files with readable records after a damaged one
+    torn_notes: dict[str, str] = {}  # files whose end is damaged, nothing readable after it
 
     def add_file(prefix: str, file: str, points_of: dict[str, dict[int, float]]) -> None:
         """Merge one file's series into those of its directory. A later file
@@ -963,7 +995,13 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
             acc.Reload()
         except Exception as exc:  # tensorboard raises assorted errors on corrupt records
             raise CurveError(f"{file}: not a readable TensorBoard event file ({type(exc).__name__})") from None
-        _check_records(file, snapshot, acc)
+        try:  # judged once the reruns are known: a rerun may replace a damaged file
+            torn = _check_records(file, snapshot, acc)
+        except CurveError as e:
+            damaged[file] = e
+        else:
+            if torn is not None:
+                torn_notes[file] = f"{os.path.relpath(file, base)}: {torn}"
         tags = acc.Tags()
         if _holds_hparams(acc) and all(len(acc.Scalars(tag)) <= 1 for tag in tags.get("scalars", [])):
             # SummaryWriter.add_hparams writes its metrics (e.g. "hparam/loss",
@@ -991,6 +1029,11 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
                 run_of[prefix + tag] = run
                 points_of[prefix + tag] = points
         add_file(prefix, file, points_of)
+    # A damaged file matters unless a rerun in its directory replaced it.
+    left_out = {f for older in replaced.values() for f in older}
+    for file, error in damaged.items():
+        if file not in left_out:
+            raise error
     series = {name: pts for name, pts in series.items() if pts}
     if not series:
         raise CurveError(f"{path}: no scalar data in the TensorBoard event files")
@@ -1018,7 +1061,7 @@ def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> 
         f"{'is' if len(older) == 1 else 'are'} left out (a rerun)"
         for newer, older in replaced.items()
         if any(newer in files_in[d] for d in used_dirs)
-    ]
+    ] + [note for file, note in torn_notes.items() if file not in left_out]
     if val_name is None:
         steps = sorted(train_pts)
         return Curves(steps, [train_pts[s] for s in steps], None, train_name, None, notes=notes)
