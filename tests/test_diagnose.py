@@ -102,9 +102,10 @@ def test_short_history_that_diverges_is_certain():
     assert d.kind == "lr_too_high" and not d.too_short
     assert d.epoch == 2  # where to resume from: the lowest loss before the climb
     assert "doubled" in d.advice and d.evidence["train_max_climb"] == pytest.approx(14.0)
-    assert diagnose([1.0, 2.5]).kind == "lr_too_high"
-    # A rise below a doubling, or losses that are not all positive, stay "too short".
-    for train in ([2.3, 4.0, 3.0, 2.5], [2.3, 2.0, 1.8], [-1.0, 0.5, 3.0]):
+    assert diagnose([1.0, 2.5, 6.0]).kind == "lr_too_high"
+    # A rise below a doubling, a single spike, two epochs only, or losses that
+    # are not all positive stay "too short".
+    for train in ([2.3, 4.0, 3.0, 2.5], [2.3, 2.0, 1.8], [2.3, 5.0, 1.8], [2.3, 2.0, 5.0], [1.0, 2.5], [-1.0, 0.5, 3.0]):
         d = diagnose(train)
         assert d.too_short and d.kind == "underfitting" and d.epoch is None, train
 

@@ -118,7 +118,7 @@ class Diagnosis:
         epoch: for "nonfinite" the first epoch with a NaN/inf loss; otherwise
             the best epoch (lowest smoothed validation loss, or training loss
             without validation; the raw lowest, which EarlyStopping keeps,
-            can lie a few epochs away on a noisy curve: it is in
+            can lie many epochs away on a noisy plateau: it is in
             ``evidence["val_lowest_epoch"]``). In the caller's epoch labels (``epochs=``),
             0-based positions by default.
         advice: one or two sentences saying what to do.
@@ -128,8 +128,9 @@ class Diagnosis:
             epochs and every loss is finite; the kind is then a provisional
             "underfitting" (keep training). A NaN or inf loss is certain at
             any length (kind "nonfinite", too_short False), and so is a
-            positive training loss that more than doubled above an earlier
-            epoch's (kind "lr_too_high", too_short False).
+            positive training loss whose last two epochs are both more than
+            double its lowest before them (kind "lr_too_high", too_short
+            False).
     """
 
     kind: str
@@ -324,9 +325,10 @@ def diagnose(
     docs/toolkit.md for the thresholds):
 
     1. "nonfinite": any loss is NaN or inf.
-    2. too short (< :data:`MIN_EPOCHS` epochs): "lr_too_high" if a positive
-       train loss already more than doubled above an earlier epoch's (a
-       divergence needs no trend fit), else a provisional "underfitting".
+    2. too short (< :data:`MIN_EPOCHS` epochs): "lr_too_high" if the last
+       two epochs of a positive train loss are both more than double its
+       lowest before them (a divergence needs no trend fit), else a
+       provisional "underfitting".
     3. "lr_too_high": the smoothed train loss climbs well above its best so
        far (anywhere in the run, or above epoch 0).
     4. "early_stop": validation rose significantly since its best epoch,
@@ -400,19 +402,19 @@ def diagnose(
 
     if n < MIN_EPOCHS:
         evidence.update({"min_epochs": MIN_EPOCHS, "train_first": float(train[0]), "train_last": float(train[-1])})
-        if float(train.min()) > 0.0:
-            # Too few epochs for a trend, but a doubling of an epoch's mean
-            # loss is never noise (as OBVIOUS_CLIMB below).
+        if n >= 3 and float(train.min()) > 0.0:
+            # Too few epochs for a trend, but a loss whose last two epochs
+            # both more than doubled its lowest before them (OBVIOUS_CLIMB)
+            # diverges: one epoch's spike could be noise, two in a row at the
+            # end are not.
             z = np.log(train)
-            before = np.minimum.accumulate(z)
-            at = int(np.argmax(z - before))
-            climb = float(z[at] - before[at])
+            low = int(np.argmin(z[:-2]))
+            climb = float(min(z[-2:]) - z[low])
             if climb > OBVIOUS_CLIMB:
-                low = int(np.argmin(z[: at + 1]))
-                evidence.update({"rule": "lr_too_high", "train_max_climb": _relative(climb, "log")})
+                evidence.update({"rule": "lr_too_high", "train_max_climb": _relative(float(z[-1] - z[low]), "log")})
                 how = (
-                    f"more than doubled within {n} epochs ({math.exp(climb):.3g}x its level of epoch "
-                    f"{labels[low]} by epoch {labels[at]})"
+                    f"more than doubled within {n} epochs and stayed up ({math.exp(z[-1] - z[low]):.3g}x its "
+                    f"level of epoch {labels[low]} by epoch {labels[n - 1]})"
                 )
                 return Diagnosis("lr_too_high", labels[low], _ADVICE["lr_too_high"].format(how=how), evidence)
         advice = (
