@@ -119,8 +119,8 @@ class Diagnosis:
             the best epoch (lowest smoothed validation loss, or training loss
             without validation; the raw lowest, which EarlyStopping keeps,
             can lie many epochs away on a noisy plateau: it is in
-            ``evidence["val_lowest_epoch"]``). In the caller's epoch labels (``epochs=``),
-            0-based positions by default.
+            ``evidence["val_lowest_epoch"]``). In the caller's epoch labels
+            (``epochs=``), 0-based positions by default.
         advice: one or two sentences saying what to do.
         evidence: the numbers behind the verdict (relative changes as
             fractions, e.g. 0.12 = 12%).
