@@ -604,3 +604,48 @@ def test_csv_without_header_step_and_loss_columns(tmp_path):
     path = _write_csv(tmp_path / "s.csv", None, [(10 * (e + 1), t) for e, t in enumerate(train)])
     c = load_curves(path)
     assert c.val is None and c.epochs == [10 * (e + 1) for e in range(len(train))]
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_damage_is_found_wherever_it_falls(tmp_path):
+    # Cases from a fuzz of corruptions: a flipped bit in a length field (a walk
+    # by lengths then skips records), scalars logged without a step (step 0
+    # again and again), histograms after the last scalar.
+    import struct
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "src"))
+    for e in range(100):
+        writer.add_scalar("loss/train", 1.0 / (e + 1), e)
+        writer.add_scalar("loss/val", 1.1 / (e + 1), e)
+        writer.add_scalar("time/epoch_s", 1.0)
+    for e in range(50):
+        writer.add_histogram("weights", torch.arange(10.0) * e, e)
+    writer.close()
+    (name,) = os.listdir(tmp_path / "src")
+    data = (tmp_path / "src" / name).read_bytes()
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        pos += 16 + struct.unpack_from("<Q", data, pos)[0]
+    middle, last = starts[150], starts[-1]  # a scalar record at epoch ~50; the last histogram
+
+    def damaged(at: int, mask: int) -> bytes:
+        return data[:at] + bytes([data[at] ^ mask]) + data[at + 1 :]
+
+    for label, blob, error in [
+        ("length bit", damaged(middle, 0x40), True),
+        ("payload bit", damaged(middle + 20, 0x04), True),
+        ("last length bit", damaged(last, 0x08), False),
+        ("last payload bit", damaged(last + 30, 0x01), False),
+    ]:
+        case = tmp_path / label.replace(" ", "_") / name
+        case.parent.mkdir()
+        case.write_bytes(blob)
+        if error:
+            with pytest.raises(CurveError, match="damaged record"):
+                load_curves(str(case.parent))
+        else:  # nothing of the curves after the damage: read whole
+            c = load_curves(str(case.parent))
+            assert len(c.train) == 100, label

@@ -861,38 +861,43 @@ def _run_root(prefix: str) -> str:
     return "/".join(parts)
 
 
-# How far past an unreadable spot the damaged-record check looks for a record
-# that reads (a record the reader never got to).
-_RESYNC_BYTES = 1 << 16
-
-
 def _check_records(file: str, data: bytes, acc: Any) -> str | None:
-    """Refuse an event file with readable records after a damaged one.
+    """Refuse an event file with readable scalars after a damaged record.
 
     ``data``: the file's bytes, read before TensorBoard's reader ``acc``
     loaded it (a run still writing only adds to what the reader then sees).
     The reader stops at the first record that fails its checksum without an
     error: it takes it for the end of a file still being written. A file
     damaged in the middle would so give a shorter history and a confident
-    verdict on it: that raises :class:`CurveError`. A damaged end with nothing
-    readable after it (a run that stopped while writing: zero bytes, a last
-    record cut short or garbled) is what the reader already read up to: that
-    returns a note, and a whole file None.
+    verdict on it: that raises :class:`CurveError`. A damaged end with no
+    readable scalar after it (a run that stopped while writing: zero bytes, a
+    garbled last record) is what the reader read up to: that returns a note.
+    A whole file, or one whose last record is cut short (a run still
+    writing), returns None.
 
-    The records are walked by their length headers. What follows the walk's
-    end must be zeros, a record still being written (a header that reads), or
-    bytes in which no record reads. Then the last complete record that reads
-    and holds a scalar or tensor value is looked up in what the reader
-    loaded: it got there only if no record before it was damaged. Checksums
-    are computed only near the end: TensorBoard's pure-Python CRC32C runs at
-    ~6 MB/s, and the reader checked the rest."""
+    The records are walked in order and parsed. A scalar or tensor value is
+    known to have been read when the reader holds it (same tag, step and wall
+    time); the reader read a prefix of the file, so what matters is what
+    follows the last record it holds: a scalar record there whose checksums
+    are right was lost. Where a record does not parse (or its length runs
+    past the end), the walk resynchronises at the next offset where a whole
+    record reads. Checksums are computed only for those: TensorBoard's
+    pure-Python CRC32C runs at ~6 MB/s, and the reader checked the rest."""
     import struct
 
     try:
+        from google.protobuf.message import DecodeError
         from tensorboard.compat.proto import event_pb2
         from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
     except ImportError:  # another tensorboard layout: not checked
         return None
+
+    loaded = set()
+    tags = acc.Tags()
+    for kind, events_of in (("scalars", acc.Scalars), ("tensors", acc.Tensors)):
+        for tag in tags.get(kind, []):
+            loaded.update((tag, e.step, e.wall_time) for e in events_of(tag))
+    size = len(data)
 
     def length_at(at: int) -> int:
         return struct.unpack_from("<Q", data, at)[0]
@@ -901,49 +906,64 @@ def _check_records(file: str, data: bytes, acc: Any) -> str | None:
         return struct.unpack_from("<I", data, at + n)[0] == masked_crc32c(data[at : at + n])
 
     def reads(at: int) -> bool:  # a whole record at byte ``at``, both checksums right
-        if at + 16 > len(data):
+        if at + 16 > size:
             return False
         n = length_at(at)
-        return at + 16 + n <= len(data) and crc_ok(at, 8) and crc_ok(at + 12, n)
+        return at + 16 + n <= size and crc_ok(at, 8) and crc_ok(at + 12, n)
 
-    def damaged(at: int) -> CurveError:
-        return CurveError(
-            f"{file}: a damaged record at byte {at}, with readable records after it: TensorBoard's reader "
-            "stops there, so the data after it would be lost"
-        )
+    def next_record(at: int) -> int | None:
+        while at + 16 <= size:
+            if data[at] == 0:  # skip zero runs: a header's length has a nonzero byte among its first 8
+                nonzero = size - len(data[at:].lstrip(b"\0"))
+                if nonzero - 7 > at:
+                    at = nonzero - 7
+                    continue
+            if reads(at):
+                return at
+            at += 1
+        return None
 
-    starts = []
     pos = 0
-    zero_header = bytes(12)  # never a record: an empty record's checksum is not zero
-    while pos + 16 <= len(data) and pos + 16 + length_at(pos) <= len(data) and data[pos : pos + 12] != zero_header:
-        starts.append(pos)
-        pos += 16 + length_at(pos)
-    torn = None
-    if pos < len(data):
-        rest = len(data) - pos
-        if not any(data[pos:]):
-            torn = f"{rest} zero bytes after its last record"
-        elif not (pos + 12 <= len(data) and crc_ok(pos, 8)):  # else a record still being written
-            if rest > _RESYNC_BYTES or any(reads(q) for q in range(pos + 1, len(data) - 15)):
-                raise damaged(pos)
-            torn = f"its last {rest} bytes are not a record"
-    tags = acc.Tags()
-    for at in reversed(starts[-1000:]):
-        if not reads(at):
-            torn = torn or "its last records are damaged"
+    damage = None  # the first unreadable spot after the last record the reader holds
+    lost = None  # a readable scalar record after it
+    while pos < size:
+        n = length_at(pos) if pos + 8 <= size else 0
+        event = None
+        if pos + 16 + n <= size and data[pos : pos + 12] != bytes(12):
+            try:
+                event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + n])
+            except DecodeError:
+                pass
+        if event is None:
+            if pos + 16 + n > size and (size - pos < 12 or crc_ok(pos, 8)):
+                break  # the last record, cut short: a run still writing
+            damage = pos if damage is None else damage
+            resync = next_record(pos + 1)
+            if resync is None:
+                break
+            pos = resync
             continue
-        n = length_at(at)
-        event = event_pb2.Event.FromString(data[at + 12 : at + 12 + n])
-        for value in event.summary.value:
-            kind = "scalars" if value.HasField("simple_value") else "tensors" if value.HasField("tensor") else None
-            if kind is None:
-                continue
-            loaded = value.tag in tags.get(kind, [])
-            events = (acc.Scalars(value.tag) if kind == "scalars" else acc.Tensors(value.tag)) if loaded else []
-            if all(e.step != event.step for e in events):
-                raise damaged(min((q for q in starts if q < at and not reads(q)), default=0))
-            return None if torn is None else f"{torn}: read up to them (a run that stopped while writing?)"
-    return None if torn is None else f"{torn}: read up to them (a run that stopped while writing?)"
+        values = [
+            v.tag for v in event.summary.value if v.HasField("simple_value") or v.HasField("tensor")
+        ]
+        if any((tag, event.step, event.wall_time) in loaded for tag in values):
+            damage = lost = None  # the reader got here: nothing before matters
+        elif values and reads(pos):
+            lost = pos if lost is None else lost
+        elif values and damage is None:
+            damage = pos  # parses, but its checksums are wrong
+        pos += 16 + n
+    if lost is not None:
+        raise CurveError(
+            f"{file}: a damaged record at byte {damage if damage is not None else lost}, with readable "
+            "records after it: TensorBoard's reader stops there, so the data after it would be lost"
+        )
+    if damage is not None:
+        return (
+            f"damaged from byte {damage} to its end, with no readable scalar after that (a run that stopped "
+            "while writing?): read up to the damage"
+        )
+    return None
 
 
 def _load_tensorboard(path: str, train_key: str | None, val_key: str | None) -> Curves:
