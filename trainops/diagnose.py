@@ -861,6 +861,9 @@ def _run_root(prefix: str) -> str:
     return "/".join(parts)
 
 
+_NONZERO = re.compile(rb"[^\x00]")
+
+
 def _check_records(file: str, data: bytes, acc: Any) -> str | None:
     """Refuse an event file with readable scalars after a damaged record.
 
@@ -914,7 +917,8 @@ def _check_records(file: str, data: bytes, acc: Any) -> str | None:
     def next_record(at: int) -> int | None:
         while at + 16 <= size:
             if data[at] == 0:  # skip zero runs: a header's length has a nonzero byte among its first 8
-                nonzero = size - len(data[at:].lstrip(b"\0"))
+                found = _NONZERO.search(data, at)
+                nonzero = found.start() if found else size
                 if nonzero - 7 > at:
                     at = nonzero - 7
                     continue
