@@ -649,3 +649,21 @@ def test_tensorboard_damage_is_found_wherever_it_falls(tmp_path):
         else:  # nothing of the curves after the damage: read whole
             c = load_curves(str(case.parent))
             assert len(c.train) == 100, label
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="needs tensorboard")
+def test_tensorboard_restart_event_is_not_damage(tmp_path):
+    # TF1's Supervisor writes SessionLog.START on a restart; the reader then
+    # drops the records of the steps it replaces: intact records it does not
+    # hold, which are not a sign of damage.
+    from tensorboard.compat.proto import event_pb2
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    for e in range(20):
+        writer.add_scalar("loss/train", 1.0 / (e + 1), e)
+    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+    writer.file_writer.add_event(event_pb2.Event(step=10, wall_time=1e9, session_log=start))
+    writer.close()
+    c = load_curves(str(tmp_path))
+    assert len(c.train) == 10 and not c.notes

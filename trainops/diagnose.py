@@ -952,6 +952,8 @@ def _check_records(file: str, data: bytes, acc: Any) -> str | None:
         ]
         if any((tag, event.step, event.wall_time) in loaded for tag in values):
             damage = lost = None  # the reader got here: nothing before matters
+        elif event.session_log.status == event_pb2.SessionLog.START and damage is None:
+            lost = None  # a restart: the reader drops the records it replaces (TF1's Supervisor)
         elif values and reads(pos):
             lost = pos if lost is None else lost
         elif values and damage is None:
