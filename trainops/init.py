@@ -932,8 +932,7 @@ def eye_(
     local.zero_()
     # local[i, j] is global (row0 + i, col0 + j): ones where j = i + row0 - col0.
     local.diagonal(row0 - col0).fill_(1)
-    if distributed.is_dtensor(tensor):
-        _extension.mark_written([tensor])
+    _mark_dtensor_written(tensor)
     return tensor
 
 
@@ -978,8 +977,7 @@ def dirac_(
     if ones:
         index = torch.tensor(ones, dtype=torch.long, device=local.device).t()
         local.index_put_(tuple(index), torch.ones((), dtype=local.dtype, device=local.device))
-    if distributed.is_dtensor(tensor):
-        _extension.mark_written([tensor])
+    _mark_dtensor_written(tensor)
     return tensor
 
 
@@ -1124,6 +1122,13 @@ def _orthogonal_finish(
         t.copy_(full)
 
 
+def _mark_dtensor_written(tensor: Tensor) -> None:
+    """Bump a DTensor's version counter after a drop-in wrote its local
+    shard in place (the shard's own counter is not the DTensor's)."""
+    if distributed.is_dtensor(tensor):
+        _extension.mark_written([tensor])
+
+
 def _drop_in_layout(
     tensor: Tensor, global_shape: ShapeLike | None, global_offset: Sequence[int] | None, op: str
 ) -> tuple[Tensor, tuple[int, ...] | None, tuple[int, ...] | None]:
@@ -1188,8 +1193,7 @@ def orthogonal_(
     tensor_local, global_shape, global_offset = _drop_in_layout(
         tensor, global_shape, global_offset, "trainops.init.orthogonal_"
     )
-    if distributed.is_dtensor(tensor):
-        _extension.mark_written([tensor])
+    _mark_dtensor_written(tensor)
     _orthogonal_batch(
         [tensor_local],
         [gain],
@@ -1237,8 +1241,7 @@ def sparse_(
     if seed is None and math.prod(gshape) == 0:
         seed = 0  # no element to draw: leave the generator alone, as torch.nn.init does
     seed = _resolve_seed(seed, generator, [local], dtensors=[tensor])
-    if distributed.is_dtensor(tensor):
-        _extension.mark_written([tensor])
+    _mark_dtensor_written(tensor)
     init_tensors_([local], spec, seed=seed, keys=[key], global_shapes=[gshape], global_offsets=[goffset])
     if num_zeros > 0 and local.numel() > 0:
         row0, col0 = goffset
