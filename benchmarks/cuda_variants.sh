@@ -14,8 +14,10 @@
 # imported); a variant that fails them is reported and not timed.
 #
 # Usage: bash benchmarks/cuda_variants.sh [NAME=DEFINES ...]
-#   (default: base and fused = -DTRAINOPS_CUDA_FUSED_FINALIZE=1, not yet
-#   measured; RESULTS.md, GPU, has the H200 figures of mb4 =
+#   (default: base, fused = -DTRAINOPS_CUDA_FUSED_FINALIZE=1, and v19 =
+#   -DTRAINOPS_CUDA_V19_ELEMENT_MATH=1, the norm loop before the twentieth
+#   session's leaner one; neither measured yet; RESULTS.md, GPU, has the H200
+#   figures of mb4 =
 #   -DTRAINOPS_CUDA_NORM_MIN_BLOCKS=4 and u8 = -DTRAINOPS_CUDA_UNROLL=8, and
 #   those of the warp search against the binary search it replaced)
 #
@@ -57,7 +59,7 @@ timed() {
 }
 
 if [[ $# -eq 0 ]]; then
-  set -- "base=" "fused=-DTRAINOPS_CUDA_FUSED_FINALIZE=1"
+  set -- "base=" "fused=-DTRAINOPS_CUDA_FUSED_FINALIZE=1" "v19=-DTRAINOPS_CUDA_V19_ELEMENT_MATH=1"
 fi
 
 names=()

@@ -1,4 +1,4 @@
-"""Instructions per element of the CUDA init transforms, read from SASS (no GPU needed).
+"""Instructions per element of the CUDA init transforms and of the norm kernel's loops, read from SASS (no GPU needed).
 
 Compiles probe kernels -- one thread draws one Philox block with the very code
 of csrc/include/trainops/ (philox.h, distributions.h) that the init kernel runs
@@ -14,6 +14,15 @@ instructions per element and the throughputs derived from them an upper bound:
 enough to show that a bandwidth target is out of reach, not that it is met.
 Run it after changing a transform.
 
+The second table reads the installed extension's own machine code (when it
+was built with CUDA): the main loop of the p = 2 norm kernel for each dtype
+(sass_tools.norm_loop_costs), its instructions per element, and the read rate
+at which issuing them alone would take all of the GPU's issue slots. The
+loop's loads wait on memory while other warps issue, so a ceiling well above
+the GPU's copy bandwidth leaves the kernel bound by memory; one near or below
+it does not (the fp16 loop before the twentieth session: 19 instructions per
+element).
+
     python benchmarks/sass_counts.py [--arch sm_90] [--sms 132 --ghz 1.98]
 
 Needs nvcc and cuobjdump (the CUDA toolkit's or triton's).
@@ -22,6 +31,9 @@ Needs nvcc and cuobjdump (the CUDA toolkit's or triton's).
 from __future__ import annotations
 
 import argparse
+import glob
+import importlib.machinery
+import importlib.util
 import os
 import subprocess
 import sys
@@ -100,7 +112,46 @@ def main() -> int:
         print(f"{name:14s} {per_block:11d} {per_elem:10.1f} {elems / 1e9:12.0f} {4 * elems / 1e9:13.0f}")
     print("instr = SASS instructions of Philox + transform (main path, beyond a store-only kernel): a lower bound")
     print("on the init kernel's instructions per element, so the rates are upper bounds on its throughput")
+    print_norm_loops(cuobjdump, args.arch, issue)
     return 0
+
+
+_ELEMENT_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8}
+
+
+def _extension_path() -> str | None:
+    """trainops._C as an installed package has it (make cuda-check's wheel),
+    else the repository's own (an in-place build: gpu_check.sh)."""
+    elsewhere = [p for p in sys.path if os.path.abspath(p or os.curdir) != ROOT]
+    for spec in (importlib.machinery.PathFinder.find_spec("trainops", elsewhere), importlib.util.find_spec("trainops")):
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            built = sorted(glob.glob(os.path.join(folder, "_C*.so")))
+            if built:
+                return built[0]
+    return None
+
+
+def print_norm_loops(cuobjdump: str, arch: str, issue: float) -> None:
+    """The norm kernel's main loop per dtype, from the installed extension."""
+    origin = _extension_path()
+    if origin is None:
+        print("norm loops: trainops._C not found")
+        return
+    listing = subprocess.run([cuobjdump, "-sass", "-arch", arch, origin], capture_output=True, text=True)
+    kernels = [
+        ins
+        for (a, name), ins in sass_tools.parse_sass(listing.stdout).items()
+        if a == arch and sass_tools.kernel_name(name) == "norm_chunks_kernel" and "NormKindE1E" in name
+    ]
+    if not kernels:
+        print(f"norm loops: no {arch} code of the p = 2 norm kernel in {origin} (a build without CUDA?)")
+        return
+    print(f"\nnorm kernel (p = 2) main loops, {origin}:")
+    print(f"{'dtype':6s} {'instr/loop':>10s} {'elements':>8s} {'instr/elem':>10s} {'issue ceiling GB/s':>18s}")
+    for dtype, (count, elements, _) in sorted(sass_tools.norm_loop_costs(kernels[0]).items()):
+        ceiling = issue / count * elements * _ELEMENT_BYTES[dtype]
+        print(f"{dtype:6s} {count:10d} {elements:8d} {count / elements:10.2f} {ceiling / 1e9:18.0f}")
+    print("issue ceiling: bytes read per second if the loop's instructions took every issue slot")
 
 
 if __name__ == "__main__":

@@ -102,3 +102,34 @@ def loops(instructions: list[Instruction]) -> list[tuple[int, int]]:
             if int(target.group(1), 16) <= ins.address:
                 spans.append((int(target.group(1), 16), ins.address))
     return spans
+
+
+def norm_loop_costs(instructions: list[Instruction]) -> dict[str, tuple[int, int, int]]:
+    """{dtype: (instructions, elements, 16-byte loads)} of each plain main loop
+    of a p = 2 norm kernel (``norm_chunks_kernel<NormKind::kTwo>``): the loops
+    that load 16 bytes at a time and sum in the accumulation type, not the
+    rescue pass (which divides, so holds MUFU). Elements are counted by their
+    squares (FMUL, DMUL for fp64); the dtype follows from elements per load,
+    and fp16 from its conversion (HADD2, or I2F in the integer code it
+    replaced). A loop that matches none is left out; of several loops of one
+    dtype (the main loop and a bounds-checked remainder), the leanest."""
+    costs: dict[str, tuple[int, int, int]] = {}
+    for lo, hi in loops(instructions):
+        body = [ins for ins in instructions if lo <= ins.address <= hi]
+        ops = [ins.opcode.split(".")[0] for ins in body]
+        loads = sum(ins.opcode.startswith("LDG.E.128") for ins in body)
+        if not loads or "MUFU" in ops:
+            continue
+        squares = ops.count("FMUL") or ops.count("DMUL")
+        per_load = squares / loads
+        if per_load == 2:
+            dtype = "fp64"
+        elif per_load == 4:
+            dtype = "fp32"
+        elif per_load == 8:
+            dtype = "fp16" if "HADD2" in ops or "I2F" in ops else "bf16"
+        else:
+            continue
+        if dtype not in costs or len(body) / squares < costs[dtype][0] / costs[dtype][1]:
+            costs[dtype] = (len(body), squares, loads)  # the leanest: the bounds-checked remainder is another loop
+    return costs

@@ -171,6 +171,47 @@ def test_nonfinite_like_torch():
     assert math.isnan(trainops.get_total_norm([torch.tensor([math.inf]), torch.tensor([math.nan])]))
 
 
+# Non-finite values where the kernels' main loops read them: inside aligned
+# whole chunks (a short tensor takes the CUDA kernel's scalar tail instead).
+# On CUDA only an inf-norm keeps a NaN-sticky max per element; the other norms
+# let the sum carry the NaN. A huge value beside the NaN sends the chunk
+# through the rescue pass, with a finite max and a NaN sum.
+_HUGE = {torch.float16: None, torch.bfloat16: 1e30, torch.float32: 1e30, torch.float64: 1e200}
+_NONFINITE_PLACES = {
+    "nan": {7: math.nan},
+    "inf": {7: math.inf},
+    "-inf": {CHUNK + 100: -math.inf},
+    "nan and inf": {7: math.inf, CHUNK + 100: math.nan},
+    "nan beside a huge value": {7: "huge", CHUNK + 100: math.nan},
+    "all nan": None,
+}
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("case", list(_NONFINITE_PLACES))
+def test_nonfinite_inside_whole_chunks(device, dtype, case):
+    places = _NONFINITE_PLACES[case]
+    if case == "nan beside a huge value" and _HUGE[dtype] is None:
+        pytest.skip("no fp16 value is large enough to need the rescue pass")
+    gen = torch.Generator().manual_seed(11)
+    bad = torch.randn(2 * CHUNK + 64, generator=gen, dtype=torch.float64)
+    if places is None:
+        bad.fill_(math.nan)
+    else:
+        for i, v in places.items():
+            bad[i] = _HUGE[dtype] if v == "huge" else v
+    good = torch.randn(CHUNK + 8, generator=gen, dtype=torch.float64)
+    tensors = [good.to(device=device, dtype=dtype), bad.to(device=device, dtype=dtype)]
+    want_bad = math.nan if places is None or any(v != v for v in places.values() if v != "huge") else math.inf
+    for p in NORM_TYPES:
+        total, per = torch.ops.trainops.multi_tensor_norm(tensors, p, True)
+        for got in (float(total), float(per[1])):
+            assert (math.isnan(got) and math.isnan(want_bad)) or got == want_bad, (p, got, want_bad)
+        oracle = float(torch.linalg.vector_norm(tensors[0].double(), p))
+        assert rel_err(per[0], oracle) <= 1e-6, (p, float(per[0]), oracle)
+
+
 def test_accuracy_gpt2_embedding_size():
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(50257, 768, generator=gen)

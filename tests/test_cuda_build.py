@@ -175,3 +175,32 @@ def test_no_register_spills(sass):
         if any(ins.opcode.startswith(("STL", "LDL")) for ins in sass_tools.main_path(instructions))
     }
     assert not spilling
+
+
+# SASS instructions per element of the p = 2 norm's main loop, per dtype, at
+# most (nvcc 13.0, sm_80 and sm_90: 4.1 fp32, 4.8 fp16 and bf16, 7.1 fp64).
+# Before the twentieth session they were 7.6, 19.3, 8.1 and 13.0: a NaN-sticky
+# max of two compares and a select per element, fp16 converted in ~18 integer
+# instructions, bf16 lanes extracted one by one, and bounds checks in every
+# iteration. The fp16 loop could not issue fast enough to read at an H200's
+# copy bandwidth (benchmarks/sass_counts.py).
+_NORM_LOOP_MAX_INSTRUCTIONS_PER_ELEMENT = {"fp16": 5.5, "bf16": 5.5, "fp32": 4.5, "fp64": 8.0}
+
+
+@pytest.mark.skipif(not _release_build(), reason="a TRAINOPS_DEBUG=1 (-O0) build")
+def test_norm_loops_stay_lean(sass):
+    """The p = 2 norm kernel's main loop of each dtype issues few instructions
+    per element: at 19 per fp16 element the loop, not memory, set the pace."""
+    found = False
+    for (arch, name), instructions in sass.items():
+        if sass_tools.kernel_name(name) != "norm_chunks_kernel" or "NormKindE1E" not in name:
+            continue
+        found = True
+        costs = sass_tools.norm_loop_costs(instructions)
+        assert set(costs) == set(_NORM_LOOP_MAX_INSTRUCTIONS_PER_ELEMENT), (arch, costs)
+        per_element = {dtype: count / elements for dtype, (count, elements, _) in costs.items()}
+        assert all(per_element[d] <= limit for d, limit in _NORM_LOOP_MAX_INSTRUCTIONS_PER_ELEMENT.items()), (
+            arch,
+            per_element,
+        )
+    assert found, "no p = 2 norm kernel (norm_chunks_kernel<NormKind::kTwo>) in the SASS"

@@ -69,6 +69,14 @@ constexpr int64_t kMaxTensors = int64_t{1} << (31 - kDTypeBits);
 #ifndef TRAINOPS_CUDA_FUSED_FINALIZE
 #define TRAINOPS_CUDA_FUSED_FINALIZE 0
 #endif
+// TRAINOPS_CUDA_V19_ELEMENT_MATH=1 (for one A/B in cuda_variants.sh, then to be
+// removed): the norm loop as it was before the twentieth session -- a
+// NaN-sticky max per element, bf16 lanes extracted one by one, bounds checks
+// in every iteration, and (common.h) fp16 converted in integer code -- so
+// that a GPU session times the leaner loop against it side by side.
+#ifndef TRAINOPS_CUDA_V19_ELEMENT_MATH
+#define TRAINOPS_CUDA_V19_ELEMENT_MATH 0
+#endif
 constexpr int kThreads = 256;
 constexpr int kWarpSize = 32;
 constexpr int kWarps = kThreads / kWarpSize;
@@ -116,8 +124,30 @@ union alignas(kVecBytes) VecOf {
   T v[kN];
 };
 
+// Lane j of a loaded vector as the accumulation type. bf16 lanes are read
+// from their 32-bit word with one shift or mask each: the generic path
+// extracted each 16-bit lane first, 58 instead of 32 instructions per 32
+// elements.
+template <typename acc_t, typename T>
+__device__ __forceinline__ acc_t lane_as(const VecOf<T>& vec, int j) {
+  return load_as<acc_t>(vec.v[j]);
+}
+#if !TRAINOPS_CUDA_V19_ELEMENT_MATH
+template <typename acc_t>
+__device__ __forceinline__ acc_t lane_as(const VecOf<bf16_bits>& vec, int j) {
+  const uint32_t word = (&vec.raw.x)[j / 2];  // little-endian: lane 2k is the low half
+  return static_cast<acc_t>(__uint_as_float(j % 2 == 0 ? word << 16 : word & 0xffff0000u));
+}
+#endif
+
 __device__ __forceinline__ float abs_of(float v) { return fabsf(v); }
 __device__ __forceinline__ double abs_of(double v) { return fabs(v); }
+#if !TRAINOPS_CUDA_V19_ELEMENT_MATH
+// max without NaN stickiness: the other operand when one is NaN.
+// (fmaxf is one instruction; fmax on doubles is a longer sequence than this.)
+__device__ __forceinline__ float max_of(float a, float b) { return fmaxf(a, b); }
+__device__ __forceinline__ double max_of(double a, double b) { return b > a ? b : a; }
+#endif
 
 __device__ __forceinline__ bool is_aligned(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) % kVecBytes) == 0;
@@ -179,9 +209,21 @@ __device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, d
     }
   };
 
+  // The max: an inf-norm has nothing else to carry a NaN, so it keeps
+  // nan_max (two compares and a select per element). The other norms let
+  // their sum carry it (|x|^p of a NaN is NaN, and the partial and the
+  // combine check the sum too: make_partial, combine_max_step), so a plain
+  // max (one fmax, which passes NaN over) is enough there: the same max for
+  // any chunk without a NaN, and a NaN result either way. That is a third of
+  // the bf16 loop's instructions (benchmarks/RESULTS.md, "Twentieth
+  // session").
   auto take = [&](acc_t a, acc_t& acc) {
     a = abs_of(a);
-    mx = nan_max(mx, a);
+    if constexpr (K == NormKind::kInf || TRAINOPS_CUDA_V19_ELEMENT_MATH) {
+      mx = nan_max(mx, a);
+    } else {
+      mx = max_of(mx, a);
+    }
     if constexpr (K != NormKind::kInf) {
       if constexpr (kScaled) a = a / dv;
       acc = acc + norm_term<K, acc_t>(a, pa);
@@ -190,22 +232,32 @@ __device__ void block_norm_range(const T* __restrict__ x, int32_t n, double p, d
 
   const int32_t nvec = is_aligned(x) ? n / kN : 0;
   const uint4* xv = reinterpret_cast<const uint4*>(x);
-  for (int32_t base = threadIdx.x; base < nvec; base += kThreads * kUnroll) {
+  // kUnroll vectors per thread, then a fold. Iterations whose kUnroll vectors
+  // all lie in the range skip the per-vector bounds checks (a full chunk
+  // has only those); the one after them, if any, checks each vector. The same
+  // elements reach the same accumulators in the same order either way.
+  const auto step = [&](int32_t base, auto checked) {
     V buf[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int32_t i = base + u * kThreads;
-      if (i < nvec) buf[u].raw = __ldg(xv + i);
+      if (!decltype(checked)::value || i < nvec) buf[u].raw = __ldg(xv + i);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      if (base + u * kThreads < nvec) {
+      if (!decltype(checked)::value || base + u * kThreads < nvec) {
 #pragma unroll
-        for (int j = 0; j < kN; ++j) take(load_as<acc_t>(buf[u].v[j]), s[j]);
+        for (int j = 0; j < kN; ++j) take(lane_as<acc_t>(buf[u], j), s[j]);
       }
     }
     fold();
+  };
+  int32_t base = threadIdx.x;
+  for (; !TRAINOPS_CUDA_V19_ELEMENT_MATH && base + (kUnroll - 1) * kThreads < nvec;
+       base += kThreads * kUnroll) {
+    step(base, std::false_type{});
   }
+  for (; base < nvec; base += kThreads * kUnroll) step(base, std::true_type{});
   // Unaligned chunks and the tail: element i = base + j * kThreads goes to
   // accumulator j, still coalesced.
   for (int32_t base = nvec * kN + threadIdx.x; base < n; base += kThreads * kN) {

@@ -2,9 +2,16 @@
 // qualifier, bit casts, and the fp16/bf16 <-> fp32 conversions.
 //
 // The conversions are written out in integer and float arithmetic (no
-// intrinsics) so that the CPU and the GPU round identically and so that the
-// C++ unit tests can check them without torch. They are branch-free, which
-// lets the compiler vectorise the CPU loops that call them.
+// intrinsics) so that every CPU ISA rounds identically and so that the C++
+// unit tests can check them without torch. They are branch-free, which lets
+// the compiler vectorise the CPU loops that call them. On the GPU they are
+// its conversion instructions instead, which round the same way (to nearest
+// even, subnormals kept: the same values as the code here; a NaN stays a NaN,
+// with the GPU's payload). One instruction instead of 6-18 per element: the
+// norm loop's fp16 conversion alone had made it slower than memory, and the
+// 16-bit scale loops spent most of their instructions rounding
+// (benchmarks/RESULTS.md, "Twentieth session"). The C++ unit tests check
+// the code here; the CUDA tests compare the GPU's results with the CPU's.
 #pragma once
 
 #include <cmath>
@@ -62,11 +69,17 @@ TRAINOPS_HD float bf16_to_float(bf16_bits h) {
 
 // Round to nearest even; NaN stays a (quiet) NaN with its sign.
 TRAINOPS_HD bf16_bits float_to_bf16(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !TRAINOPS_CUDA_V19_ELEMENT_MATH
+  uint16_t out;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(out) : "f"(f));
+  return bf16_bits{out};
+#else
   const uint32_t u = float_as_u32(f);
   const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
   const bool is_nan = (u & 0x7fffffffu) > 0x7f800000u;
   const uint32_t out = is_nan ? ((u >> 16) | 0x0040u) : rounded;
   return bf16_bits{static_cast<uint16_t>(out)};
+#endif
 }
 
 // fp16 -> fp32, exact, with no fp32 subnormal on the way (a denormals-are-zero
@@ -75,7 +88,13 @@ TRAINOPS_HD bf16_bits float_to_bf16(float f) {
 // (15 -> 127) by an integer add. Subnormal halves (exponent 0): the mantissa
 // m as a float times 2^-24, both exact, the product a normal fp32. inf/NaN
 // (exponent all ones) keep their payload.
+
 TRAINOPS_HD float half_to_float(half_bits h) {
+#if defined(__CUDA_ARCH__) && !TRAINOPS_CUDA_V19_ELEMENT_MATH
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.x));
+  return f;
+#else
   constexpr float kSubnormalStep = 5.9604644775390625e-8f;  // 2^-24
   const uint32_t sign = static_cast<uint32_t>(h.x & 0x8000u) << 16;
   const uint32_t em = static_cast<uint32_t>(h.x & 0x7fffu);
@@ -84,10 +103,16 @@ TRAINOPS_HD float half_to_float(half_bits h) {
   const uint32_t inf_nan = (em << 13) | 0x7f800000u;
   const uint32_t bits = (em >= 0x7c00u) ? inf_nan : (em >= 0x400u) ? normal : float_as_u32(subnormal);
   return u32_as_float(bits | sign);
+#endif
 }
 
 // fp32 -> fp16, round to nearest even, overflow to inf, NaN to quiet NaN.
 TRAINOPS_HD half_bits float_to_half(float f) {
+#if defined(__CUDA_ARCH__) && !TRAINOPS_CUDA_V19_ELEMENT_MATH
+  uint16_t out;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(out) : "f"(f));
+  return half_bits{out};
+#else
   const uint32_t u = float_as_u32(f);
   const uint32_t sign = (u >> 16) & 0x8000u;
   const uint32_t a = u & 0x7fffffffu;
@@ -112,6 +137,7 @@ TRAINOPS_HD half_bits float_to_half(float f) {
     out = (a - 0x38000000u + 0x0fffu + mant_odd) >> 13;
   }
   return half_bits{static_cast<uint16_t>(out | sign)};
+#endif
 }
 
 // The largest finite value of each 16/32-bit element type.
