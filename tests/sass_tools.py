@@ -111,11 +111,15 @@ def norm_loop_costs(instructions: list[Instruction]) -> dict[str, tuple[int, int
     rescue pass (which divides, so holds MUFU). Elements are counted by their
     squares (FMUL, DMUL for fp64); the dtype follows from elements per load,
     and fp16 from its conversion (HADD2, or I2F in the integer code it
-    replaced). A loop that matches none is left out; of several loops of one
+    replaced). This relies on the plain loops squaring with FMUL / DMUL
+    (--fmad=false) and on nothing else there multiplying: the fp16 loop
+    before the twentieth session also multiplied in its conversion and is
+    not recognised. NOPs (padding) are not counted. A loop that matches
+    none is left out; of several loops of one
     dtype (the main loop and a bounds-checked remainder), the leanest."""
     costs: dict[str, tuple[int, int, int]] = {}
     for lo, hi in loops(instructions):
-        body = [ins for ins in instructions if lo <= ins.address <= hi]
+        body = [ins for ins in instructions if lo <= ins.address <= hi and ins.opcode != "NOP"]
         ops = [ins.opcode.split(".")[0] for ins in body]
         loads = sum(ins.opcode.startswith("LDG.E.128") for ins in body)
         if not loads or "MUFU" in ops:

@@ -172,17 +172,21 @@ def test_nonfinite_like_torch():
 
 
 # Non-finite values where the kernels' main loops read them: inside aligned
-# whole chunks (a short tensor takes the CUDA kernel's scalar tail instead).
-# On CUDA only an inf-norm keeps a NaN-sticky max per element; the other norms
-# let the sum carry the NaN. A huge value beside the NaN sends the chunk
-# through the rescue pass, with a finite max and a NaN sum.
-_HUGE = {torch.float16: None, torch.bfloat16: 1e30, torch.float32: 1e30, torch.float64: 1e200}
+# whole chunks (a short tensor takes the CUDA kernel's scalar tail instead),
+# and in a last chunk of 64 elements (the CUDA loop's bounds-checked
+# iteration). On CUDA only an inf-norm keeps a NaN-sticky max per element; the
+# other norms let the sum carry the NaN, so a chunk with a NaN can have an
+# inf max ({inf, NaN} partial) or a finite max so large that the chunk goes
+# through the rescue pass with a NaN sum: those pairs share a chunk here.
+_HUGE = {torch.float16: None, torch.bfloat16: 1e35, torch.float32: 1e35, torch.float64: 1e300}
 _NONFINITE_PLACES = {
     "nan": {7: math.nan},
     "inf": {7: math.inf},
     "-inf": {CHUNK + 100: -math.inf},
-    "nan and inf": {7: math.inf, CHUNK + 100: math.nan},
-    "nan beside a huge value": {7: "huge", CHUNK + 100: math.nan},
+    "nan and inf in one chunk": {7: math.inf, 100: math.nan},
+    "nan beside a huge value in one chunk": {7: "huge", 100: math.nan},
+    "nan in the short last chunk": {2 * CHUNK + 5: math.nan},
+    "inf in the short last chunk": {2 * CHUNK + 5: math.inf},
     "all nan": None,
 }
 
@@ -192,7 +196,7 @@ _NONFINITE_PLACES = {
 @pytest.mark.parametrize("case", list(_NONFINITE_PLACES))
 def test_nonfinite_inside_whole_chunks(device, dtype, case):
     places = _NONFINITE_PLACES[case]
-    if case == "nan beside a huge value" and _HUGE[dtype] is None:
+    if "huge" in case and _HUGE[dtype] is None:
         pytest.skip("no fp16 value is large enough to need the rescue pass")
     gen = torch.Generator().manual_seed(11)
     bad = torch.randn(2 * CHUNK + 64, generator=gen, dtype=torch.float64)

@@ -276,6 +276,23 @@ def test_clip_scale_matches_cpu(total_dtype):
             torch.testing.assert_close(g.cpu(), c, rtol=0, atol=0, equal_nan=True)
 
 
+def test_scale_every_16_bit_pattern_like_cpu():
+    """Every fp16 and bf16 bit pattern, scaled by coefficients near 1/2, 1/3
+    and 1 - 2^-12 (so results land on ties, in the subnormals and next to the
+    largest values): the GPU's conversion instructions (cvt, common.h) store
+    the CPU code's values, bit for bit, NaNs aside (the GPU's are canonical)."""
+    patterns = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    for dtype in (torch.float16, torch.bfloat16):
+        values = patterns.view(dtype)
+        for total_value in (2.0, 3.0, 1.0 + 2.0**-12):
+            gpu, cpu = values.cuda(), values.clone()
+            scale_op([gpu], torch.tensor(total_value, device="cuda"), 1.0)
+            scale_op([cpu], torch.tensor(total_value), 1.0)
+            nan = cpu.isnan()
+            assert torch.equal(gpu.cpu().isnan(), nan), (dtype, total_value)
+            assert torch.equal(gpu.cpu()[~nan].view(torch.int16), cpu[~nan].view(torch.int16)), (dtype, total_value)
+
+
 def test_clip_scale_writes_nothing_when_coefficient_is_one():
     # GPU arithmetic turns a NaN with a payload into the canonical NaN, so x * 1
     # would change these bit patterns: if they survive, nothing was written.

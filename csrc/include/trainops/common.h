@@ -67,7 +67,8 @@ TRAINOPS_HD float bf16_to_float(bf16_bits h) {
   return u32_as_float(static_cast<uint32_t>(h.x) << 16);
 }
 
-// Round to nearest even; NaN stays a (quiet) NaN with its sign.
+// Round to nearest even; NaN stays a (quiet) NaN, with its sign on the CPU
+// (the GPU's instruction gives its canonical NaN, 0x7fff).
 TRAINOPS_HD bf16_bits float_to_bf16(float f) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !TRAINOPS_CUDA_V19_ELEMENT_MATH
   uint16_t out;
@@ -106,7 +107,8 @@ TRAINOPS_HD float half_to_float(half_bits h) {
 #endif
 }
 
-// fp32 -> fp16, round to nearest even, overflow to inf, NaN to quiet NaN.
+// fp32 -> fp16, round to nearest even, overflow to inf, NaN to quiet NaN
+// (on the GPU its canonical NaN, 0x7fff).
 TRAINOPS_HD half_bits float_to_half(float f) {
 #if defined(__CUDA_ARCH__) && !TRAINOPS_CUDA_V19_ELEMENT_MATH
   uint16_t out;
