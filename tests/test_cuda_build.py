@@ -178,7 +178,7 @@ def test_no_register_spills(sass):
 
 
 # SASS instructions per element of the p = 2 norm's main loop, per dtype, at
-# most (nvcc 13.0, sm_80 and sm_90: 4.1 fp32, 4.8 fp16 and bf16, 7.4 fp64).
+# most (nvcc 13.0, sm_80 and sm_90: 4.1 fp32, 4.8 fp16 and bf16, 7.2 fp64).
 # Other archs are not checked: sm_120's code pads the loops (fp64 23 an
 # element there), and these limits were measured on these two.
 # Before the twentieth session they were 7.6, 19.3, 8.1 and 13.0: a NaN-sticky
