@@ -72,7 +72,8 @@ constexpr int64_t kMaxTensors = int64_t{1} << (31 - kDTypeBits);
 // TRAINOPS_CUDA_V19_ELEMENT_MATH=1 (for one A/B in cuda_variants.sh, then to be
 // removed): the norm loop as it was before the twentieth session -- a
 // NaN-sticky max per element, bf16 lanes extracted one by one, bounds checks
-// in every iteration, and (common.h) fp16 converted in integer code -- so
+// in every iteration, and (common.h) the fp16/bf16 conversions in integer
+// code -- so
 // that a GPU session times the leaner loop against it side by side.
 #ifndef TRAINOPS_CUDA_V19_ELEMENT_MATH
 #define TRAINOPS_CUDA_V19_ELEMENT_MATH 0

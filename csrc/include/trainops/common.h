@@ -89,7 +89,6 @@ TRAINOPS_HD bf16_bits float_to_bf16(float f) {
 // (15 -> 127) by an integer add. Subnormal halves (exponent 0): the mantissa
 // m as a float times 2^-24, both exact, the product a normal fp32. inf/NaN
 // (exponent all ones) keep their payload.
-
 TRAINOPS_HD float half_to_float(half_bits h) {
 #if defined(__CUDA_ARCH__) && !TRAINOPS_CUDA_V19_ELEMENT_MATH
   float f;
