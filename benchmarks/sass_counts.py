@@ -141,7 +141,7 @@ def print_norm_loops(cuobjdump: str, arch: str, issue: float) -> None:
     kernels = [
         ins
         for (a, name), ins in sass_tools.parse_sass(listing.stdout).items()
-        if a == arch and sass_tools.kernel_name(name) == "norm_chunks_kernel" and "NormKindE1E" in name
+        if a == arch and sass_tools.is_two_norm_kernel(name)
     ]
     if not kernels:
         print(f"norm loops: no {arch} code of the p = 2 norm kernel in {origin} (a build without CUDA?)")

@@ -104,6 +104,11 @@ def loops(instructions: list[Instruction]) -> list[tuple[int, int]]:
     return spans
 
 
+def is_two_norm_kernel(mangled: str) -> bool:
+    """The p = 2 norm kernel, norm_chunks_kernel<NormKind::kTwo> (kTwo = 1)."""
+    return kernel_name(mangled) == "norm_chunks_kernel" and "NormKindE1E" in mangled
+
+
 def norm_loop_costs(instructions: list[Instruction]) -> dict[str, tuple[int, int, int]]:
     """{dtype: (instructions, elements, 16-byte loads)} of each plain main loop
     of a p = 2 norm kernel (``norm_chunks_kernel<NormKind::kTwo>``): the loops

@@ -196,9 +196,7 @@ def test_norm_loops_stay_lean(sass):
     per element: at 19 per fp16 element the loop, not memory, set the pace."""
     found = False
     for (arch, name), instructions in sass.items():
-        if sass_tools.kernel_name(name) != "norm_chunks_kernel" or "NormKindE1E" not in name:
-            continue
-        if arch not in _NORM_LOOP_ARCHS:
+        if not sass_tools.is_two_norm_kernel(name) or arch not in _NORM_LOOP_ARCHS:
             continue
         found = True
         costs = sass_tools.norm_loop_costs(instructions)
