@@ -8,7 +8,7 @@
 # a timeout: build 120 s per compiler tried (two at most), tests 150, GPU
 # benchmarks 90, trainops bench 100, and 20 for the instruction counts of
 # benchmarks/sass_counts.py (which need no GPU); a step that runs out is
-# reported and the script goes on. GPU_CHECK_DIAGNOSE=1 adds up to 5.5 minutes
+# reported and the script goes on. GPU_CHECK_DIAGNOSE=1 adds up to 6 minutes
 # (2 min 3 s on the H200 with the variants of that day, before cuda_variants.sh
 # also ran the CUDA clip tests against each variant).
 #
@@ -27,7 +27,7 @@
 #                          on the H200 image set CC=/usr/bin/gcc CXX=/usr/bin/g++)
 #   GPU_CHECK_WHEELS       folder of pytest wheels for a machine without pytest
 #   GPU_CHECK_DIAGNOSE=1   then also benchmarks/cuda_profile.py --kernels and
-#                          benchmarks/cuda_variants.sh (up to 5.5 more minutes)
+#                          benchmarks/cuda_variants.sh (up to 6 more minutes)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -203,7 +203,7 @@ if [[ "${GPU_CHECK_DIAGNOSE:-0}" == "1" ]]; then
   stamp "diagnostics: benchmarks/cuda_variants.sh"
   # A deadline, not an outer timeout: the script's own timeouts run their
   # commands in process groups of their own, which an outer one would miss.
-  VARIANTS_DEADLINE=$(( $(date +%s) + 240 )) bash benchmarks/cuda_variants.sh 2>&1 | tee "$OUT_DIR/variants.log" \
+  VARIANTS_DEADLINE=$(( $(date +%s) + 270 )) bash benchmarks/cuda_variants.sh 2>&1 | tee "$OUT_DIR/variants.log" \
     || echo "gpu_check: cuda_variants.sh failed or ran out of time (not a failure of the check)"
 fi
 
