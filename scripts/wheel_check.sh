@@ -28,6 +28,9 @@
 # the oldest supported torch last, that also compiles against its headers.
 set -euo pipefail
 workers=(-n "${PYTEST_N:-2}")  # pytest-xdist processes of every pytest run below
+start=$SECONDS
+# A step's heading with the seconds since the start: where CI's time goes.
+step() { echo "== [$((SECONDS - start))s] $*"; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ $# -lt 3 ]; then
   echo "usage: $0 BUILD_VENV WORKDIR TARGET_TORCH [TARGET_TORCH ...]" >&2
@@ -38,7 +41,7 @@ if [ "$1" = "--fresh" ]; then
   work=$3
   rm -rf "$work" && mkdir -p "$work/src" "$work/dist" "$work/smoke"
   work=$(cd "$work" && pwd)
-  echo "== fresh venv with $2, the build's and the tests' needs"
+  step "fresh venv with $2, the build's and the tests' needs"
   python3 -m venv "$work/venv0"
   "$work/venv0/bin/pip" install -q --upgrade pip
   "$work/venv0/bin/pip" install -q --no-cache-dir "$2" setuptools wheel ninja pytest pytest-xdist numpy scipy expecttest
@@ -53,7 +56,7 @@ else
   work=$(cd "$work" && pwd)
 fi
 
-echo "== build the wheel against $("$build_venv/bin/python" -c 'import torch; print(torch.__version__)')"
+step "build the wheel against $("$build_venv/bin/python" -c 'import torch; print(torch.__version__)')"
 # From a copy of the tree: the build writes trainops/_build_meta.json and
 # build/, which must not disturb the checkout's own build.
 (cd "$root" && git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$work/src"
@@ -106,15 +109,15 @@ for target_torch in "${targets[@]}"; do
   if [ "$target_torch" = same ]; then
     venv=$build_venv
     target_torch=$("$venv/bin/python" -c 'import torch; print("torch==" + torch.__version__)')
-    echo "== the wheel, in the venv it was built in ($target_torch)"
+    step "the wheel, in the venv it was built in ($target_torch)"
   elif [ -x "$target_torch/bin/python" ]; then
     venv=$(cd "$target_torch" && pwd)
     fresh=0
     target_torch=$("$venv/bin/python" -c 'import torch; print("torch==" + torch.__version__)')
-    echo "== the existing venv $venv ($target_torch), then the wheel"
+    step "the existing venv $venv ($target_torch), then the wheel"
   else
     venv="$work/venv$n"
-    echo "== fresh venv with $target_torch, then the wheel"
+    step "fresh venv with $target_torch, then the wheel"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --upgrade pip
     # Only torch and the test runner's needs (numpy/scipy/expecttest: the
@@ -125,7 +128,7 @@ for target_torch in "${targets[@]}"; do
   fi
   "$venv/bin/pip" install -q --no-deps --force-reinstall "$wheel"
   "$venv/bin/pip" check
-  echo "== smoke subset under $target_torch, from outside the source tree"
+  step "smoke subset under $target_torch, from outside the source tree"
   smoke "$venv"
   if [ "$fresh" = 0 ]; then
     "$venv/bin/pip" uninstall -q -y trainops
@@ -136,7 +139,7 @@ for target_torch in "${targets[@]}"; do
 done
 
 if [ "${SDIST_CHECK:-0}" = 1 ]; then
-  echo "== the sdist builds from source with only $target_torch (+ setuptools, wheel) and a compiler"
+  step "the sdist builds from source with only $target_torch (+ setuptools, wheel) and a compiler"
   (cd "$work/src" && "$build_venv/bin/python" setup.py -q sdist -d "$work/dist")
   sdist=$(ls "$work"/dist/trainops-*.tar.gz)
   echo "   $(basename "$sdist")"
@@ -155,3 +158,4 @@ if [ "${SDIST_CHECK:-0}" = 1 ]; then
     "${workers[@]}" tests/test_build.py)
 fi
 if [ "$fresh" = 1 ]; then rm -rf "$venv"; fi
+step "done"
