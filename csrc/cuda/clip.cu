@@ -91,6 +91,10 @@ constexpr unsigned kFullMask = 0xffffffffu;
 
 static_assert(kChunkSize <= (int64_t{1} << 30), "chunk lengths are int32");
 
+// As built by for_each_batch. With positions (norm_chunks_fused_kernel only,
+// which decodes them as uint32) the words also carry the chunk's place in its
+// tensor: bits from kPositionShift up in length, kLastChunkBit in
+// tensor_dtype; no other kernel may be given such a batch.
 struct ChunkDesc {
   void* data;            // first element of the chunk
   int32_t length;        // elements, in (0, kChunkSize]
