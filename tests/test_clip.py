@@ -216,6 +216,7 @@ def test_nonfinite_inside_whole_chunks(device, dtype, case):
         assert rel_err(per[0], oracle) <= 1e-6, (p, float(per[0]), oracle)
 
 
+@pytest.mark.numerics
 def test_accuracy_gpt2_embedding_size():
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(50257, 768, generator=gen)
@@ -405,6 +406,7 @@ def test_clip_grad_value_matches_torch(device, dtype):
         assert torch.equal(ours.view(torch.uint8), theirs.view(torch.uint8)), clip_value
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("device", device_params())
 def test_fuzz_against_oracle_and_torch(device):
     rng = random.Random(1234)
@@ -470,6 +472,7 @@ LONG_FUZZ_CASES = {
 }
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("device", device_params())
 @pytest.mark.parametrize("case", list(LONG_FUZZ_CASES))
 def test_fuzz_long_lists(device, case):

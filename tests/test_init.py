@@ -468,6 +468,7 @@ def _moments_ok(x: np.ndarray, mean: float, std: float) -> None:
     assert abs(s - std) < 5 * se_std, (s, std, se_std)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_uniform_distribution(dtype):
     stats = pytest.importorskip("scipy.stats")
@@ -478,6 +479,7 @@ def test_uniform_distribution(dtype):
     assert stats.kstest(x, stats.uniform(loc=-1.0, scale=4.0).cdf).pvalue > 1e-4
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_normal_distribution(dtype):
     stats = pytest.importorskip("scipy.stats")
@@ -487,6 +489,7 @@ def test_normal_distribution(dtype):
     assert stats.kstest(x, stats.norm(loc=0.5, scale=2.0).cdf).pvalue > 1e-4
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(
     "mean,std,a,b",
