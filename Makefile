@@ -107,9 +107,8 @@ wheel: venv
 # it already; the wheel is uninstalled from there afterwards); a wheel built
 # against $(TORCH_CUDA), the newest, runs them in a fresh venv with the oldest
 # torch the stable ABI build supports, $(TORCH_MIN), the widest span back; then
-# the sdist is built from source in that venv. (Until the twenty-first session
-# the $(TORCH) wheel also ran under $(TORCH_MIN) and the $(TORCH_CUDA) one under
-# $(TORCH): two more smoke runs and a venv, 3-4 min of a CI at 39 min.)
+# the sdist is built from source in that venv. The spans between these are
+# not run again (benchmarks/RESULTS.md: CI's time, twenty-first session).
 wheel-check: venv $(VENV_CUDA)/.ready
 	scripts/wheel_check.sh $(VENV) build/wheel-check-new $(VENV_CUDA)
 	SDIST_CHECK=1 scripts/wheel_check.sh $(VENV_CUDA) build/wheel-check-old "$(TORCH_MIN)"

@@ -97,7 +97,7 @@ for i in "${!names[@]}"; do
   (cd "${dirs[$i]}" && PYTHONPATH="${DEPS#:}" "$PY" -c "import trainops; print('testing ${names[$i]}:', trainops.__file__)")
   # The CUDA clip tests: test_cuda_clip.py and the CUDA cases of test_clip.py
   # (the non-finite chunks, the fuzz against torch and the float64 oracle),
-  # as gpu_check.sh selects them; on the H200 ~40 s a variant.
+  # as gpu_check.sh selects them (an estimated 30-40 s a variant on an H200).
   if ! (cd "${dirs[$i]}" && PYTHONPATH="${DEPS#:}" TRAINOPS_REQUIRE_EXTENSION=1 timed 150 "$PY" -m pytest -q -x \
           -p no:cacheprovider -k "cuda or mixed_devices" tests/test_cuda_clip.py tests/test_clip.py 2>&1 | tail -n 15); then
     echo "variant ${names[$i]}: TESTS FAILED, not timed"
